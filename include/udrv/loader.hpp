@@ -1,0 +1,108 @@
+// The module loader (insmod/modprobe/rmmod inside a udrv process): loads module shared objects, checks
+// their metadata before running any of their code, resolves dependencies, parses parameters, runs
+// init/exit, counts references and tracks taint.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "udrv/modinfo.hpp"
+#include "udrv/module.hpp"
+#include "udrv/result.hpp"
+
+namespace udrv {
+
+/// A loaded module as `lsmod` shows it.
+struct LoadedModule {
+    std::string name;
+    std::filesystem::path path;      ///< empty for modules linked into the program
+    Modinfo info;
+    bool builtin = false;
+    std::uintmax_t size = 0;         ///< file size in bytes (0 for built-in modules)
+    unsigned refcount = 0;           ///< dependents plus holders of a ModuleRef
+    std::vector<std::string> used_by;
+};
+
+class Loader;
+
+/// Keeps a module loaded while held (try_module_get / module_put). Movable, not copyable.
+class ModuleRef {
+public:
+    ModuleRef() = default;
+    ModuleRef(ModuleRef&& o) noexcept : loader_(o.loader_), name_(std::move(o.name_)) { o.loader_ = nullptr; }
+    ModuleRef& operator=(ModuleRef&& o) noexcept;
+    ~ModuleRef();
+
+private:
+    friend class Loader;
+    ModuleRef(Loader* l, std::string n) : loader_(l), name_(std::move(n)) {}
+    Loader* loader_ = nullptr;
+    std::string name_;
+};
+
+/// Loads and unloads modules. One per process is typical; not thread-safe (use from one thread).
+class Loader {
+public:
+    /// `search_path`: directories where modules are looked up by name (NAME.so), after $UDRV_MODULE_PATH
+    /// (colon-separated). A dependency is looked up beside the module that needs it first.
+    explicit Loader(std::vector<std::filesystem::path> search_path = {});
+    /// Unloads everything still loaded, dependents before their dependencies.
+    ~Loader();
+    Loader(const Loader&) = delete;
+    Loader& operator=(const Loader&) = delete;
+
+    /// Loads a module by path (anything containing '/' or ending in ".so") or by name (a built-in
+    /// module of that name first, else NAME.so from the search path), with
+    /// parameters given as "name=value". Dependencies are loaded first (without parameters).
+    /// Errors: ENOEXEC (not a module / bad metadata), EINVAL (bad parameter), ENOENT (not found),
+    /// ELOOP (dependency cycle), EEXIST (already loaded), or the error init returned.
+    Result<const LoadedModule*> load(std::string_view path_or_name, const std::vector<std::string>& params = {});
+    /// Initialises a module linked into the program (registered by its UDRV_MODULE at start-up).
+    Result<const LoadedModule*> load_builtin(std::string_view name, const std::vector<std::string>& params = {});
+    /// Initialises every built-in module not yet loaded, in link order (the kernel's initcalls at boot).
+    Result<void> load_builtins();
+    /// Runs the module's exit and unloads it. EBUSY while it is in use (dependents or references),
+    /// unless `force` (which taints the process). ENOENT if not loaded.
+    Result<void> unload(std::string_view name, bool force = false);
+
+    /// Takes a reference that keeps `name` loaded (ENOENT if it is not).
+    Result<ModuleRef> get(std::string_view name);
+
+    const LoadedModule* find(std::string_view name) const noexcept;
+    /// Loaded modules, most recently loaded first (like lsmod).
+    std::vector<const LoadedModule*> list() const;
+    /// Names of modules linked into the program that can be passed to load_builtin().
+    static std::vector<std::string> builtin_modules();
+
+    /// Taint flags like the kernel's: "P" (a module with a non-open-source license was loaded),
+    /// "R" (a module was force-unloaded). Empty when clean.
+    std::string taint() const;
+    /// Is `license` one udrv treats as open source (GPL-compatible or permissive)?
+    static bool license_is_open_source(std::string_view license) noexcept;
+
+    /// `lsmod`-style table.
+    std::string format_lsmod() const;
+
+private:
+    friend class ModuleRef;
+    struct Record;
+
+    Result<const LoadedModule*> load_file(const std::filesystem::path& file, const std::vector<std::string>& params,
+                                          std::vector<std::string>& chain);
+    Result<std::filesystem::path> locate(std::string_view name, const std::filesystem::path& near) const;
+    Result<const LoadedModule*> start(std::unique_ptr<Record> rec, const detail::ModuleEntry& entry,
+                                      std::vector<std::pair<std::string, ParamValue>> values);
+    void drop_dependencies(Record& rec) noexcept;
+    void put(std::string_view name) noexcept;
+    void finish_unload(std::size_t index) noexcept;
+
+    std::vector<std::filesystem::path> search_path_;
+    std::vector<std::unique_ptr<Record>> modules_;  // load order
+    bool tainted_proprietary_ = false;
+    bool tainted_forced_ = false;
+};
+
+}  // namespace udrv

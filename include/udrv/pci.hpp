@@ -1,0 +1,301 @@
+// The PCI bus: enumeration from sysfs, config-space parsing, ID tables and PCI drivers.
+//
+// A PCI driver is a type with an ID table and a probe returning its per-device state; its destructor is
+// remove():
+//
+//     struct MyDriver {
+//         static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::vendor_device(0x1234, 0x11e8)};
+//         static udrv::Result<std::unique_ptr<MyDriver>> probe(udrv::Bound<udrv::pci::Device>& dev,
+//                                                              const udrv::pci::DeviceId& id);
+//     };
+//     UDRV_PCI_DRIVER(MyDriver, .name = "my_driver", .authors = {"..."}, .description = "...", .license = "GPL");
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "udrv/device.hpp"
+#include "udrv/module.hpp"
+#include "udrv/result.hpp"
+
+namespace udrv::pci {
+
+/// Domain:bus:device.function, e.g. 0000:00:03.0.
+struct Address {
+    std::uint32_t domain = 0;
+    std::uint8_t bus = 0, device = 0, function = 0;
+
+    /// Parses "DDDD:BB:DD.F" (or "BB:DD.F", domain 0). Rejects device > 31, function > 7.
+    static Result<Address> parse(std::string_view s);
+    std::string to_string() const;
+    auto operator<=>(const Address&) const = default;
+};
+
+/// One BAR from the sysfs `resource` file.
+struct Bar {
+    unsigned index = 0;
+    std::uint64_t start = 0;
+    std::uint64_t size = 0;
+    bool io = false;            ///< I/O port space rather than memory
+    bool is_64bit = false;
+    bool prefetchable = false;
+};
+
+/// Standard capability IDs (PCI Local Bus 3.0 / PCIe base spec).
+enum CapId : std::uint8_t {
+    kCapPm = 0x01, kCapVpd = 0x03, kCapMsi = 0x05, kCapVendor = 0x09, kCapSubsystem = 0x0d, kCapExpress = 0x10,
+    kCapMsix = 0x11, kCapSata = 0x12, kCapAf = 0x13,
+};
+
+struct MsixCap {
+    std::uint16_t table_size = 0;   ///< number of vectors (N+1 from the control word)
+    std::uint8_t table_bir = 0;
+    std::uint32_t table_offset = 0;
+    std::uint8_t pba_bir = 0;
+    std::uint32_t pba_offset = 0;
+    bool enabled = false, function_masked = false;
+};
+
+struct MsiCap {
+    std::uint8_t vectors_capable = 1, vectors_enabled = 1;
+    bool is_64bit = false, per_vector_mask = false, enabled = false;
+};
+
+struct ExpressCap {
+    std::uint8_t version = 0, port_type = 0, interrupt_message = 0;
+    bool slot = false;
+};
+
+/// virtio 1.x vendor capability (struct virtio_pci_cap): where a config structure lives.
+struct VirtioCap {
+    std::uint8_t cfg_type = 0;      ///< 1 common, 2 notify, 3 ISR, 4 device, 5 PCI cfg access, 8 shared memory
+    std::uint8_t bar = 0;
+    std::uint32_t offset = 0, length = 0;
+    std::optional<std::uint32_t> notify_multiplier;  ///< cfg_type 2 only
+};
+
+/// One entry of the standard capability list.
+struct Capability {
+    std::uint16_t offset = 0;
+    std::uint8_t id = 0;
+    std::optional<std::uint8_t> pm_version;
+    std::optional<MsiCap> msi;
+    std::optional<MsixCap> msix;
+    std::optional<ExpressCap> express;
+    std::optional<std::uint8_t> vendor_length;  ///< vendor-specific: its length byte
+    std::optional<VirtioCap> virtio;            ///< vendor-specific on a virtio device (vendor 1af4)
+};
+
+/// One entry of the extended (PCIe, offset >= 0x100) capability list.
+struct ExtCapability {
+    std::uint16_t offset = 0;
+    std::uint16_t id = 0;
+    std::uint8_t version = 0;
+};
+
+/// A parsed configuration space. The bytes come from the device and are untrusted: the capability
+/// walks stop at loops, out-of-range pointers and truncation, and record what was wrong in `problems`.
+struct ConfigSpace {
+    std::vector<std::uint8_t> bytes;
+    std::uint16_t vendor_id = 0, device_id = 0, command = 0, status = 0;
+    std::uint8_t revision = 0, header_type = 0, interrupt_pin = 0;
+    std::uint32_t class_code = 0;  ///< base:sub:prog-if, 24 bits
+    std::uint16_t subsystem_vendor = 0, subsystem_device = 0;  ///< header type 0 (or via capability on bridges)
+    bool multifunction = false;
+    std::uint8_t primary_bus = 0, secondary_bus = 0, subordinate_bus = 0;  ///< header type 1
+    std::vector<Capability> caps;
+    std::vector<ExtCapability> ext_caps;
+    std::vector<std::string> problems;
+
+    /// Parses `bytes` (at least the 64-byte header; 256 for capabilities, 4096 for extended ones).
+    /// Fails only when not even the header is there; everything past it degrades into `problems`.
+    static Result<ConfigSpace> parse(std::vector<std::uint8_t> bytes);
+
+    const Capability* find_cap(std::uint8_t id) const noexcept;
+    /// Every capability with this id (virtio devices have several vendor-specific ones).
+    std::vector<const Capability*> find_caps(std::uint8_t id) const;
+    const ExtCapability* find_ext_cap(std::uint16_t id) const noexcept;
+};
+
+/// Everything known about a PCI function from sysfs.
+struct DeviceInfo {
+    Address address;
+    std::filesystem::path sysfs_path;
+    std::uint16_t vendor_id = 0, device_id = 0;
+    std::uint16_t subsystem_vendor = 0, subsystem_device = 0;
+    std::uint32_t class_code = 0;
+    std::uint8_t revision = 0;
+    std::vector<Bar> bars;                 ///< only populated (non-empty) BARs 0..5 and the ROM (index 6)
+    std::optional<std::string> driver;     ///< bound kernel driver, if any
+    std::optional<unsigned> iommu_group;   ///< absent when the IOMMU is off
+    int numa_node = -1;
+    ConfigSpace config;
+
+    std::uint8_t base_class() const noexcept { return static_cast<std::uint8_t>(class_code >> 16); }
+    std::uint8_t sub_class() const noexcept { return static_cast<std::uint8_t>(class_code >> 8); }
+    std::uint8_t prog_if() const noexcept { return static_cast<std::uint8_t>(class_code); }
+};
+
+/// Default sysfs location of PCI devices.
+inline constexpr std::string_view kSysfsDevices = "/sys/bus/pci/devices";
+
+/// Reads one device directory (e.g. /sys/bus/pci/devices/0000:00:03.0).
+Result<DeviceInfo> read_device(const std::filesystem::path& dir);
+/// Reads every device under `root`, sorted by address. A device that fails to read (vanished,
+/// malformed) is reported through `problems` (if given) and skipped, so one bad device does not hide
+/// the others. A missing root is an error.
+Result<std::vector<DeviceInfo>> scan(const std::filesystem::path& root = kSysfsDevices,
+                                     std::vector<Error>* problems = nullptr);
+
+/// Names from the pci.ids database.
+class IdDatabase {
+public:
+    /// Standard locations: $UDRV_PCI_IDS, /usr/share/misc/pci.ids, /usr/share/hwdata/pci.ids, /usr/share/pci.ids.
+    static std::vector<std::filesystem::path> default_paths();
+    static Result<IdDatabase> load(const std::filesystem::path& file);
+    /// First readable default path; an empty database (numbers only) if none.
+    static IdDatabase load_default();
+
+    const std::string* vendor(std::uint16_t v) const;
+    const std::string* device(std::uint16_t v, std::uint16_t d) const;
+    const std::string* subsystem(std::uint16_t v, std::uint16_t d, std::uint16_t sv, std::uint16_t sd) const;
+    const std::string* class_name(std::uint8_t c) const;
+    const std::string* subclass_name(std::uint8_t c, std::uint8_t s) const;
+    const std::string* prog_if_name(std::uint8_t c, std::uint8_t s, std::uint8_t p) const;
+    bool empty() const noexcept;
+
+    // Formatted as `lspci -nn` prints them.
+    std::string describe_class(std::uint16_t cls) const;                         ///< "Ethernet controller [0200]"
+    std::string describe_device(std::uint16_t v, std::uint16_t d) const;         ///< "Red Hat, Inc. Virtio ... [1af4:1041]"
+    std::string describe_subsystem(std::uint16_t v, std::uint16_t d, std::uint16_t sv, std::uint16_t sd) const;
+
+private:
+    struct Tables;
+    std::shared_ptr<const Tables> t_;
+};
+
+/// One ID-table entry. Fields left at kAny match anything; class matching uses (class ^ id.class) & mask.
+struct DeviceId {
+    static constexpr std::uint32_t kAny = 0xffffffff;
+    std::uint32_t vendor = kAny, device = kAny, subvendor = kAny, subdevice = kAny;
+    std::uint32_t class_code = 0, class_mask = 0;
+    std::uintptr_t driver_data = 0;
+
+    static constexpr DeviceId vendor_device(std::uint16_t v, std::uint16_t d, std::uintptr_t data = 0) {
+        return DeviceId{v, d, kAny, kAny, 0, 0, data};
+    }
+    /// Matches a class code: class_code 0x010802 with mask 0xffffff = NVMe.
+    static constexpr DeviceId by_class(std::uint32_t cls, std::uint32_t mask, std::uintptr_t data = 0) {
+        return DeviceId{kAny, kAny, kAny, kAny, cls, mask, data};
+    }
+    bool matches(const DeviceInfo& d) const noexcept;
+
+    /// Module alias like the kernel's: "pci:v00001234d000011E8sv*sd*bc*sc*i*".
+    constexpr detail::FixedString alias() const {
+        detail::FixedString s;
+        auto field = [&](std::string_view tag, std::uint32_t v) {
+            s.append(tag);
+            if (v == kAny) s.push('*'); else s.append_hex(v, 8);
+        };
+        s.append("pci:");
+        field("v", vendor); field("d", device); field("sv", subvendor); field("sd", subdevice);
+        auto cls = [&](std::string_view tag, unsigned shift) {
+            s.append(tag);
+            if (((class_mask >> shift) & 0xff) == 0xff) s.append_hex((class_code >> shift) & 0xff, 2); else s.push('*');
+        };
+        cls("bc", 16); cls("sc", 8); cls("i", 0);
+        return s;
+    }
+};
+
+class Bus;
+
+/// A PCI function on the udrv PCI bus.
+class Device : public udrv::Device {
+public:
+    Device(Bus& bus, DeviceInfo info);
+    const DeviceInfo& info() const noexcept { return info_; }
+    const Address& address() const noexcept { return info_.address; }
+
+private:
+    DeviceInfo info_;
+};
+
+/// A PCI driver as the bus sees it. Drivers normally use UDRV_PCI_DRIVER / DriverFor<T> instead.
+class Driver : public udrv::Driver {
+public:
+    Driver(std::string name, std::span<const DeviceId> ids) : udrv::Driver(std::move(name)), ids_(ids) {}
+    std::span<const DeviceId> id_table() const noexcept { return ids_; }
+    /// The first ID-table entry matching `d`, or nullptr.
+    const DeviceId* match(const DeviceInfo& d) const noexcept;
+    virtual Result<detail::DriverData> probe(Bound<Device>& dev, const DeviceId& id) = 0;
+
+private:
+    std::span<const DeviceId> ids_;
+};
+
+/// Adapts a driver type T (ids + static probe returning unique_ptr<T>) to the bus.
+template <typename T>
+class DriverFor final : public Driver {
+public:
+    explicit DriverFor(std::string name) : Driver(std::move(name), std::span<const DeviceId>(T::ids)) {}
+    Result<detail::DriverData> probe(Bound<Device>& dev, const DeviceId& id) override {
+        auto r = T::probe(dev, id);
+        if (!r) return std::unexpected(std::move(r).error());
+        return detail::make_driver_data(std::move(*r));
+    }
+};
+
+/// The PCI bus. Devices come from scan(); the process-wide instance is udrv::pci::bus().
+class Bus final : public udrv::Bus {
+public:
+    Bus() : udrv::Bus("pci") {}
+    ~Bus() override;
+    /// Adds every device found under `root` not yet on the bus; returns how many were added.
+    Result<std::size_t> scan(const std::filesystem::path& root = kSysfsDevices);
+    Device* find(const Address& a) const noexcept;
+
+protected:
+    const void* match(const udrv::Device& dev, const udrv::Driver& drv) const override;
+    Result<detail::DriverData> probe(udrv::Device& dev, udrv::Driver& drv, const void* id) override;
+};
+
+/// The process-wide PCI bus that UDRV_PCI_DRIVER modules register with.
+Bus& bus();
+
+/// Module glue for UDRV_PCI_DRIVER: init registers the driver, exit (destructor) unregisters it.
+template <typename T>
+class DriverModule {
+public:
+    static Result<DriverModule> init(const ThisModule& m) {
+        DriverModule mod(m.name());
+        UDRV_TRY(bus().register_driver(*mod.driver_));
+        return mod;
+    }
+
+private:
+    explicit DriverModule(const std::string& name) : driver_(std::make_unique<DriverFor<T>>(name)) {}
+    std::unique_ptr<DriverFor<T>> driver_;  // its destructor unregisters from the bus
+};
+
+/// Aliases for every entry of T's ID table.
+template <typename T>
+constexpr auto aliases_of() {
+    std::array<detail::FixedString, std::size(T::ids)> out{};
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = T::ids[i].alias();
+    return out;
+}
+
+}  // namespace udrv::pci
+
+/// Declares a module holding PCI driver T (see the top of this header). The module's name is the driver's.
+#define UDRV_PCI_DRIVER(T, ...) \
+    UDRV_MODULE_WITH_ALIASES(::udrv::pci::DriverModule<T>, ::udrv::pci::aliases_of<T>(), __VA_ARGS__)

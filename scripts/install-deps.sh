@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what udrv needs to build and test on Debian 12. Idempotent; quick when all is present.
+set -euo pipefail
+pkgs=(
+  g++ cmake make pkg-config          # toolchain
+  libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev   # libraries
+  libgtest-dev libgmock-dev          # tests
+  pciutils pci.ids                   # lspci (compared against) and the names database
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "udrv: missing packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "udrv: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,60 @@
+#include "udrv/log.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+namespace udrv {
+namespace {
+
+LogLevel initial_level() {
+    if (const char* env = std::getenv("UDRV_LOG_LEVEL"))
+        if (auto l = parse_log_level(env)) return *l;
+    return LogLevel::info;
+}
+
+struct LogState {
+    LogLevel level = initial_level();
+    LogSink sink;
+    std::mutex mu;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+};
+
+LogState& state() {
+    static LogState s;
+    return s;
+}
+
+}  // namespace
+
+void set_log_level(LogLevel level) noexcept { state().level = level; }
+LogLevel log_level() noexcept { return state().level; }
+
+std::optional<LogLevel> parse_log_level(std::string_view s) noexcept {
+    if (s == "err" || s == "error" || s == "3") return LogLevel::err;
+    if (s == "warn" || s == "warning" || s == "4") return LogLevel::warn;
+    if (s == "notice" || s == "5") return LogLevel::notice;
+    if (s == "info" || s == "6") return LogLevel::info;
+    if (s == "debug" || s == "7") return LogLevel::debug;
+    return std::nullopt;
+}
+
+void set_log_sink(LogSink sink) {
+    std::lock_guard lock(state().mu);
+    state().sink = std::move(sink);
+}
+
+void log_message(LogLevel level, std::string_view msg) {
+    auto& s = state();
+    std::lock_guard lock(s.mu);
+    if (s.sink) {
+        s.sink(level, msg);
+        return;
+    }
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - s.start).count();
+    std::string line = fmt::format("[{:5}.{:06}] {}\n", us / 1000000, us % 1000000, msg);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+}  // namespace udrv

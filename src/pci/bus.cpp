@@ -1,0 +1,54 @@
+#include "udrv/log.hpp"
+#include "udrv/pci.hpp"
+
+namespace udrv::pci {
+
+bool DeviceId::matches(const DeviceInfo& d) const noexcept {
+    return (vendor == kAny || vendor == d.vendor_id) && (device == kAny || device == d.device_id) &&
+           (subvendor == kAny || subvendor == d.subsystem_vendor) && (subdevice == kAny || subdevice == d.subsystem_device) &&
+           ((class_code ^ d.class_code) & class_mask) == 0;
+}
+
+const DeviceId* Driver::match(const DeviceInfo& d) const noexcept {
+    for (const DeviceId& id : ids_)
+        if (id.matches(d)) return &id;
+    return nullptr;
+}
+
+Device::Device(Bus& bus, DeviceInfo info) : udrv::Device(bus, info.address.to_string()), info_(std::move(info)) {}
+
+Bus::~Bus() { remove_all_devices(); }
+
+Result<std::size_t> Bus::scan(const std::filesystem::path& root) {
+    std::vector<Error> problems;
+    auto infos = UDRV_TRY(pci::scan(root, &problems));
+    for (auto& e : problems) pr_warn("pci: skipping device: {}", e.message());
+    std::size_t added = 0;
+    for (auto& info : infos) {
+        if (find(info.address)) continue;
+        UDRV_TRY(add_device(std::make_unique<Device>(*this, std::move(info))));
+        ++added;
+    }
+    return added;
+}
+
+Device* Bus::find(const Address& a) const noexcept { return static_cast<Device*>(find_device(a.to_string())); }
+
+const void* Bus::match(const udrv::Device& dev, const udrv::Driver& drv) const {
+    // Devices on this bus are pci::Devices (their constructor takes a pci::Bus); a driver of another
+    // bus type registered here by mistake simply matches nothing.
+    auto* pdrv = dynamic_cast<const Driver*>(&drv);
+    return pdrv ? pdrv->match(static_cast<const Device&>(dev).info()) : nullptr;
+}
+
+Result<detail::DriverData> Bus::probe(udrv::Device& dev, udrv::Driver& drv, const void* id) {
+    Bound<Device> bound(static_cast<Device&>(dev), bound_key());
+    return static_cast<Driver&>(drv).probe(bound, *static_cast<const DeviceId*>(id));
+}
+
+Bus& bus() {
+    static Bus b;
+    return b;
+}
+
+}  // namespace udrv::pci

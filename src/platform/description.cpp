@@ -1,0 +1,202 @@
+// Platform device descriptions in TOML:
+//
+//     [[device]]
+//     name = "ramdisk0"
+//     compatible = ["udrv,ramdisk"]          # or one string
+//     memory = [{ name = "storage", start = 0x1000_0000, size = 0x10_0000 }]
+//     irq = [{ name = "done", number = 5 }]
+//     [device.properties]
+//     block-size = 512
+//
+// Every error names the file and line it comes from.
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "udrv/platform.hpp"
+
+namespace udrv::platform {
+namespace {
+
+std::string where(std::string_view source, const toml::node& n) {
+    return fmt::format("{}:{}", source, n.source().begin.line);
+}
+std::string where(std::string_view source, const toml::key& k) { return fmt::format("{}:{}", source, k.source().begin.line); }
+
+// Rejects keys outside `allowed`, naming the line of the offending key.
+Result<void> only_keys(const toml::table& t, std::initializer_list<std::string_view> allowed, std::string_view source,
+                       std::string_view what) {
+    for (auto&& [k, v] : t) {
+        bool ok = false;
+        for (auto a : allowed) ok = ok || k.str() == a;
+        if (!ok) {
+            std::string list;
+            for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+            return fail(EINVAL, "{}: unknown key '{}' in {} (allowed: {})", where(source, k), k.str(), what, list);
+        }
+    }
+    return {};
+}
+
+Result<std::string> get_string(const toml::table& t, std::string_view key, std::string_view source, std::string_view what,
+                               bool required) {
+    const toml::node* n = t.get(key);
+    if (!n) {
+        if (required) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
+        return std::string();
+    }
+    if (!n->is_string()) return fail(EINVAL, "{}: '{}' in {} must be a string", where(source, *n), key, what);
+    return std::string(n->as_string()->get());
+}
+
+Result<std::uint64_t> get_u64(const toml::table& t, std::string_view key, std::string_view source, std::string_view what) {
+    const toml::node* n = t.get(key);
+    if (!n) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
+    if (!n->is_integer() || n->as_integer()->get() < 0)
+        return fail(EINVAL, "{}: '{}' in {} must be a non-negative integer", where(source, *n), key, what);
+    return static_cast<std::uint64_t>(n->as_integer()->get());
+}
+
+// Accepts `key = { ... }` (one) or `key = [{ ... }, ...]` / `[[device.key]]` (many).
+template <typename F>
+Result<void> each_table(const toml::table& dev, std::string_view key, std::string_view source, F&& f) {
+    const toml::node* n = dev.get(key);
+    if (!n) return {};
+    if (const toml::table* t = n->as_table()) return f(*t);
+    const toml::array* arr = n->as_array();
+    if (!arr) return fail(EINVAL, "{}: '{}' must be a table or an array of tables", where(source, *n), key);
+    for (const toml::node& e : *arr) {
+        const toml::table* t = e.as_table();
+        if (!t) return fail(EINVAL, "{}: each '{}' entry must be a table ({{ name = ..., ... }})", where(source, e), key);
+        UDRV_TRY(f(*t));
+    }
+    return {};
+}
+
+Result<DeviceDesc> parse_device(const toml::table& t, std::string_view source) {
+    UDRV_TRY(only_keys(t, {"name", "compatible", "memory", "irq", "properties"}, source, "[[device]]"));
+    DeviceDesc d;
+    d.source = where(source, t);
+    d.name = UDRV_TRY(get_string(t, "name", source, "[[device]]", true));
+    const std::string what = fmt::format("device '{}'", d.name);
+
+    const toml::node* compat = t.get("compatible");
+    if (!compat) return fail(EINVAL, "{}: {} has no 'compatible' (e.g. compatible = \"udrv,ramdisk\")", d.source, what);
+    if (compat->is_string()) d.compatible.emplace_back(compat->as_string()->get());
+    else if (const toml::array* a = compat->as_array()) {
+        for (const toml::node& e : *a) {
+            if (!e.is_string()) return fail(EINVAL, "{}: 'compatible' entries of {} must be strings", where(source, e), what);
+            d.compatible.emplace_back(e.as_string()->get());
+        }
+    } else return fail(EINVAL, "{}: 'compatible' of {} must be a string or an array of strings", where(source, *compat), what);
+
+    UDRV_TRY(each_table(t, "memory", source, [&](const toml::table& m) -> Result<void> {
+        UDRV_TRY(only_keys(m, {"name", "start", "size"}, source, "a memory resource"));
+        MemResource r;
+        r.name = UDRV_TRY(get_string(m, "name", source, "a memory resource", false));
+        r.start = UDRV_TRY(get_u64(m, "start", source, "a memory resource"));
+        r.size = UDRV_TRY(get_u64(m, "size", source, "a memory resource"));
+        d.memory.push_back(std::move(r));
+        return {};
+    }));
+    UDRV_TRY(each_table(t, "irq", source, [&](const toml::table& m) -> Result<void> {
+        UDRV_TRY(only_keys(m, {"name", "number"}, source, "an irq resource"));
+        IrqResource r;
+        r.name = UDRV_TRY(get_string(m, "name", source, "an irq resource", false));
+        std::uint64_t n = UDRV_TRY(get_u64(m, "number", source, "an irq resource"));
+        if (n > 0xffffffff) return fail(EINVAL, "{}: irq number {} is out of range", where(source, m), n);
+        r.number = static_cast<std::uint32_t>(n);
+        d.irqs.push_back(std::move(r));
+        return {};
+    }));
+    if (const toml::node* p = t.get("properties")) {
+        const toml::table* pt = p->as_table();
+        if (!pt) return fail(EINVAL, "{}: 'properties' of {} must be a table", where(source, *p), what);
+        for (auto&& [k, v] : *pt) {
+            Property prop;
+            if (v.is_boolean()) prop = v.as_boolean()->get();
+            else if (v.is_integer()) prop = v.as_integer()->get();
+            else if (v.is_floating_point()) prop = v.as_floating_point()->get();
+            else if (v.is_string()) prop = std::string(v.as_string()->get());
+            else return fail(EINVAL, "{}: property '{}' of {} must be a boolean, integer, float or string", where(source, k), k.str(), what);
+            d.properties.emplace(std::string(k.str()), std::move(prop));
+        }
+    }
+    UDRV_TRY_CTX(validate(d), "{}", d.source);
+    return d;
+}
+
+}  // namespace
+
+Result<void> validate(const DeviceDesc& d) {
+    if (d.name.empty()) return fail(EINVAL, "device has an empty name");
+    for (char c : d.name)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+            return fail(EINVAL, "device name '{}' may only contain letters, digits, '_', '-' and '.'", d.name);
+    if (d.compatible.empty()) return fail(EINVAL, "device '{}' has no compatible string", d.name);
+    for (auto& c : d.compatible)
+        if (c.empty()) return fail(EINVAL, "device '{}' has an empty compatible string", d.name);
+    for (std::size_t i = 0; i < d.memory.size(); ++i) {
+        const MemResource& m = d.memory[i];
+        if (m.size == 0) return fail(EINVAL, "device '{}': memory resource {} ('{}') has size 0", d.name, i, m.name);
+        if (m.start + m.size < m.start)
+            return fail(EINVAL, "device '{}': memory resource {} ('{}') wraps past the end of the address space", d.name, i, m.name);
+        for (std::size_t j = 0; j < i; ++j) {
+            const MemResource& o = d.memory[j];
+            if (!m.name.empty() && m.name == o.name) return fail(EINVAL, "device '{}': two memory resources named '{}'", d.name, m.name);
+            if (m.start < o.end() && o.start < m.end())
+                return fail(EBUSY, "device '{}': memory resources '{}' [{:#x}-{:#x}] and '{}' [{:#x}-{:#x}] overlap", d.name, o.name,
+                            o.start, o.end() - 1, m.name, m.start, m.end() - 1);
+        }
+    }
+    for (std::size_t i = 0; i < d.irqs.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j)
+            if (!d.irqs[i].name.empty() && d.irqs[i].name == d.irqs[j].name)
+                return fail(EINVAL, "device '{}': two irq resources named '{}'", d.name, d.irqs[i].name);
+    return {};
+}
+
+Result<void> check_conflicts(const DeviceDesc& first, const DeviceDesc& d) {
+    auto at = [](const DeviceDesc& x) { return x.source.empty() ? std::string("code") : x.source; };
+    if (first.name == d.name) return fail(EEXIST, "{}: duplicate device name '{}' (first at {})", at(d), d.name, at(first));
+    for (const MemResource& a : first.memory)
+        for (const MemResource& b : d.memory)
+            if (a.start < b.end() && b.start < a.end())
+                return fail(EBUSY, "{}: memory '{}' [{:#x}-{:#x}] of '{}' overlaps '{}' [{:#x}-{:#x}] of '{}' ({})", at(d), b.name,
+                            b.start, b.end() - 1, d.name, a.name, a.start, a.end() - 1, first.name, at(first));
+    return {};
+}
+
+Result<std::vector<DeviceDesc>> parse_description(std::string_view text, std::string_view source) {
+    toml::table root;
+    try {
+        root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {  // toml++ reports syntax errors by exception; none escapes here
+        return fail(EINVAL, "{}:{}: {}", source, e.source().begin.line, e.description());
+    }
+    UDRV_TRY(only_keys(root, {"device"}, source, "the top level"));
+    std::vector<DeviceDesc> out;
+    const toml::node* devs = root.get("device");
+    if (!devs) return fail(EINVAL, "{}: no [[device]] tables: nothing to register", source);
+    const toml::array* arr = devs->as_array();
+    if (!arr) return fail(EINVAL, "{}: 'device' must be an array of tables ([[device]])", where(source, *devs));
+    for (const toml::node& n : *arr) {
+        const toml::table* t = n.as_table();
+        if (!t) return fail(EINVAL, "{}: each 'device' entry must be a table", where(source, n));
+        DeviceDesc d = UDRV_TRY(parse_device(*t, source));
+        for (const DeviceDesc& o : out) UDRV_TRY(check_conflicts(o, d));
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+Result<std::vector<DeviceDesc>> load_description(const std::filesystem::path& file) {
+    std::ifstream in(file);
+    if (!in) return fail_errno("{}: cannot open description", file.string());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return parse_description(ss.str(), file.string());
+}
+
+}  // namespace udrv::platform

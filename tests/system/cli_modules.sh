@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The udrv tool on the sample modules: modinfo prints every field without loading anything, insmod loads
+# with parameters and dependencies, and bad input gets a clear error and a non-zero exit.
+# Usage: cli_modules.sh UDRV_BINARY SAMPLE_MODULE_DIR TEST_MODULE_DIR
+set -uo pipefail
+udrv=$1 samples=$2 tests=$3
+fails=0 passes=0
+check() {  # check NAME EXPECTED_RC PATTERN COMMAND...
+  local name=$1 want_rc=$2 pattern=$3; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want_rc" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: $name (exit $rc, wanted $want_rc; output must match: $pattern)"; echo "$out" | sed 's/^/    /'
+    fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+
+for m in hello params provider consumer; do
+  check "modinfo $m name" 0 "^name: +udrv_sample_$m$" "$udrv" modinfo "$samples/udrv_sample_$m.so"
+  check "modinfo $m license" 0 "^license: +(GPL|MIT)$" "$udrv" modinfo "$samples/udrv_sample_$m.so"
+  check "modinfo $m author" 0 "^author: +The udrv developers$" "$udrv" modinfo "$samples/udrv_sample_$m.so"
+  check "modinfo $m abi" 0 "^abi: +1$" "$udrv" modinfo "$samples/udrv_sample_$m.so"
+done
+check "modinfo params parm" 0 "^parm: +count:How many greetings to log \(0-100\) \(int64, default 1\)$" "$udrv" modinfo "$samples/udrv_sample_params.so"
+check "modinfo consumer depends" 0 "^depends: +udrv_sample_provider$" "$udrv" modinfo "$samples/udrv_sample_consumer.so"
+check "modinfo -F" 0 "^udrv_sample_provider$" "$udrv" modinfo -F depends "$samples/udrv_sample_consumer.so"
+check "modinfo ramdisk alias" 0 "^alias: +of:N\*T\*Cudrv,ramdisk$" "$udrv" modinfo "$samples/udrv_ramdisk.so"
+check "modinfo --json" 0 '"name": "udrv_sample_params"' "$udrv" modinfo --json "$samples/udrv_sample_params.so"
+check "modinfo does not run code" 0 "^name: +test_failinit$" "$udrv" modinfo "$tests/test_failinit.so"
+check "modinfo non-module" 1 "no udrv_modinfo section: not a udrv module" "$udrv" modinfo "$tests/test_nomodinfo.so"
+check "modinfo not ELF" 1 "not an ELF file" "$udrv" modinfo /etc/hostname
+
+check "insmod hello" 0 "udrv_sample_hello: goodbye" "$udrv" insmod "$samples/udrv_sample_hello.so"
+check "insmod params" 0 "\[3/3\] hello, bus!" "$udrv" insmod "$samples/udrv_sample_params.so" count=3 who=bus loud=y
+check "insmod by name with deps" 0 "udrv_sample_provider +[0-9]+ +1 udrv_sample_consumer" env UDRV_MODULE_PATH="$samples" "$udrv" insmod udrv_sample_consumer
+check "insmod several" 0 "udrv_sample_params +[0-9]+ +0" "$udrv" insmod "$samples/udrv_sample_hello.so" -- "$samples/udrv_sample_params.so" count=0
+check "insmod builtin" 0 "udrv_ramdisk +builtin" "$udrv" insmod udrv_ramdisk
+check "insmod taint" 0 "Tainted: P" "$udrv" insmod "$tests/test_proprietary.so"
+check "insmod bad param" 1 "unknown parameter 'colour'" "$udrv" insmod "$samples/udrv_sample_params.so" colour=red
+check "insmod bad value" 1 "parameter 'count' expects int64, got 'lots'" "$udrv" insmod "$samples/udrv_sample_params.so" count=lots
+check "insmod failing init" 1 "init failed: count=101 is out of range" "$udrv" insmod "$samples/udrv_sample_params.so" count=101
+check "insmod bad abi" 1 "built for udrv module ABI 99" "$udrv" insmod "$tests/test_badabi.so"
+check "insmod cycle" 1 "dependency cycle: test_cycle_a -> test_cycle_b -> test_cycle_a" "$udrv" insmod "$tests/test_cycle_a.so"
+check "insmod missing" 1 "module nope not found" "$udrv" insmod nope
+check "insmod no args" 1 "insmod needs a MODULE" "$udrv" insmod
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `udrv platform` registers devices from a description and binds the built-in ramdisk driver; bad
+# descriptions are refused with the line named.
+# Usage: cli_platform.sh UDRV_BINARY FIXTURE_DIR
+set -uo pipefail
+udrv=$(realpath "$1") fixtures=$(realpath "$2")
+fails=0 passes=0
+check() {
+  local name=$1 want_rc=$2 pattern=$3; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want_rc" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: $name (exit $rc, wanted $want_rc; output must match: $pattern)"; echo "$out" | sed 's/^/    /'
+    fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp "$fixtures/platform/ramdisks.toml" "$tmp/"
+head -c 8192 /dev/zero | tr '\0' 'Z' > "$tmp/disk.img"
+check "platform binds" 0 "scratch +compatible=udrv,ramdisk +driver=udrv_ramdisk" sh -c "cd '$tmp' && '$udrv' platform ramdisks.toml"
+check "platform loads image" 0 "loaded 8192 bytes from disk.img" sh -c "cd '$tmp' && '$udrv' platform ramdisks.toml"
+check "platform unknown compatible stays unbound" 0 "sensor0 +compatible=acme,thermo +driver=\(none\)" sh -c "cd '$tmp' && '$udrv' platform ramdisks.toml"
+check "platform json" 0 '"driver": "udrv_ramdisk"' sh -c "cd '$tmp' && '$udrv' platform --json ramdisks.toml"
+check "platform overlap" 1 "bad-overlap.toml:6: memory 'b' .* overlaps 'a'" "$udrv" platform "$fixtures/platform/bad-overlap.toml"
+check "platform unknown key" 1 "bad-key.toml:4: unknown key 'compatibel'" "$udrv" platform "$fixtures/platform/bad-key.toml"
+check "platform missing file" 1 "cannot open description" "$udrv" platform /nonexistent.toml
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]

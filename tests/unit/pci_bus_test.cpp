@@ -1,0 +1,70 @@
+// PCI drivers on the PCI bus: ID-table matching, probe with a Bound device, module glue.
+#include <gtest/gtest.h>
+
+#include "udrv/loader.hpp"
+#include "udrv/log.hpp"
+#include "udrv/pci.hpp"
+
+namespace {
+
+const std::string kFixture = std::string(UDRV_FIXTURE_DIR) + "/sysfs/virtio-vm/devices";
+
+struct NetDriver {
+    static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::vendor_device(0x1af4, 0x1041, 42)};
+    static inline int probes = 0, removes = 0;
+    static udrv::Result<std::unique_ptr<NetDriver>> probe(udrv::Bound<udrv::pci::Device>& dev, const udrv::pci::DeviceId& id) {
+        ++probes;
+        EXPECT_EQ(id.driver_data, 42u);
+        EXPECT_EQ(dev->info().class_code, 0x020000u);
+        dev.add_action("count", [] { ++removes; });
+        return std::make_unique<NetDriver>();
+    }
+};
+
+struct ClassDriver {  // everything "unassigned class ff"
+    static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::by_class(0xff0000, 0xff0000)};
+    static udrv::Result<std::unique_ptr<ClassDriver>> probe(udrv::Bound<udrv::pci::Device>&, const udrv::pci::DeviceId&) {
+        return std::make_unique<ClassDriver>();
+    }
+};
+
+TEST(PciBus, MatchesByIdAndByClass) {
+    udrv::pci::Bus bus;
+    auto n = bus.scan(kFixture);
+    ASSERT_TRUE(n) << n.error().message();
+    EXPECT_EQ(*n, 6u);
+    EXPECT_EQ(*bus.scan(kFixture), 0u) << "a rescan adds only new devices";
+    udrv::pci::DriverFor<NetDriver> net("test-net");
+    udrv::pci::DriverFor<ClassDriver> cls("test-class");
+    ASSERT_TRUE(bus.register_driver(net));
+    ASSERT_TRUE(bus.register_driver(cls));
+    EXPECT_EQ(NetDriver::probes, 1);
+    auto* d = bus.find(*udrv::pci::Address::parse("0000:00:03.0"));
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ(d->driver(), &net);
+    int by_class = 0;
+    for (auto* dev : bus.devices()) by_class += dev->driver() == &cls;
+    EXPECT_EQ(by_class, 3);  // balloon, socket, rng
+    bus.unregister_driver(net);
+    EXPECT_EQ(NetDriver::removes, 1);
+}
+
+TEST(PciBus, ModuleRegistersWithTheGlobalBusAndUnregistersOnUnload) {
+    udrv::set_log_sink([](udrv::LogLevel, std::string_view) {});
+    ASSERT_TRUE(udrv::pci::bus().scan(kFixture));
+    {
+        udrv::Loader l;
+        auto m = l.load(std::string(UDRV_TEST_MODULE_DIR) + "/test_pcidrv.so");
+        ASSERT_TRUE(m) << m.error().message();
+        auto* d = udrv::pci::bus().find(*udrv::pci::Address::parse("0000:00:03.0"));
+        ASSERT_TRUE(d->driver());
+        EXPECT_EQ(d->driver()->name(), "test_pcidrv");
+        ASSERT_TRUE(l.unload("test_pcidrv"));
+        EXPECT_FALSE(d->is_bound());
+        EXPECT_EQ(udrv::pci::bus().find_driver("test_pcidrv"), nullptr);
+    }
+    udrv::pci::bus().remove_all_devices();
+    udrv::set_log_sink(nullptr);
+}
+
+}  // namespace
