@@ -58,7 +58,7 @@ protected:
 
 private:
     friend class Bus;
-    template <typename D> friend class Bound;
+    template <typename D> friend class BoundBase;
 
     struct DevresAction {
         std::string what;
@@ -90,7 +90,7 @@ public:
     bool revoked() const noexcept { return !slot_ || !slot_->has_value(); }
 
 private:
-    template <typename D> friend class Bound;
+    template <typename D> friend class BoundBase;
     explicit Devres(std::shared_ptr<std::optional<T>> s) : slot_(std::move(s)) {}
     std::shared_ptr<std::optional<T>> slot_;
 };
@@ -101,15 +101,13 @@ class BoundKey {
     BoundKey() = default;
 };
 
-/// Proof that `Dev` is bound to the driver being called (the Rust `Device<Bound>` typestate).
-/// Operations that need a bound device (mapping BARs, DMA, IRQs, managed resources) take or live on
-/// this type. Handed to probe by reference; do not keep it beyond the binding.
+/// What every Bound<D> offers; buses may specialise Bound<D> to add bus operations (see pci.hpp).
 template <typename D>
-class Bound {
+class BoundBase {
 public:
-    Bound(D& dev, BoundKey) : dev_(&dev) {}
-    Bound(const Bound&) = delete;
-    Bound& operator=(const Bound&) = delete;
+    BoundBase(D& dev, BoundKey) : dev_(&dev) {}
+    BoundBase(const BoundBase&) = delete;
+    BoundBase& operator=(const BoundBase&) = delete;
 
     D& device() const noexcept { return *dev_; }
     D* operator->() const noexcept { return dev_; }
@@ -130,6 +128,15 @@ public:
 
 private:
     D* dev_;
+};
+
+/// Proof that `Dev` is bound to the driver being called (the Rust `Device<Bound>` typestate).
+/// Operations that need a bound device (mapping BARs, DMA, IRQs, managed resources) live on this type.
+/// Handed to probe by reference; do not keep it beyond the binding.
+template <typename D>
+class Bound : public BoundBase<D> {
+public:
+    using BoundBase<D>::BoundBase;
 };
 
 /// A driver: a name plus whatever its bus needs to match and probe (see pci::Driver, platform::Driver).

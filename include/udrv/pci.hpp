@@ -15,6 +15,7 @@
 #include <compare>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -23,8 +24,12 @@
 #include <vector>
 
 #include "udrv/device.hpp"
+#include "udrv/dma.hpp"
+#include "udrv/irq.hpp"
+#include "udrv/mmio.hpp"
 #include "udrv/module.hpp"
 #include "udrv/result.hpp"
+#include "udrv/vfio.hpp"
 
 namespace udrv::pci {
 
@@ -222,12 +227,78 @@ class Bus;
 class Device : public udrv::Device {
 public:
     Device(Bus& bus, DeviceInfo info);
+    ~Device() override;
     const DeviceInfo& info() const noexcept { return info_; }
     const Address& address() const noexcept { return info_.address; }
 
 private:
+    friend class Bus;
+    friend class udrv::Bound<Device>;
+    // What a binding holds through VFIO; opened before probe, dropped after the driver's resources.
+    struct Vfio {
+        std::shared_ptr<vfio::Device> dev;
+        std::map<unsigned, vfio::MappedRegion> bars;
+        std::shared_ptr<dma::Space> dma;
+        std::uint64_t dma_limit = UINT64_MAX;
+    };
     DeviceInfo info_;
+    std::unique_ptr<Vfio> vfio_;
 };
+
+}  // namespace udrv::pci
+
+namespace udrv {
+
+/// A PCI device bound to the calling driver: BARs, config space, DMA and interrupts live here.
+/// Everything it hands out is valid until the device is unbound; DMA objects and IRQ vectors are owned
+/// by the driver and must be dropped in its remove (its destructor), before the binding goes.
+template <>
+class Bound<pci::Device> : public BoundBase<pci::Device> {
+public:
+    using BoundBase::BoundBase;
+
+    /// Maps BAR `index` and returns a window of SIZE bytes with compile-time checked offsets. Fails
+    /// if the BAR is smaller than SIZE ("0000:00:03.0: BAR0 is 16 KiB, driver needs 32 KiB").
+    template <std::size_t SIZE>
+    Result<Mmio<SIZE>> map_bar(unsigned index) const {
+        volatile std::byte* base = UDRV_TRY(map_bar_raw(index, SIZE));
+        return detail::MmioFactory::make<SIZE>(base);
+    }
+    /// Lets the device master the bus (DMA and MSI); VFIO leaves it off.
+    Result<void> enable_bus_master() const;
+
+    Result<std::uint8_t> read_config8(std::uint32_t offset) const;
+    Result<std::uint16_t> read_config16(std::uint32_t offset) const;
+    Result<std::uint32_t> read_config32(std::uint32_t offset) const;
+    Result<void> write_config16(std::uint32_t offset, std::uint16_t v) const;
+    Result<void> write_config32(std::uint32_t offset, std::uint32_t v) const;
+
+    /// Limits this device's DMA addresses to `bits` bits (the kernel's dma_set_mask); 64 = no limit.
+    Result<void> set_dma_mask(unsigned bits) const;
+    /// `count` objects of T in DMA memory the device can reach.
+    template <typename T>
+    Result<dma::Coherent<T>> alloc_coherent(std::size_t count = 1) const {
+        dma::Region r = UDRV_TRY(alloc_dma(sizeof(T) * count));
+        return dma::Coherent<T>(std::move(r), count);
+    }
+    Result<dma::Region> alloc_dma(std::size_t bytes) const;
+    Result<dma::Pool> create_dma_pool(std::size_t buffer_size, std::uint32_t count) const;
+    /// Maps the caller's page-aligned memory for DMA (zero-copy I/O from application buffers).
+    Result<dma::Streaming> map_streaming(std::span<std::byte> memory) const;
+
+    /// Enables `count` vectors of `kind` with eventfds (pci_alloc_irq_vectors + request_irq).
+    Result<irq::Vectors> alloc_irq_vectors(irq::IrqKind kind, unsigned count) const;
+    /// The best the device offers for `count` vectors: MSI-X, then MSI, then INTx (count 1).
+    Result<irq::Vectors> alloc_irq_vectors_any(unsigned count) const;
+
+private:
+    Result<volatile std::byte*> map_bar_raw(unsigned index, std::size_t min_size) const;
+    Result<pci::Device::Vfio*> vfio() const;
+};
+
+}  // namespace udrv
+
+namespace udrv::pci {
 
 /// A PCI driver as the bus sees it. Drivers normally use UDRV_PCI_DRIVER / DriverFor<T> instead.
 class Driver : public udrv::Driver {
@@ -254,11 +325,18 @@ public:
     }
 };
 
+/// Which devices udrv drivers may bind.
+enum class Claim {
+    vfio_only,  ///< only devices bound to vfio-pci (the default: never fight a kernel driver)
+    any,        ///< any device (fixture trees and tests; bound operations then fail without VFIO)
+};
+
 /// The PCI bus. Devices come from scan(); the process-wide instance is udrv::pci::bus().
 class Bus final : public udrv::Bus {
 public:
     Bus() : udrv::Bus("pci") {}
     ~Bus() override;
+    void set_claim(Claim c) noexcept { claim_ = c; }
     /// Adds every device found under `root` not yet on the bus; returns how many were added.
     Result<std::size_t> scan(const std::filesystem::path& root = kSysfsDevices);
     Device* find(const Address& a) const noexcept;
@@ -266,6 +344,10 @@ public:
 protected:
     const void* match(const udrv::Device& dev, const udrv::Driver& drv) const override;
     Result<detail::DriverData> probe(udrv::Device& dev, udrv::Driver& drv, const void* id) override;
+
+private:
+    Result<void> open_vfio(Device& dev);
+    Claim claim_ = Claim::vfio_only;
 };
 
 /// The process-wide PCI bus that UDRV_PCI_DRIVER modules register with.

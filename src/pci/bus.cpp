@@ -17,6 +17,8 @@ const DeviceId* Driver::match(const DeviceInfo& d) const noexcept {
 
 Device::Device(Bus& bus, DeviceInfo info) : udrv::Device(bus, info.address.to_string()), info_(std::move(info)) {}
 
+Device::~Device() = default;
+
 Bus::~Bus() { remove_all_devices(); }
 
 Result<std::size_t> Bus::scan(const std::filesystem::path& root) {
@@ -38,11 +40,32 @@ const void* Bus::match(const udrv::Device& dev, const udrv::Driver& drv) const {
     // Devices on this bus are pci::Devices (their constructor takes a pci::Bus); a driver of another
     // bus type registered here by mistake simply matches nothing.
     auto* pdrv = dynamic_cast<const Driver*>(&drv);
-    return pdrv ? pdrv->match(static_cast<const Device&>(dev).info()) : nullptr;
+    const DeviceInfo& info = static_cast<const Device&>(dev).info();
+    if (claim_ == Claim::vfio_only && info.driver != "vfio-pci") return nullptr;  // a kernel driver owns it
+    return pdrv ? pdrv->match(info) : nullptr;
+}
+
+Result<void> Bus::open_vfio(Device& dev) {
+    if (!dev.info().iommu_group)
+        return fail(ENODEV, "{}: no IOMMU group: the IOMMU is off (boot with intel_iommu=on or amd_iommu=on)", dev.name());
+    auto container = UDRV_TRY(vfio::Container::shared());
+    auto group = UDRV_TRY(container->group(*dev.info().iommu_group));
+    auto vdev = UDRV_TRY(group->open_device(dev.name()));
+    auto v = std::make_unique<Device::Vfio>();
+    v->dev = std::shared_ptr<vfio::Device>(std::move(vdev));
+    v->dma = dma::Space::of(container);
+    dev.vfio_ = std::move(v);
+    return {};
 }
 
 Result<detail::DriverData> Bus::probe(udrv::Device& dev, udrv::Driver& drv, const void* id) {
-    Bound<Device> bound(static_cast<Device&>(dev), bound_key());
+    auto& pdev = static_cast<Device&>(dev);
+    Bound<Device> bound(pdev, bound_key());
+    if (pdev.info().driver == "vfio-pci") {
+        UDRV_TRY(open_vfio(pdev));
+        // Registered first, so released last: after the driver's own managed resources.
+        bound.add_action("vfio device", [&pdev] { pdev.vfio_.reset(); });
+    }
     return static_cast<Driver&>(drv).probe(bound, *static_cast<const DeviceId*>(id));
 }
 

@@ -30,6 +30,7 @@ struct ClassDriver {  // everything "unassigned class ff"
 
 TEST(PciBus, MatchesByIdAndByClass) {
     udrv::pci::Bus bus;
+    bus.set_claim(udrv::pci::Claim::any);  // the fixture's devices belong to virtio-pci
     auto n = bus.scan(kFixture);
     ASSERT_TRUE(n) << n.error().message();
     EXPECT_EQ(*n, 6u);
@@ -49,8 +50,37 @@ TEST(PciBus, MatchesByIdAndByClass) {
     EXPECT_EQ(NetDriver::removes, 1);
 }
 
+TEST(PciBus, ByDefaultDevicesOfKernelDriversAreLeftAlone) {
+    udrv::pci::Bus bus;
+    ASSERT_TRUE(bus.scan(kFixture));
+    udrv::pci::DriverFor<NetDriver> net("test-net");
+    int before = NetDriver::probes;
+    ASSERT_TRUE(bus.register_driver(net));
+    EXPECT_EQ(NetDriver::probes, before) << "0000:00:03.0 belongs to virtio-pci, not vfio-pci";
+}
+
+struct Probe {
+    static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::vendor_device(0x1af4, 0x1041)};
+    static inline std::string error;
+    static udrv::Result<std::unique_ptr<Probe>> probe(udrv::Bound<udrv::pci::Device>& dev, const udrv::pci::DeviceId&) {
+        auto bar = dev.map_bar<4096>(0);
+        if (!bar) error = bar.error().message();
+        return udrv::fail(ENODEV, "not mine");
+    }
+};
+
+TEST(PciBus, BoundOperationsWithoutVfioSayWhatToDo) {
+    udrv::pci::Bus bus;
+    bus.set_claim(udrv::pci::Claim::any);
+    ASSERT_TRUE(bus.scan(kFixture));
+    udrv::pci::DriverFor<Probe> drv("probe");
+    ASSERT_TRUE(bus.register_driver(drv));
+    EXPECT_EQ(Probe::error, "0000:00:03.0 is not opened through VFIO (kernel driver: virtio-pci): bind it with `udrv bind 0000:00:03.0`");
+}
+
 TEST(PciBus, ModuleRegistersWithTheGlobalBusAndUnregistersOnUnload) {
     udrv::set_log_sink([](udrv::LogLevel, std::string_view) {});
+    udrv::pci::bus().set_claim(udrv::pci::Claim::any);
     ASSERT_TRUE(udrv::pci::bus().scan(kFixture));
     {
         udrv::Loader l;

@@ -12,6 +12,10 @@ std::uint16_t cfg16(const pci::DeviceInfo& d, std::size_t off) {
     return off + 1 < b.size() ? static_cast<std::uint16_t>(b[off] | b[off + 1] << 8) : 0;
 }
 
+std::uint32_t cfg32(const pci::DeviceInfo& d, std::size_t off) {
+    return static_cast<std::uint32_t>(cfg16(d, off)) | static_cast<std::uint32_t>(cfg16(d, off + 2)) << 16;
+}
+
 std::string express_type(const pci::ExpressCap& e) {
     switch (e.port_type) {
         case 0: return "Endpoint";
@@ -90,16 +94,27 @@ std::string capability_text(const pci::DeviceInfo& d, const pci::Capability& c, 
         }
         return fmt::format("Vendor Specific Information: Len={:02x} <?>", c.vendor_length.value_or(0));
     }
+    if (c.id == pci::kCapSata) {
+        std::uint32_t rev = cfg16(d, c.offset + 2u) & 0xff, bars = cfg32(d, c.offset + 4u);
+        std::string t = fmt::format("SATA HBA v{}.{}", rev >> 4, rev & 0xf);
+        unsigned loc = bars & 0xf;
+        if (loc >= 4 && loc <= 9) return t + fmt::format(" BAR{} Offset={:08x}", loc - 4, (bars >> 4) & 0xfffff);  // lspci prints the raw field
+        return t + (loc == 15 ? " InCfgSpace" : fmt::format(" BAR??{}", loc));
+    }
     if (c.id == pci::kCapSubsystem)
         return "Subsystem: " + ids.describe_subsystem(d.vendor_id, d.device_id, d.config.subsystem_vendor, d.config.subsystem_device);
     return cap_name(c.id);
 }
 
-std::string ext_capability_text(const pci::ExtCapability& c) {
+std::string ext_capability_text(const pci::DeviceInfo& d, const pci::ExtCapability& c) {
     switch (c.id) {
         case 0x01: return "Advanced Error Reporting";
         case 0x02: return "Virtual Channel";
-        case 0x03: return "Device Serial Number";
+        case 0x03: {
+            std::uint32_t lo = cfg32(d, c.offset + 4u), hi = cfg32(d, c.offset + 8u);
+            return fmt::format("Device Serial Number {:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}-{:02x}", hi >> 24, (hi >> 16) & 0xff,
+                               (hi >> 8) & 0xff, hi & 0xff, lo >> 24, (lo >> 16) & 0xff, (lo >> 8) & 0xff, lo & 0xff);
+        }
         case 0x04: return "Power Budgeting <?>";
         case 0x0b: return "Vendor Specific Information";
         case 0x0d: return "Access Control Services";
@@ -142,7 +157,7 @@ std::string format_device(const pci::DeviceInfo& d, const pci::IdDatabase& ids, 
         }
     }
     for (const pci::ExtCapability& c : d.config.ext_caps)
-        s += fmt::format("\tCapabilities: [{:03x} v{}] {}\n", c.offset, c.version, ext_capability_text(c));
+        s += fmt::format("\tCapabilities: [{:03x} v{}] {}\n", c.offset, c.version, ext_capability_text(d, c));
     if (d.config.bytes.size() <= 64) s += "\tCapabilities: <access denied>\n";
     if (d.driver) s += fmt::format("\tKernel driver in use: {}\n", *d.driver);
     for (const std::string& p : d.config.problems) s += fmt::format("\tWarning: {}\n", p);
@@ -194,7 +209,7 @@ nlohmann::json device_json(const pci::DeviceInfo& d, const pci::IdDatabase& ids)
     }
     j["extended_capabilities"] = json::array();
     for (const pci::ExtCapability& c : d.config.ext_caps)
-        j["extended_capabilities"].push_back({{"offset", c.offset}, {"id", c.id}, {"version", c.version}, {"name", ext_capability_text(c)}});
+        j["extended_capabilities"].push_back({{"offset", c.offset}, {"id", c.id}, {"version", c.version}, {"name", ext_capability_text(d, c)}});
     j["problems"] = d.config.problems;
     return j;
 }

@@ -15,7 +15,7 @@ namespace udrv::tools {
 std::string lspci_header(const pci::DeviceInfo& d, const pci::IdDatabase& ids, bool verbose);
 /// The text of one capability header as lspci -vv prints it after "Capabilities: [xx] ".
 std::string capability_text(const pci::DeviceInfo& d, const pci::Capability& c, const pci::IdDatabase& ids);
-std::string ext_capability_text(const pci::ExtCapability& c);
+std::string ext_capability_text(const pci::DeviceInfo& d, const pci::ExtCapability& c);
 /// One device: header line, and with `verbose` the indented detail lines.
 std::string format_device(const pci::DeviceInfo& d, const pci::IdDatabase& ids, bool verbose);
 nlohmann::json device_json(const pci::DeviceInfo& d, const pci::IdDatabase& ids);

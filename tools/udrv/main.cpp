@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lspci_format.hpp"
+#include "udrv/bind.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
 #include "udrv/modinfo.hpp"
@@ -184,6 +185,30 @@ int cmd_platform(const std::string& file, const std::vector<std::string>& module
     return 0;
 }
 
+// ---- bind / unbind ----
+int cmd_bind(const std::vector<std::string>& addrs, bool unbind, const std::string& sysfs) {
+    udrv::pci::BindOptions opts;
+    if (!sysfs.empty()) opts.sysfs = sysfs;
+    int rc = 0;
+    for (const auto& a : addrs) {
+        auto addr = udrv::pci::Address::parse(a);
+        if (!addr) {
+            rc = report(addr.error());
+            continue;
+        }
+        if (unbind) {
+            auto r = udrv::pci::unbind_vfio(*addr, opts);
+            if (!r) rc = report(r.error());
+            else print(fmt::format("{}: returned to {}\n", addr->to_string(), r->empty() ? "no driver" : *r));
+        } else {
+            auto r = udrv::pci::bind_vfio(*addr, opts);
+            if (!r) rc = report(r.error());
+            else print(fmt::format("{}: bound to vfio-pci\n", addr->to_string()));
+        }
+    }
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,6 +252,15 @@ int main(int argc, char** argv) {
     platform->add_option("-m,--module", pf_modules, "Also load this driver module first (path or name)");
     platform->add_flag("--json", pf_json, "Emit JSON");
 
+    std::vector<std::string> bind_addrs, unbind_addrs;
+    std::string bind_sysfs;
+    auto* bind = app.add_subcommand("bind", "Give devices to vfio-pci (unbinding their kernel driver) so udrv drivers can own them");
+    bind->add_option("devices", bind_addrs, "PCI addresses (DDDD:BB:DD.F)")->required();
+    bind->add_option("--sysfs", bind_sysfs, "sysfs root (default /sys)");
+    auto* unbind = app.add_subcommand("unbind", "Give devices back from vfio-pci to their kernel driver");
+    unbind->add_option("devices", unbind_addrs, "PCI addresses (DDDD:BB:DD.F)")->required();
+    unbind->add_option("--sysfs", bind_sysfs, "sysfs root (default /sys)");
+
     CLI11_PARSE(app, argc, argv);
     if (!level.empty()) {
         auto l = udrv::parse_log_level(level);
@@ -246,5 +280,7 @@ int main(int argc, char** argv) {
         return cmd_insmod(rest, hold);
     }
     if (*platform) return cmd_platform(pf_file, pf_modules, pf_json);
+    if (*bind) return cmd_bind(bind_addrs, false, bind_sysfs);
+    if (*unbind) return cmd_bind(unbind_addrs, true, bind_sysfs);
     return 0;
 }

@@ -1,0 +1,7 @@
+#include "edu.hpp"
+
+UDRV_PCI_DRIVER(udrv::edu::Edu,
+                .name = "udrv_edu",
+                .authors = {"The udrv developers"},
+                .description = "Driver for QEMU's edu teaching device: MMIO, MSI, DMA through the IOMMU",
+                .license = "GPL")

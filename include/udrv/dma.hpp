@@ -1,0 +1,149 @@
+// DMA memory: allocations the device reaches through the IOMMU, owned by RAII objects that unmap and
+// free on destruction (the kernel's dma::Coherent), fixed-size buffer pools, and streaming mappings of
+// the caller's own memory for zero-copy I/O.
+//
+// Bus addresses (IOVAs) come from an allocator over the ranges the IOMMU reports, lowest first, so a
+// device with a narrow DMA mask (QEMU's edu: 28 bits) gets addresses it can reach. Allocations of 1 MiB
+// or more use 2 MiB hugepages when the system has them, and fall back to 4 KiB pages with a warning.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "udrv/result.hpp"
+#include "udrv/vfio.hpp"
+
+namespace udrv::dma {
+
+/// First-fit allocator of IOVA space (exposed for tests). Not thread-safe; Space locks around it.
+class IovaAllocator {
+public:
+    /// `ranges`: usable IOVA ranges (inclusive ends). Nothing below `floor` is handed out (keeps 0 invalid).
+    explicit IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor = 1u << 20);
+    /// `size` bytes aligned to `align` (a power of two), ending at or below `limit` (inclusive).
+    Result<std::uint64_t> alloc(std::uint64_t size, std::uint64_t align, std::uint64_t limit);
+    void free(std::uint64_t iova, std::uint64_t size) noexcept;
+    std::uint64_t free_bytes() const noexcept;
+
+private:
+    std::map<std::uint64_t, std::uint64_t> free_;  // start -> end (exclusive)
+};
+
+/// The DMA address space of one VFIO container: IOVA allocation plus map/unmap.
+class Space {
+public:
+    /// The space of `container` (one per container, shared).
+    static std::shared_ptr<Space> of(const std::shared_ptr<vfio::Container>& container);
+    Result<std::uint64_t> map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit);
+    void unmap(std::uint64_t iova, std::size_t size) noexcept;
+    std::uint64_t free_iova_bytes() const;
+
+private:
+    explicit Space(std::shared_ptr<vfio::Container> c);
+    std::shared_ptr<vfio::Container> container_;
+    mutable std::mutex mu_;
+    IovaAllocator iova_;
+};
+
+/// A block of DMA memory: CPU mapping + IOVA. Unmapped from the IOMMU and freed on destruction.
+class Region {
+public:
+    /// Allocates `size` bytes (rounded up to pages), zeroed, mapped below `limit`.
+    static Result<Region> allocate(std::shared_ptr<Space> space, std::size_t size, std::uint64_t limit);
+    Region(Region&& o) noexcept;
+    Region& operator=(Region&& o) noexcept;
+    ~Region();
+
+    std::span<std::byte> bytes() const noexcept { return {static_cast<std::byte*>(cpu_), size_}; }
+    std::uint64_t iova() const noexcept { return iova_; }
+    std::size_t size() const noexcept { return size_; }
+    bool hugepages() const noexcept { return huge_; }
+
+private:
+    Region(std::shared_ptr<Space> s, void* cpu, std::size_t size, std::uint64_t iova, bool huge)
+        : space_(std::move(s)), cpu_(cpu), size_(size), iova_(iova), huge_(huge) {}
+    void release() noexcept;
+    std::shared_ptr<Space> space_;
+    void* cpu_ = nullptr;
+    std::size_t size_ = 0;
+    std::uint64_t iova_ = 0;
+    bool huge_ = false;
+};
+
+/// `count` objects of T in coherent DMA memory. T must be trivially copyable (the device writes it).
+/// The device must be quiesced (no DMA to it in flight) before this is destroyed.
+template <typename T>
+class Coherent {
+    static_assert(std::is_trivially_copyable_v<T>, "DMA memory holds plain data the device can write");
+
+public:
+    explicit Coherent(Region r, std::size_t count) : region_(std::move(r)), count_(count) {}
+    /// SAFETY note for readers: the region is zeroed, page aligned and at least count*sizeof(T) bytes,
+    /// so viewing it as T[count] is valid for trivially copyable T.
+    std::span<T> span() const noexcept { return {reinterpret_cast<T*>(region_.bytes().data()), count_}; }
+    T& operator[](std::size_t i) const noexcept { return span()[i]; }
+    T* operator->() const noexcept { return span().data(); }
+    std::size_t size() const noexcept { return count_; }
+    /// Bus address of element `i` (what to program into the device).
+    std::uint64_t iova(std::size_t i = 0) const noexcept { return region_.iova() + i * sizeof(T); }
+    const Region& region() const noexcept { return region_; }
+
+private:
+    Region region_;
+    std::size_t count_;
+};
+
+/// A buffer taken from a Pool: index, CPU view and bus address.
+struct PoolBuffer {
+    std::uint32_t index;
+    std::span<std::byte> bytes;
+    std::uint64_t iova;
+};
+
+/// Fixed-size DMA buffers (queues, PRP lists, packet buffers) carved from one region, O(1) alloc/free.
+/// Owned by one thread (no locks); free() rejects indices it did not hand out.
+class Pool {
+public:
+    static Result<Pool> create(std::shared_ptr<Space> space, std::size_t buffer_size, std::uint32_t count, std::uint64_t limit);
+    /// ENOMEM when every buffer is in use.
+    Result<PoolBuffer> alloc() noexcept;
+    /// EINVAL for an index out of range or already free (double free).
+    Result<void> free(std::uint32_t index) noexcept;
+    PoolBuffer buffer(std::uint32_t index) const noexcept;
+    std::uint32_t capacity() const noexcept { return count_; }
+    std::uint32_t available() const noexcept { return static_cast<std::uint32_t>(free_.size()); }
+    std::size_t buffer_size() const noexcept { return size_; }
+
+private:
+    Pool(Region r, std::size_t size, std::uint32_t count);
+    Region region_;
+    std::size_t size_;
+    std::uint32_t count_;
+    std::vector<std::uint32_t> free_;     // stack of free indices
+    std::vector<bool> in_use_;
+};
+
+/// Caller-owned memory mapped for DMA (zero-copy). The memory must stay valid and must not be freed
+/// while mapped; unmapped on destruction. Page-aligned start and length are required.
+class Streaming {
+public:
+    static Result<Streaming> map(std::shared_ptr<Space> space, std::span<std::byte> memory, std::uint64_t limit);
+    Streaming(Streaming&& o) noexcept : space_(std::move(o.space_)), iova_(o.iova_), size_(o.size_) { o.size_ = 0; }
+    Streaming& operator=(Streaming&&) = delete;
+    ~Streaming();
+    std::uint64_t iova() const noexcept { return iova_; }
+    std::size_t size() const noexcept { return size_; }
+
+private:
+    Streaming(std::shared_ptr<Space> s, std::uint64_t iova, std::size_t size) : space_(std::move(s)), iova_(iova), size_(size) {}
+    std::shared_ptr<Space> space_;
+    std::uint64_t iova_;
+    std::size_t size_;
+};
+
+}  // namespace udrv::dma

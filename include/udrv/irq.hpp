@@ -1,0 +1,105 @@
+// Interrupts: device vectors (MSI-X, MSI or INTx) delivered to eventfds through VFIO, owned by a
+// Vectors object that disables them when dropped. Three ways to wait:
+//   - polling: Vector::poll() (non-blocking, one read of the eventfd);
+//   - blocking: Vector::wait(timeout), or many vectors and other fds at once from an EventLoop (epoll);
+//   - hybrid: HybridWaiter, which polls while interrupts come fast and sleeps on the eventfd when they
+//     slow down (ixy's approach), so a busy queue costs no syscalls and an idle one no CPU.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "udrv/result.hpp"
+#include "udrv/vfio.hpp"
+
+namespace udrv::irq {
+
+using vfio::IrqKind;
+
+/// One interrupt vector routed to an eventfd.
+class Vector {
+public:
+    int fd() const noexcept { return fd_; }
+    unsigned index() const noexcept { return index_; }
+    /// Consumes pending interrupts without blocking; returns how many fired since the last call (0: none).
+    Result<std::uint64_t> poll() noexcept;
+    /// Blocks until an interrupt fires or `timeout` passes (ETIMEDOUT). Returns the number consumed.
+    Result<std::uint64_t> wait(std::chrono::milliseconds timeout) noexcept;
+    /// Interrupts consumed so far.
+    std::uint64_t total() const noexcept { return total_; }
+
+private:
+    friend class Vectors;
+    Vector(int fd, unsigned index, const vfio::Device* dev, bool intx) : fd_(fd), index_(index), dev_(dev), intx_(intx) {}
+    Result<std::uint64_t> consume(std::uint64_t n) noexcept;
+    int fd_;
+    unsigned index_;
+    const vfio::Device* dev_;
+    bool intx_;
+    std::uint64_t total_ = 0;
+};
+
+/// The vectors of one kind allocated on a device (pci_alloc_irq_vectors + request_irq). Dropping it
+/// disables them in the device and closes the eventfds. Owned by the driver; one thread per vector.
+class Vectors {
+public:
+    /// Routes `count` vectors of `kind` to new eventfds. EINVAL if the device has fewer.
+    static Result<Vectors> enable(std::shared_ptr<vfio::Device> dev, IrqKind kind, unsigned count);
+    Vectors(Vectors&&) noexcept = default;
+    Vectors& operator=(Vectors&&) noexcept = default;
+    ~Vectors();
+
+    IrqKind kind() const noexcept { return kind_; }
+    std::size_t size() const noexcept { return vectors_.size(); }
+    Vector& operator[](std::size_t i) noexcept { return *vectors_[i]; }
+
+private:
+    Vectors(std::shared_ptr<vfio::Device> d, IrqKind k) : dev_(std::move(d)), kind_(k) {}
+    std::shared_ptr<vfio::Device> dev_;
+    IrqKind kind_;
+    std::vector<std::unique_ptr<Vector>> vectors_;
+};
+
+/// An epoll-based loop over file descriptors (interrupt eventfds among them).
+class EventLoop {
+public:
+    static Result<EventLoop> create();
+    EventLoop(EventLoop&& o) noexcept : fd_(o.fd_), handlers_(std::move(o.handlers_)) { o.fd_ = -1; }
+    EventLoop& operator=(EventLoop&&) = delete;
+    ~EventLoop();
+    /// Calls `on_ready` whenever `fd` is readable. The handler must consume the event (Vector::poll).
+    Result<void> add(int fd, std::function<void()> on_ready);
+    Result<void> remove(int fd);
+    /// Waits up to `timeout` (negative: forever) and runs the handlers of ready fds; returns how many ran.
+    Result<int> run_once(std::chrono::milliseconds timeout);
+
+private:
+    explicit EventLoop(int fd) : fd_(fd) {}
+    int fd_;
+    std::map<int, std::function<void()>> handlers_;
+};
+
+/// Hybrid interrupt/polling wait for one vector (ixy style). `done()` is the driver's completion check
+/// (e.g. "a new entry in the completion queue"); the waiter spins on it while completions arrive faster
+/// than `switch_rate` per second, and otherwise sleeps on the interrupt.
+class HybridWaiter {
+public:
+    explicit HybridWaiter(Vector& v, double switch_rate_per_s = 10000.0) : v_(v), threshold_(switch_rate_per_s) {}
+    /// Returns when done() is true; ETIMEDOUT after `timeout` without it.
+    Result<void> wait(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+    bool polling() const noexcept { return polling_; }
+    double rate() const noexcept { return rate_; }
+
+private:
+    Vector& v_;
+    double threshold_;
+    double rate_ = 0;
+    bool polling_ = false;
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace udrv::irq

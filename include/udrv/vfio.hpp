@@ -1,0 +1,155 @@
+// The VFIO backend: container (one IOMMU address space), groups, devices (the kernel's vfio-pci uAPI).
+// Everything is an owned object holding what it depends on (a Device keeps its Group, a Group keeps its
+// Container), so whatever order owners drop them in, file descriptors close in a valid order.
+// Drivers do not use this header directly: Bound<pci::Device> gives them BARs, DMA and IRQs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "udrv/result.hpp"
+
+namespace udrv::vfio {
+
+/// An IOVA range the IOMMU can translate (inclusive end), from VFIO_IOMMU_GET_INFO.
+struct IovaRange {
+    std::uint64_t start = 0, end = 0;
+};
+
+class Group;
+
+/// An IOMMU address space (/dev/vfio/vfio with the type1 v2 IOMMU). Several groups may share one.
+class Container : public std::enable_shared_from_this<Container> {
+public:
+    /// Opens a new container. `dev_dir` is /dev/vfio (tests may point elsewhere).
+    static Result<std::shared_ptr<Container>> open(const std::filesystem::path& dev_dir = "/dev/vfio");
+    /// The process-wide container most users share (opened on first use).
+    static Result<std::shared_ptr<Container>> shared();
+    ~Container();
+    Container(const Container&) = delete;
+    Container& operator=(const Container&) = delete;
+
+    /// Opens IOMMU group `number` and attaches it (the first group also selects the type1 v2 IOMMU).
+    /// A group already open in this container is returned again. ENOENT/EPERM/EBUSY/EINVAL (not viable)
+    /// come with what to do about them.
+    Result<std::shared_ptr<Group>> group(unsigned number);
+
+    /// IOVA ranges the IOMMU accepts (valid once a group is attached).
+    const std::vector<IovaRange>& iova_ranges() const noexcept { return ranges_; }
+    /// How many more DMA mappings the kernel allows (vfio_iommu_type1 dma_entry_limit), if it says.
+    std::optional<std::uint32_t> dma_mappings_available() const noexcept { return dma_avail_; }
+    /// Smallest IOMMU page size.
+    std::uint64_t iommu_page_size() const noexcept { return page_size_; }
+
+    /// Maps [vaddr, vaddr+size) at `iova` for device reads and writes. Errors name the limit involved.
+    Result<void> map_dma(const void* vaddr, std::uint64_t iova, std::size_t size);
+    Result<void> unmap_dma(std::uint64_t iova, std::size_t size) noexcept;
+
+private:
+    Container(int fd, std::filesystem::path dev_dir) : fd_(fd), dev_dir_(std::move(dev_dir)) {}
+    Result<void> read_iommu_info();
+
+    int fd_;
+    std::filesystem::path dev_dir_;
+    bool iommu_set_ = false;
+    std::vector<IovaRange> ranges_;
+    std::optional<std::uint32_t> dma_avail_;
+    std::uint64_t page_size_ = 4096;
+    std::mutex mu_;
+    std::map<unsigned, std::weak_ptr<Group>> groups_;
+};
+
+class Device;
+
+/// An IOMMU group attached to a container.
+class Group : public std::enable_shared_from_this<Group> {
+public:
+    ~Group();
+    Group(const Group&) = delete;
+    Group& operator=(const Group&) = delete;
+    unsigned number() const noexcept { return number_; }
+    const std::shared_ptr<Container>& container() const noexcept { return container_; }
+    /// Opens the device named by its PCI address ("0000:00:03.0").
+    Result<std::unique_ptr<Device>> open_device(const std::string& address);
+
+private:
+    friend class Container;
+    Group(std::shared_ptr<Container> c, unsigned n, int fd) : container_(std::move(c)), number_(n), fd_(fd) {}
+    std::shared_ptr<Container> container_;
+    unsigned number_;
+    int fd_;
+};
+
+/// A mapped region (BAR) of a device: unmapped on destruction.
+class MappedRegion {
+public:
+    MappedRegion(void* addr, std::size_t size) noexcept : addr_(addr), size_(size) {}
+    MappedRegion(MappedRegion&& o) noexcept : addr_(o.addr_), size_(o.size_) { o.addr_ = nullptr; }
+    MappedRegion& operator=(MappedRegion&&) = delete;
+    ~MappedRegion();
+    volatile std::byte* base() const noexcept { return static_cast<volatile std::byte*>(addr_); }
+    std::size_t size() const noexcept { return size_; }
+
+private:
+    void* addr_;
+    std::size_t size_;
+};
+
+/// Interrupt kinds of a vfio-pci device (VFIO_PCI_*_IRQ_INDEX).
+enum class IrqKind : unsigned { intx = 0, msi = 1, msix = 2 };
+std::string_view irq_kind_name(IrqKind k) noexcept;
+
+/// A device opened through VFIO.
+class Device {
+public:
+    ~Device();
+    Device(const Device&) = delete;
+    Device& operator=(const Device&) = delete;
+
+    const std::string& address() const noexcept { return address_; }
+    const std::shared_ptr<Group>& group() const noexcept { return group_; }
+
+    struct RegionInfo {
+        std::uint64_t size = 0, offset = 0;
+        bool readable = false, writable = false, mmappable = false;
+    };
+    /// Region `index`: 0-5 BARs, 6 ROM, 7 config space.
+    Result<RegionInfo> region(unsigned index) const;
+    /// mmaps a whole BAR region.
+    Result<MappedRegion> map_bar(unsigned index) const;
+
+    Result<void> read_config(std::uint32_t offset, std::span<std::uint8_t> out) const;
+    Result<void> write_config(std::uint32_t offset, std::span<const std::uint8_t> in) const;
+    Result<std::uint16_t> read_config16(std::uint32_t offset) const;
+    Result<void> write_config16(std::uint32_t offset, std::uint16_t v) const;
+    /// Sets Bus Master Enable (command register bit 2): VFIO does not, and without it DMA silently fails.
+    Result<void> enable_bus_master() const;
+
+    /// Number of vectors of `kind` (0 if the device has none).
+    Result<std::uint32_t> irq_count(IrqKind kind) const;
+    /// Routes vectors [start, start+fds.size()) of `kind` to eventfds (-1 disables that vector).
+    Result<void> set_irq_eventfds(IrqKind kind, std::uint32_t start, std::span<const std::int32_t> fds) const;
+    /// Disables every vector of `kind`.
+    Result<void> disable_irqs(IrqKind kind) const noexcept;
+    /// Unmasks INTx after it fired (INTx is masked automatically on delivery).
+    Result<void> unmask_intx() const;
+    /// Function-level reset, if the device supports one.
+    Result<void> reset() const;
+
+private:
+    friend class Group;
+    Device(std::shared_ptr<Group> g, std::string address, int fd) : group_(std::move(g)), address_(std::move(address)), fd_(fd) {}
+    std::shared_ptr<Group> group_;
+    std::string address_;
+    int fd_;
+};
+
+}  // namespace udrv::vfio

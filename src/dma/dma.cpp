@@ -1,0 +1,216 @@
+// DMA memory: the only place udrv mmaps memory for devices.
+#include "udrv/dma.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+
+#include "udrv/log.hpp"
+
+namespace udrv::dma {
+namespace {
+
+constexpr std::uint64_t kPage = 4096;
+constexpr std::uint64_t kHugePage = 2u << 20;
+
+std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+std::string nr_hugepages() {
+    std::ifstream in("/proc/sys/vm/nr_hugepages");
+    std::string s;
+    return (in >> s) ? s : "unknown";
+}
+
+}  // namespace
+
+IovaAllocator::IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor) {
+    for (const auto& r : ranges) {
+        std::uint64_t start = std::max(r.start, floor);
+        if (r.end == UINT64_MAX || start > r.end) {
+            if (start <= r.end) free_[start] = UINT64_MAX;  // keep exclusive end representable
+            continue;
+        }
+        free_[start] = r.end + 1;
+    }
+}
+
+Result<std::uint64_t> IovaAllocator::alloc(std::uint64_t size, std::uint64_t align, std::uint64_t limit) {
+    if (size == 0 || (align & (align - 1)) != 0) return fail(EINVAL, "bad IOVA request: size {} align {}", size, align);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+        std::uint64_t start = round_up(it->first, align);
+        if (start < it->first || start >= it->second || it->second - start < size) continue;
+        if (start + size - 1 > limit) break;  // ranges are sorted: nothing further fits under the limit
+        std::uint64_t end = it->second, old = it->first;
+        free_.erase(it);
+        if (old < start) free_[old] = start;
+        if (start + size < end) free_[start + size] = end;
+        return start;
+    }
+    return fail(ENOSPC, "no free IOVA range of {} bytes at or below {:#x} ({} bytes of IOVA space free in all): free DMA "
+                "memory, or widen the device's DMA mask if it can address more", size, limit, free_bytes());
+}
+
+void IovaAllocator::free(std::uint64_t iova, std::uint64_t size) noexcept {
+    std::uint64_t start = iova, end = iova + size;
+    auto next = free_.lower_bound(start);
+    if (next != free_.end() && next->first == end) {  // merge with the following range
+        end = next->second;
+        next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+        auto prev = std::prev(next);
+        if (prev->second == start) {  // merge with the preceding range
+            prev->second = end;
+            return;
+        }
+    }
+    free_[start] = end;
+}
+
+std::uint64_t IovaAllocator::free_bytes() const noexcept {
+    std::uint64_t n = 0;
+    for (auto& [s, e] : free_) n += e - s;
+    return n;
+}
+
+Space::Space(std::shared_ptr<vfio::Container> c) : container_(std::move(c)), iova_(container_->iova_ranges()) {}
+
+std::shared_ptr<Space> Space::of(const std::shared_ptr<vfio::Container>& container) {
+    static std::mutex mu;
+    static std::map<const vfio::Container*, std::weak_ptr<Space>> spaces;
+    std::lock_guard lock(mu);
+    std::erase_if(spaces, [](auto& kv) { return kv.second.expired(); });
+    if (auto s = spaces[container.get()].lock()) return s;
+    std::shared_ptr<Space> s(new Space(container));
+    spaces[container.get()] = s;
+    return s;
+}
+
+Result<std::uint64_t> Space::map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) {
+    std::lock_guard lock(mu_);
+    std::uint64_t iova = UDRV_TRY(iova_.alloc(size, std::max<std::uint64_t>(align, container_->iommu_page_size()), limit));
+    if (auto r = container_->map_dma(vaddr, iova, size); !r) {
+        iova_.free(iova, size);
+        return std::unexpected(std::move(r).error());
+    }
+    return iova;
+}
+
+void Space::unmap(std::uint64_t iova, std::size_t size) noexcept {
+    std::lock_guard lock(mu_);
+    if (auto r = container_->unmap_dma(iova, size); !r) pr_err("dma: {}", r.error().message());
+    iova_.free(iova, size);
+}
+
+std::uint64_t Space::free_iova_bytes() const {
+    std::lock_guard lock(mu_);
+    return iova_.free_bytes();
+}
+
+Result<Region> Region::allocate(std::shared_ptr<Space> space, std::size_t size, std::uint64_t limit) {
+    if (size == 0) return fail(EINVAL, "DMA allocation of 0 bytes");
+    void* p = MAP_FAILED;
+    bool huge = false;
+    std::size_t len = round_up(size, kPage);
+    if (size >= (1u << 20)) {
+        std::size_t hlen = round_up(size, kHugePage);
+        // SAFETY: fresh anonymous mapping owned by the Region; MAP_POPULATE faults it in before DMA.
+        p = mmap(nullptr, hlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+        if (p != MAP_FAILED) {
+            huge = true;
+            len = hlen;
+        } else {
+            static std::atomic<bool> warned{false};
+            if (!warned.exchange(true))
+                pr_warn("dma: no 2 MiB hugepages available (vm.nr_hugepages = {}): using 4 KiB pages; more IOMMU "
+                        "mappings and TLB misses (echo N > /proc/sys/vm/nr_hugepages to reserve some)", nr_hugepages());
+        }
+    }
+    if (p == MAP_FAILED) {
+        // SAFETY: as above, with 4 KiB pages.
+        p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED) return fail_errno("dma: cannot allocate {} bytes of memory", len);
+    }
+    auto iova = space->map(p, len, huge ? kHugePage : kPage, limit);
+    if (!iova) {
+        munmap(p, len);  // SAFETY: the mapping made above, not yet shared
+        return std::unexpected(std::move(iova).error());
+    }
+    return Region(std::move(space), p, len, *iova, huge);
+}
+
+Region::Region(Region&& o) noexcept : space_(std::move(o.space_)), cpu_(o.cpu_), size_(o.size_), iova_(o.iova_), huge_(o.huge_) {
+    o.cpu_ = nullptr;
+}
+
+Region& Region::operator=(Region&& o) noexcept {
+    if (this != &o) {
+        release();
+        space_ = std::move(o.space_);
+        cpu_ = o.cpu_;
+        size_ = o.size_;
+        iova_ = o.iova_;
+        huge_ = o.huge_;
+        o.cpu_ = nullptr;
+    }
+    return *this;
+}
+
+Region::~Region() { release(); }
+
+void Region::release() noexcept {
+    if (!cpu_) return;
+    space_->unmap(iova_, size_);  // the device loses access first
+    munmap(cpu_, size_);          // SAFETY: our mapping, no longer reachable by the device
+    cpu_ = nullptr;
+}
+
+Pool::Pool(Region r, std::size_t size, std::uint32_t count) : region_(std::move(r)), size_(size), count_(count), in_use_(count, false) {
+    free_.reserve(count);
+    for (std::uint32_t i = count; i > 0; --i) free_.push_back(i - 1);  // hand out index 0 first
+}
+
+Result<Pool> Pool::create(std::shared_ptr<Space> space, std::size_t buffer_size, std::uint32_t count, std::uint64_t limit) {
+    if (buffer_size == 0 || count == 0) return fail(EINVAL, "DMA pool of {} buffers of {} bytes", count, buffer_size);
+    std::size_t stride = round_up(buffer_size, 64);  // cache-line aligned buffers
+    if (stride > SIZE_MAX / count) return fail(EOVERFLOW, "DMA pool of {} x {} bytes overflows", count, stride);
+    Region r = UDRV_TRY(Region::allocate(std::move(space), stride * count, limit));
+    return Pool(std::move(r), stride, count);
+}
+
+Result<PoolBuffer> Pool::alloc() noexcept {
+    if (free_.empty()) return fail(ENOMEM, "DMA pool exhausted: all {} buffers of {} bytes are in use", count_, size_);
+    std::uint32_t i = free_.back();
+    free_.pop_back();
+    in_use_[i] = true;
+    return buffer(i);
+}
+
+Result<void> Pool::free(std::uint32_t index) noexcept {
+    if (index >= count_) return fail(EINVAL, "DMA pool: buffer index {} is out of range ({} buffers)", index, count_);
+    if (!in_use_[index]) return fail(EINVAL, "DMA pool: buffer {} freed twice", index);
+    in_use_[index] = false;
+    free_.push_back(index);
+    return {};
+}
+
+PoolBuffer Pool::buffer(std::uint32_t index) const noexcept {
+    return PoolBuffer{index, region_.bytes().subspan(index * size_, size_), region_.iova() + index * size_};
+}
+
+Result<Streaming> Streaming::map(std::shared_ptr<Space> space, std::span<std::byte> memory, std::uint64_t limit) {
+    auto addr = reinterpret_cast<std::uintptr_t>(memory.data());  // SAFETY: only inspected for alignment
+    if (addr % kPage != 0 || memory.size() % kPage != 0 || memory.empty())
+        return fail(EINVAL, "streaming DMA needs page-aligned memory in whole pages (got {:#x}, {} bytes)", addr, memory.size());
+    std::uint64_t iova = UDRV_TRY(space->map(memory.data(), memory.size(), kPage, limit));
+    return Streaming(std::move(space), iova, memory.size());
+}
+
+Streaming::~Streaming() {
+    if (size_) space_->unmap(iova_, size_);
+}
+
+}  // namespace udrv::dma

@@ -1,0 +1,132 @@
+#include "udrv/irq.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "udrv/log.hpp"
+
+namespace udrv::irq {
+
+Result<std::uint64_t> Vector::consume(std::uint64_t n) noexcept {
+    total_ += n;
+    if (intx_ && n) UDRV_TRY(dev_->unmask_intx());  // INTx stays masked until told otherwise
+    return n;
+}
+
+Result<std::uint64_t> Vector::poll() noexcept {
+    std::uint64_t n = 0;
+    ssize_t r = ::read(fd_, &n, sizeof(n));
+    if (r == sizeof(n)) return consume(n);
+    if (r < 0 && errno == EAGAIN) return 0;
+    return fail_errno("reading interrupt eventfd of vector {}", index_);
+}
+
+Result<std::uint64_t> Vector::wait(std::chrono::milliseconds timeout) noexcept {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        std::uint64_t n = UDRV_TRY(poll());
+        if (n) return n;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return fail(ETIMEDOUT, "no interrupt on vector {} within {} ms", index_, timeout.count());
+        pollfd p{fd_, POLLIN, 0};
+        int r = ::poll(&p, 1, static_cast<int>(left.count()));
+        if (r < 0 && errno != EINTR) return fail_errno("poll on interrupt eventfd");
+    }
+}
+
+Result<Vectors> Vectors::enable(std::shared_ptr<vfio::Device> dev, IrqKind kind, unsigned count) {
+    std::uint32_t have = UDRV_TRY(dev->irq_count(kind));
+    if (count == 0 || count > have)
+        return fail(EINVAL, "{}: asked for {} {} vector(s), the device has {}", dev->address(), count, vfio::irq_kind_name(kind), have);
+    Vectors v(dev, kind);
+    std::vector<std::int32_t> fds;
+    for (unsigned i = 0; i < count; ++i) {
+        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0) {
+            for (int f : fds) ::close(f);
+            return fail_errno("eventfd for {} vector {}", vfio::irq_kind_name(kind), i);
+        }
+        fds.push_back(fd);
+        v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(fd, i, dev.get(), kind == IrqKind::intx)));
+    }
+    if (auto r = dev->set_irq_eventfds(kind, 0, fds); !r) {
+        v.vectors_.clear();
+        for (int f : fds) ::close(f);
+        v.dev_.reset();
+        return std::unexpected(std::move(r).error());
+    }
+    return v;
+}
+
+Vectors::~Vectors() {
+    if (!dev_) return;  // moved from
+    (void)dev_->disable_irqs(kind_);  // the device stops signalling before the eventfds go
+    for (auto& v : vectors_) ::close(v->fd_);
+}
+
+Result<EventLoop> EventLoop::create() {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return fail_errno("epoll_create1");
+    return EventLoop(fd);
+}
+
+EventLoop::~EventLoop() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+Result<void> EventLoop::add(int fd, std::function<void()> on_ready) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return fail_errno("epoll_ctl add fd {}", fd);
+    handlers_[fd] = std::move(on_ready);
+    return {};
+}
+
+Result<void> EventLoop::remove(int fd) {
+    if (epoll_ctl(fd_, EPOLL_CTL_DEL, fd, nullptr) != 0) return fail_errno("epoll_ctl del fd {}", fd);
+    handlers_.erase(fd);
+    return {};
+}
+
+Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
+    epoll_event evs[32];
+    int n = epoll_wait(fd_, evs, 32, static_cast<int>(timeout.count()));
+    if (n < 0) {
+        if (errno == EINTR) return 0;
+        return fail_errno("epoll_wait");
+    }
+    for (int i = 0; i < n; ++i)
+        if (auto it = handlers_.find(evs[i].data.fd); it != handlers_.end()) it->second();
+    return n;
+}
+
+Result<void> HybridWaiter::wait(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    using clock = std::chrono::steady_clock;
+    auto deadline = clock::now() + timeout;
+    for (;;) {
+        if (done()) {
+            // Exponential moving average of the completion rate decides the next mode.
+            auto now = clock::now();
+            double dt = std::chrono::duration<double>(now - last_).count();
+            last_ = now;
+            double inst = dt > 0 ? 1.0 / dt : threshold_ * 2;
+            rate_ = 0.8 * rate_ + 0.2 * inst;
+            polling_ = rate_ > threshold_;
+            (void)v_.poll();  // drop interrupts that fired while we were not sleeping on them
+            return {};
+        }
+        auto now = clock::now();
+        if (now >= deadline) return fail(ETIMEDOUT, "no completion within {} ms", timeout.count());
+        // A quiet spell ten times the switch period ends polling: idle queues should not burn a core.
+        if (polling_ && std::chrono::duration<double>(now - last_).count() > 10.0 / threshold_) polling_ = false;
+        if (polling_) continue;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        auto r = v_.wait(std::max(left, std::chrono::milliseconds(1)));
+        if (!r && r.error().code() != ETIMEDOUT) return std::unexpected(r.error());
+    }
+}
+
+}  // namespace udrv::irq

@@ -1,0 +1,295 @@
+// VFIO uAPI (include/uapi/linux/vfio.h): the only place udrv issues VFIO ioctls.
+#include "udrv/vfio.hpp"
+
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "udrv/log.hpp"
+
+namespace udrv::vfio {
+namespace {
+
+std::string memlock_limit_text() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "unknown";
+    if (rl.rlim_cur == RLIM_INFINITY) return "unlimited";
+    return fmt::format("{} KiB", rl.rlim_cur / 1024);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Container>> Container::open(const std::filesystem::path& dev_dir) {
+    auto path = dev_dir / "vfio";
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return fail(ENOENT, "{} does not exist: load the VFIO modules (modprobe vfio-pci vfio_iommu_type1)", path.string());
+        errno = e;
+        return fail_errno("cannot open {}", path.string());
+    }
+    std::shared_ptr<Container> c(new Container(fd, dev_dir));
+    // SAFETY: VFIO_GET_API_VERSION / VFIO_CHECK_EXTENSION take no argument pointer.
+    if (ioctl(fd, VFIO_GET_API_VERSION) != VFIO_API_VERSION)
+        return fail(EPROTO, "{}: unknown VFIO API version (expected {})", path.string(), VFIO_API_VERSION);
+    if (ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) != 1)
+        return fail(ENOTSUP, "{}: the type1 v2 IOMMU is not available: load vfio_iommu_type1 and enable the IOMMU "
+                    "(intel_iommu=on or amd_iommu=on)", path.string());
+    return c;
+}
+
+Result<std::shared_ptr<Container>> Container::shared() {
+    static std::mutex mu;
+    static std::weak_ptr<Container> cached;
+    std::lock_guard lock(mu);
+    if (auto c = cached.lock()) return c;
+    auto c = UDRV_TRY(open());
+    cached = c;
+    return c;
+}
+
+Container::~Container() { ::close(fd_); }
+
+Result<std::shared_ptr<Group>> Container::group(unsigned number) {
+    std::lock_guard lock(mu_);
+    if (auto g = groups_[number].lock()) return g;
+    auto path = dev_dir_ / std::to_string(number);
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return fail(ENOENT, "{} does not exist: bind the group's devices to vfio-pci first (udrv bind)", path.string());
+        if (e == EBUSY) return fail(EBUSY, "{} is in use by another process (one VFIO user per group)", path.string());
+        errno = e;
+        return fail_errno("cannot open {}", path.string());
+    }
+    std::shared_ptr<Group> g(new Group(shared_from_this(), number, fd));
+    vfio_group_status status{};
+    status.argsz = sizeof(status);
+    // SAFETY: status is a properly sized vfio_group_status with argsz set.
+    if (ioctl(fd, VFIO_GROUP_GET_STATUS, &status) != 0) return fail_errno("{}: VFIO_GROUP_GET_STATUS", path.string());
+    if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE))
+        return fail(EINVAL, "IOMMU group {} is not viable: every device in it must be bound to vfio-pci (or no driver); "
+                    "see /sys/kernel/iommu_groups/{}/devices", number, number);
+    // SAFETY: the argument is a pointer to the container fd, as VFIO_GROUP_SET_CONTAINER expects.
+    if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &fd_) != 0) return fail_errno("{}: cannot attach to the VFIO container", path.string());
+    if (!iommu_set_) {
+        // SAFETY: VFIO_SET_IOMMU takes the IOMMU type by value.
+        if (ioctl(fd_, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) return fail_errno("VFIO_SET_IOMMU(type1v2)");
+        iommu_set_ = true;
+        UDRV_TRY(read_iommu_info());
+    }
+    groups_[number] = g;
+    return g;
+}
+
+Result<void> Container::read_iommu_info() {
+    // Two calls: the first tells how large the capability chain is.
+    vfio_iommu_type1_info probe{};
+    probe.argsz = sizeof(probe);
+    // SAFETY: probe is a vfio_iommu_type1_info with argsz = its size.
+    if (ioctl(fd_, VFIO_IOMMU_GET_INFO, &probe) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
+    std::vector<std::uint64_t> buf((std::max<std::size_t>(probe.argsz, sizeof(probe)) + 7) / 8);
+    auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf.data());  // SAFETY: 8-aligned buffer of argsz bytes
+    info->argsz = static_cast<std::uint32_t>(buf.size() * 8);
+    if (ioctl(fd_, VFIO_IOMMU_GET_INFO, info) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
+    if (info->flags & VFIO_IOMMU_INFO_PGSIZES) page_size_ = info->iova_pgsizes & (~info->iova_pgsizes + 1);
+    ranges_.clear();
+    if (info->flags & VFIO_IOMMU_INFO_CAPS) {
+        const std::size_t total = buf.size() * 8;
+        std::uint32_t off = info->cap_offset;
+        for (int guard = 0; off && guard < 64; ++guard) {
+            // The chain comes from the kernel; still, never read outside the buffer.
+            if (off % 4 != 0 || off + sizeof(vfio_info_cap_header) > total) break;
+            // SAFETY: off lies within buf and is 4-aligned; headers are u16/u16/u32.
+            auto* hdr = reinterpret_cast<const vfio_info_cap_header*>(reinterpret_cast<const char*>(buf.data()) + off);
+            if (hdr->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && off + sizeof(vfio_iommu_type1_info_cap_iova_range) <= total) {
+                auto* cap = reinterpret_cast<const vfio_iommu_type1_info_cap_iova_range*>(hdr);  // SAFETY: id and size checked
+                std::size_t n = cap->nr_iovas;
+                if (off + sizeof(*cap) + n * sizeof(vfio_iova_range) <= total)
+                    for (std::size_t i = 0; i < n; ++i) ranges_.push_back({cap->iova_ranges[i].start, cap->iova_ranges[i].end});
+            } else if (hdr->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && off + sizeof(vfio_iommu_type1_info_dma_avail) <= total) {
+                dma_avail_ = reinterpret_cast<const vfio_iommu_type1_info_dma_avail*>(hdr)->avail;  // SAFETY: id and size checked
+            }
+            off = hdr->next;
+        }
+    }
+    if (ranges_.empty()) ranges_.push_back({0, (1ull << 39) - 1});  // old kernels: assume the smallest common width
+    for (auto& r : ranges_) pr_debug("vfio: IOVA range [{:#x}, {:#x}]", r.start, r.end);
+    return {};
+}
+
+Result<void> Container::map_dma(const void* vaddr, std::uint64_t iova, std::size_t size) {
+    vfio_iommu_type1_dma_map m{};
+    m.argsz = sizeof(m);
+    m.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+    m.vaddr = reinterpret_cast<std::uintptr_t>(vaddr);  // SAFETY: the kernel pins and translates this range
+    m.iova = iova;
+    m.size = size;
+    // SAFETY: m is a complete vfio_iommu_type1_dma_map.
+    if (ioctl(fd_, VFIO_IOMMU_MAP_DMA, &m) != 0) {
+        int e = errno;
+        if (e == ENOMEM)
+            return fail(ENOMEM, "mapping {} bytes for DMA failed: the locked-memory limit (RLIMIT_MEMLOCK, now {}) is reached; "
+                        "raise it with `ulimit -l unlimited` or in /etc/security/limits.conf", size, memlock_limit_text());
+        if (e == ENOSPC)
+            return fail(ENOSPC, "mapping for DMA failed: the IOMMU allows no more mappings (vfio_iommu_type1 dma_entry_limit); "
+                        "use fewer, larger DMA allocations or raise the module parameter");
+        errno = e;
+        return fail_errno("VFIO_IOMMU_MAP_DMA of {} bytes at IOVA {:#x}", size, iova);
+    }
+    return {};
+}
+
+Result<void> Container::unmap_dma(std::uint64_t iova, std::size_t size) noexcept {
+    vfio_iommu_type1_dma_unmap u{};
+    u.argsz = sizeof(u);
+    u.iova = iova;
+    u.size = size;
+    // SAFETY: u is a complete vfio_iommu_type1_dma_unmap.
+    if (ioctl(fd_, VFIO_IOMMU_UNMAP_DMA, &u) != 0) return fail_errno("VFIO_IOMMU_UNMAP_DMA at IOVA {:#x}", iova);
+    return {};
+}
+
+Group::~Group() {
+    // SAFETY: detaching takes no argument; then the fd is ours to close.
+    ioctl(fd_, VFIO_GROUP_UNSET_CONTAINER);
+    ::close(fd_);
+}
+
+Result<std::unique_ptr<Device>> Group::open_device(const std::string& address) {
+    // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a NUL-terminated device name.
+    int fd = ioctl(fd_, VFIO_GROUP_GET_DEVICE_FD, address.c_str());
+    if (fd < 0) return fail_errno("{}: cannot open through VFIO group {} (is it bound to vfio-pci?)", address, number_);
+    return std::unique_ptr<Device>(new Device(shared_from_this(), address, fd));
+}
+
+MappedRegion::~MappedRegion() {
+    // SAFETY: addr_/size_ describe a mapping made by Device::map_bar and not unmapped elsewhere.
+    if (addr_) munmap(addr_, size_);
+}
+
+std::string_view irq_kind_name(IrqKind k) noexcept {
+    switch (k) {
+        case IrqKind::intx: return "INTx";
+        case IrqKind::msi: return "MSI";
+        case IrqKind::msix: return "MSI-X";
+    }
+    return "?";
+}
+
+Device::~Device() { ::close(fd_); }
+
+Result<Device::RegionInfo> Device::region(unsigned index) const {
+    vfio_region_info r{};
+    r.argsz = sizeof(r);
+    r.index = index;
+    // SAFETY: r is a vfio_region_info with argsz set; capabilities beyond it are not requested.
+    if (ioctl(fd_, VFIO_DEVICE_GET_REGION_INFO, &r) != 0) return fail_errno("{}: region {} info", address_, index);
+    return RegionInfo{r.size, r.offset, bool(r.flags & VFIO_REGION_INFO_FLAG_READ), bool(r.flags & VFIO_REGION_INFO_FLAG_WRITE),
+                      bool(r.flags & VFIO_REGION_INFO_FLAG_MMAP)};
+}
+
+Result<MappedRegion> Device::map_bar(unsigned index) const {
+    if (index > 5) return fail(EINVAL, "{}: BAR index {} is out of range (0-5)", address_, index);
+    RegionInfo r = UDRV_TRY(region(index));
+    if (r.size == 0) return fail(ENXIO, "{}: BAR{} is not implemented", address_, index);
+    if (!r.mmappable) return fail(ENOTSUP, "{}: BAR{} cannot be mmapped (an I/O port BAR?)", address_, index);
+    // SAFETY: maps the region at the offset VFIO reported, with its full size; MappedRegion unmaps it.
+    void* p = mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(r.offset));
+    if (p == MAP_FAILED) return fail_errno("{}: mmap of BAR{} ({} bytes)", address_, index, r.size);
+    return MappedRegion(p, r.size);
+}
+
+Result<void> Device::read_config(std::uint32_t offset, std::span<std::uint8_t> out) const {
+    RegionInfo r = UDRV_TRY(region(VFIO_PCI_CONFIG_REGION_INDEX));
+    if (offset > r.size || out.size() > r.size - offset)
+        return fail(ERANGE, "{}: config read of {} bytes at {:#x} beyond {} bytes", address_, out.size(), offset, r.size);
+    ssize_t n = pread(fd_, out.data(), out.size(), static_cast<off_t>(r.offset + offset));
+    if (n != static_cast<ssize_t>(out.size())) return fail_errno("{}: config read at {:#x}", address_, offset);
+    return {};
+}
+
+Result<void> Device::write_config(std::uint32_t offset, std::span<const std::uint8_t> in) const {
+    RegionInfo r = UDRV_TRY(region(VFIO_PCI_CONFIG_REGION_INDEX));
+    if (offset > r.size || in.size() > r.size - offset)
+        return fail(ERANGE, "{}: config write of {} bytes at {:#x} beyond {} bytes", address_, in.size(), offset, r.size);
+    ssize_t n = pwrite(fd_, in.data(), in.size(), static_cast<off_t>(r.offset + offset));
+    if (n != static_cast<ssize_t>(in.size())) return fail_errno("{}: config write at {:#x}", address_, offset);
+    return {};
+}
+
+Result<std::uint16_t> Device::read_config16(std::uint32_t offset) const {
+    std::uint8_t b[2];
+    UDRV_TRY(read_config(offset, b));
+    return static_cast<std::uint16_t>(b[0] | b[1] << 8);
+}
+
+Result<void> Device::write_config16(std::uint32_t offset, std::uint16_t v) const {
+    const std::uint8_t b[2] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8)};
+    return write_config(offset, b);
+}
+
+Result<void> Device::enable_bus_master() const {
+    std::uint16_t cmd = UDRV_TRY(read_config16(0x04));
+    if (cmd & 0x4) return {};
+    return write_config16(0x04, static_cast<std::uint16_t>(cmd | 0x4 | 0x2));  // bus master + memory space
+}
+
+Result<std::uint32_t> Device::irq_count(IrqKind kind) const {
+    vfio_irq_info info{};
+    info.argsz = sizeof(info);
+    info.index = static_cast<std::uint32_t>(kind);
+    // SAFETY: info is a vfio_irq_info with argsz set.
+    if (ioctl(fd_, VFIO_DEVICE_GET_IRQ_INFO, &info) != 0) return fail_errno("{}: {} info", address_, irq_kind_name(kind));
+    return info.count;
+}
+
+Result<void> Device::set_irq_eventfds(IrqKind kind, std::uint32_t start, std::span<const std::int32_t> fds) const {
+    std::vector<std::uint8_t> buf(sizeof(vfio_irq_set) + fds.size_bytes() + 8);
+    auto* set = reinterpret_cast<vfio_irq_set*>(buf.data());  // SAFETY: buffer holds the header plus the fd array
+    set->argsz = static_cast<std::uint32_t>(sizeof(vfio_irq_set) + fds.size_bytes());
+    set->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+    set->index = static_cast<std::uint32_t>(kind);
+    set->start = start;
+    set->count = static_cast<std::uint32_t>(fds.size());
+    std::memcpy(set->data, fds.data(), fds.size_bytes());
+    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, set) != 0)
+        return fail_errno("{}: routing {} vectors {}..{} to eventfds", address_, irq_kind_name(kind), start, start + fds.size() - 1);
+    return {};
+}
+
+Result<void> Device::disable_irqs(IrqKind kind) const noexcept {
+    vfio_irq_set set{};
+    set.argsz = sizeof(set);
+    set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+    set.index = static_cast<std::uint32_t>(kind);
+    // SAFETY: count 0 with DATA_NONE disables the index; no payload.
+    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: disabling {}", address_, irq_kind_name(kind));
+    return {};
+}
+
+Result<void> Device::unmask_intx() const {
+    vfio_irq_set set{};
+    set.argsz = sizeof(set);
+    set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+    set.index = VFIO_PCI_INTX_IRQ_INDEX;
+    set.count = 1;
+    // SAFETY: as disable_irqs.
+    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: unmasking INTx", address_);
+    return {};
+}
+
+Result<void> Device::reset() const {
+    // SAFETY: VFIO_DEVICE_RESET takes no argument.
+    if (ioctl(fd_, VFIO_DEVICE_RESET) != 0) return fail_errno("{}: reset", address_);
+    return {};
+}
+
+}  // namespace udrv::vfio

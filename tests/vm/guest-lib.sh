@@ -1,0 +1,23 @@
+# Helpers for guest scripts (sourced inside the VM). Each check prints one line; the summary line at the
+# end is "N passed, N failed", and the script's exit status is the number of failures (capped at 100).
+printf "\nUDRV-GUEST-BEGIN\n"
+export LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
+passed=0 failed=0
+# vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result.
+vm_test() {
+  local name=$1; shift
+  echo "=== RUN  $name"
+  if "$@"; then echo "=== PASS $name"; passed=$((passed + 1)); else echo "=== FAIL $name (exit $?)"; failed=$((failed + 1)); fi
+}
+# find_dev VENDOR DEVICE: the first PCI address with these ids.
+find_dev() {
+  for d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$d/vendor")" = "0x$1" ] && [ "$(cat "$d/device")" = "0x$2" ] && { basename "$d"; return 0; }
+  done
+  return 1
+}
+vm_summary() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -gt 100 ] && failed=100
+  return "$failed"
+}

@@ -1,0 +1,43 @@
+# The VM test suite, run as root inside the guest by vm.sh (one boot for all of it).
+. /udrv/guest-lib.sh
+EDU=$(find_dev 1234 11e8)
+NVME=0000:00:04.0
+KNIC=0000:00:08.0
+export UDRV_LOG_LEVEL=info
+
+expect_fail() {  # expect_fail "message part" command...: must exit non-zero and print the message
+  local want=$1; shift
+  local out
+  out=$("$@" 2>&1) && { echo "$out"; echo "expected a failure"; return 1; }
+  echo "$out"
+  echo "$out" | grep -qF -- "$want" || { echo "missing: $want"; return 1; }
+}
+
+vm_test "udrv lspci agrees with lspci -nn -vvv on q35's devices" sh /udrv/lspci_agrees.sh /udrv/bin/udrv
+vm_test "udrv lspci shows the edu device" sh -c "udrv lspci | grep -F '$EDU Unclassified device [00ff]: Device [1234:11e8] (rev 10)'"
+vm_test "edu has an IOMMU group" sh -c "udrv lspci -v -s $EDU | grep -E 'IOMMU group: [0-9]+'"
+vm_test "bind edu to vfio-pci" udrv bind "$EDU"
+vm_test "edu is on vfio-pci" sh -c "udrv lspci -v -s $EDU | grep -F 'Kernel driver in use: vfio-pci'"
+vm_test "edu driver: identification, factorial, MSI, DMA both ways" udrv-edu-selftest
+vm_test "unbind edu" udrv unbind "$EDU"
+vm_test "edu has no driver again" sh -c "! udrv lspci -v -s $EDU | grep -q 'Kernel driver in use'"
+vm_test "selftest without a bound device says what to do" expect_fail "no edu device bound to vfio-pci (udrv bind <address> first)" udrv-edu-selftest
+vm_test "100 x bind, load driver, probe, unload, unbind: no leaks" udrv-vmtest-cycle "$EDU" /udrv/modules/udrv_edu.so 100
+
+# Refusals, on the real thing.
+IFACE=$(ls /sys/bus/pci/devices/$KNIC/virtio*/net)
+ip link set "$IFACE" up
+vm_test "refuse: network interface up" expect_fail "is in use: network interface $IFACE is up; take it down first" udrv bind "$KNIC"
+ip link set "$IFACE" down
+# The kernel's nvme driver scans namespaces asynchronously: wait for the disk of $NVME to appear.
+for i in $(seq 50); do DISK=$(ls /sys/bus/pci/devices/$NVME/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$DISK" ] && break; sleep 0.2; done
+mke2fs -q "/dev/$DISK" && mkdir -p /mnt/nvme && mount "/dev/$DISK" /mnt/nvme
+vm_test "refuse: mounted disk" expect_fail "is in use: /dev/$DISK is mounted on /mnt/nvme; unmount it first" udrv bind "$NVME"
+umount /mnt/nvme
+vm_test "refuse: not root" expect_fail "binding and unbinding devices needs root" su -s /bin/sh nobody -c "/udrv/bin/udrv bind $EDU"
+rmmod vfio_pci
+vm_test "refuse: vfio-pci not loaded" expect_fail "vfio-pci is not loaded: modprobe vfio-pci" udrv bind "$EDU"
+insmod /lib/modules/vfio-pci.ko
+vm_test "bind and unbind a device with a kernel driver (nvme) gives it back" sh -c "udrv bind $NVME && udrv unbind $NVME | grep -F 'returned to nvme'"
+
+vm_summary

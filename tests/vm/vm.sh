@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The test VM: QEMU q35 + intel-iommu under TCG, booting Debian's kernel with an initramfs that holds
+# busybox, the VFIO/NVMe/NIC kernel modules and udrv's build. The hardware udrv drives in tests.
+#
+#   vm.sh prepare                        install QEMU/busybox/cpio, fetch and unpack the kernel (cached)
+#   vm.sh run BUILD_DIR GUEST_SCRIPT     boot, run GUEST_SCRIPT as root in the guest, print its output,
+#                                        exit with its status (124 if the guest hung past $UDRV_VM_TIMEOUT)
+#
+# Guest devices (fixed slots, so tests can name them):
+#   00:03.0 edu (1234:11e8)      00:04.0 nvme, 64 MiB raw file    00:05.0 nvme, null-co (no data)
+#   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
+# Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
+# UDRV_VM_MEM (default 1G), UDRV_VM_LOG (also write the serial log here).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${UDRV_VM_CACHE:-/var/tmp/udrv-vm-cache}
+
+# Kernel modules in load order (Debian 6.1 has no modules.dep in the package; see shared notes).
+modules=(
+  crypto/crct10dif_common lib/crc-t10dif lib/crc64 crypto/crc64_rocksoft_generic lib/crc64-rocksoft block/t10-pi
+  drivers/nvme/host/nvme-core drivers/nvme/host/nvme
+  virt/lib/irqbypass drivers/vfio/vfio drivers/vfio/vfio_virqfd drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci
+  drivers/vfio/vfio_iommu_type1
+  drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev
+  drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
+  drivers/net/ethernet/intel/e1000e/e1000e
+  lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4
+)
+
+need_pkgs() {
+  local missing=()
+  for p in qemu-system-x86 busybox-static cpio; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || { echo "vm: missing packages ${missing[*]}: run as root" >&2; return 1; }
+  echo "vm: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Unpacks the kernel named by linux-image-amd64 (the version moves with security updates).
+prepare() {
+  need_pkgs
+  mkdir -p "$cache"
+  local pkg
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  if [ -z "$pkg" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  fi
+  [ -n "$pkg" ] || { echo "vm: cannot tell which kernel linux-image-amd64 names" >&2; return 1; }
+  local dir="$cache/$pkg"
+  if [ ! -f "$dir/.done" ]; then
+    echo "vm: fetching $pkg" >&2
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb root && rm -f ./*.deb)
+    touch "$dir/.done"
+  fi
+  ln -sfn "$pkg" "$cache/current"
+}
+
+# Copies an ELF file and the shared libraries it needs into the rootfs.
+copy_elf() {
+  local f=$1 dest=$2 root=$3
+  mkdir -p "$root/$(dirname "$dest")"
+  cp -L "$f" "$root/$dest"
+  ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
+    [ -e "$root/$lib" ] || { mkdir -p "$root/$(dirname "$lib")"; cp -L "$lib" "$root/$lib"; }
+  done
+}
+
+mkinitramfs() {
+  local build=$1 script=$2 out=$3
+  local kdir="$cache/current/root" root
+  local kver
+  kver=$(ls "$kdir/lib/modules")
+  root=$(mktemp -d)
+  chmod 755 "$root"  # the guest's / : other users (the not-root test) must be able to traverse it
+  mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,lib/modules,udrv,mnt} "$root/lib64"
+  printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+  cp /bin/busybox "$root/bin/busybox"
+  for m in "${modules[@]}"; do
+    cp "$kdir/lib/modules/$kver/kernel/$m.ko" "$root/lib/modules/"
+    echo "$(basename "$m")" >> "$root/lib/modules/order"
+  done
+  # udrv: tools, libraries, modules, test programs (everything under BUILD/{bin,lib,modules,test-modules}).
+  for d in bin lib modules test-modules; do
+    [ -d "$build/$d" ] || continue
+    for f in "$build/$d"/*; do
+      [ -f "$f" ] || continue
+      if file -b "$f" 2>/dev/null | grep -q ELF || head -c 4 "$f" | grep -q ELF; then
+        copy_elf "$f" "udrv/$d/$(basename "$f")" "$root"
+      else
+        mkdir -p "$root/udrv/$d" && cp "$f" "$root/udrv/$d/"
+      fi
+    done
+  done
+  for ids in /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids; do
+    [ -f "$ids" ] && { mkdir -p "$root/usr/share/misc"; cp "$ids" "$root/usr/share/misc/pci.ids"; break; }
+  done
+  # pciutils' lspci, so the guest can compare udrv lspci with it on q35's PCIe devices.
+  command -v lspci >/dev/null && copy_elf "$(command -v lspci)" usr/bin/lspci "$root"
+  cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
+  cp "$script" "$root/udrv/guest.sh"
+  cp -r "$here/guest-lib.sh" "$root/udrv/"
+  [ -d "$here/../../docs/examples" ] && cp -r "$here/../../docs/examples" "$root/udrv/examples"
+  cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin:/udrv/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
+for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null || echo "init: insmod $m failed"; done
+echo 1 > /proc/sys/kernel/printk
+cd /udrv
+sh /udrv/guest.sh
+echo "UDRV-GUEST-EXIT $?"
+poweroff -f
+INIT
+  chmod +x "$root/init"
+  (cd "$root" && find . | cpio -o -H newc --quiet > "$out")
+  rm -rf "$root"
+}
+
+run() {
+  local build script
+  build=$(cd "$1" && pwd); script=$2
+  prepare
+  local work; work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  mkinitramfs "$build" "$script" "$work/initrd"
+  truncate -s 64M "$work/disk.img"
+  local log="$work/serial.log" rc=0
+  local t0=$SECONDS
+  timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" qemu-system-x86_64 \
+    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 2 -m "${UDRV_VM_MEM:-1G}" \
+    -nographic -vga none -no-reboot -monitor none -serial "file:$log" \
+    -device intel-iommu,intremap=on,caching-mode=on \
+    -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
+    -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
+    -device edu,addr=03.0 \
+    -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0 \
+    -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0 \
+    -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
+    -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
+    -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
+    >/dev/null 2>"$work/qemu.err" || rc=$?
+  [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
+  # Print the guest's output without the kernel's boot noise.
+  tr -d '\r' < "$log" | sed -n '/UDRV-GUEST-BEGIN/,$p' | sed 1d | grep -v -e '^UDRV-GUEST-EXIT' -e 'reboot: Power down' || true
+  local status
+  status=$(tr -d '\r' < "$log" | awk '/^UDRV-GUEST-EXIT/ {print $2}' | tail -n 1)
+  echo "vm: guest ran for $((SECONDS - t0)) s (boot included)"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "vm: FAIL: the guest did not finish within ${UDRV_VM_TIMEOUT:-300} s; last lines:"; tail -n 20 "$log"
+    return 124
+  fi
+  if [ -z "$status" ]; then
+    echo "vm: FAIL: the guest stopped without reporting a status (qemu exit $rc); last lines:"; tail -n 30 "$log"
+    cat "$work/qemu.err"
+    return 1
+  fi
+  return "$status"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) shift; run "$@" ;;
+  *) echo "usage: $0 prepare | run BUILD_DIR GUEST_SCRIPT" >&2; exit 2 ;;
+esac
