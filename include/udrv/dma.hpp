@@ -13,12 +13,23 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "udrv/result.hpp"
 #include "udrv/vfio.hpp"
 
 namespace udrv::dma {
+
+/// Reads a value the device may change at any time (a completion entry's phase bit, a descriptor's
+/// status): one real load, never cached or merged by the compiler.
+template <typename T>
+T read_once(const T& x) noexcept {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8);
+    // SAFETY: x is a live, aligned object in DMA memory; the volatile load only stops the compiler from
+    // caching it. Ordering against later reads is the caller's dma_rmb().
+    return *static_cast<const volatile T*>(&x);
+}
 
 /// First-fit allocator of IOVA space (exposed for tests). Not thread-safe; Space locks around it.
 class IovaAllocator {
@@ -48,6 +59,7 @@ private:
     std::shared_ptr<vfio::Container> container_;
     mutable std::mutex mu_;
     IovaAllocator iova_;
+    std::map<std::uint64_t, std::uint64_t> epochs_;  // iova -> container epoch it was mapped in
 };
 
 /// A block of DMA memory: CPU mapping + IOVA. Unmapped from the IOMMU and freed on destruction.
@@ -144,6 +156,26 @@ private:
     std::shared_ptr<Space> space_;
     std::uint64_t iova_;
     std::size_t size_;
+};
+
+/// Allocation handle for one device: its DMA space and mask. Drivers obtain it in probe
+/// (Bound<pci::Device>::dma()) and keep it to allocate later (new queues at run time).
+class Allocator {
+public:
+    Allocator(std::shared_ptr<Space> space, std::uint64_t limit) : space_(std::move(space)), limit_(limit) {}
+    Result<Region> region(std::size_t bytes) const { return Region::allocate(space_, bytes, limit_); }
+    template <typename T>
+    Result<Coherent<T>> coherent(std::size_t count = 1) const {
+        Region r = UDRV_TRY(region(sizeof(T) * count));
+        return Coherent<T>(std::move(r), count);
+    }
+    Result<Pool> pool(std::size_t buffer_size, std::uint32_t count) const { return Pool::create(space_, buffer_size, count, limit_); }
+    Result<Streaming> streaming(std::span<std::byte> memory) const { return Streaming::map(space_, memory, limit_); }
+    std::uint64_t limit() const noexcept { return limit_; }
+
+private:
+    std::shared_ptr<Space> space_;
+    std::uint64_t limit_;
 };
 
 }  // namespace udrv::dma

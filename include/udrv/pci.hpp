@@ -275,6 +275,9 @@ public:
 
     /// Limits this device's DMA addresses to `bits` bits (the kernel's dma_set_mask); 64 = no limit.
     Result<void> set_dma_mask(unsigned bits) const;
+    /// An allocator the driver may keep to allocate DMA memory after probe (honours the DMA mask set
+    /// before it was taken).
+    Result<dma::Allocator> dma() const;
     /// `count` objects of T in DMA memory the device can reach.
     template <typename T>
     Result<dma::Coherent<T>> alloc_coherent(std::size_t count = 1) const {

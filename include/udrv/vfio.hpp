@@ -28,6 +28,8 @@ class Group;
 
 /// An IOMMU address space (/dev/vfio/vfio with the type1 v2 IOMMU). Several groups may share one.
 class Container : public std::enable_shared_from_this<Container> {
+    friend class Group;
+
 public:
     /// Opens a new container. `dev_dir` is /dev/vfio (tests may point elsewhere).
     static Result<std::shared_ptr<Container>> open(const std::filesystem::path& dev_dir = "/dev/vfio");
@@ -48,6 +50,9 @@ public:
     std::optional<std::uint32_t> dma_mappings_available() const noexcept { return dma_avail_; }
     /// Smallest IOMMU page size.
     std::uint64_t iommu_page_size() const noexcept { return page_size_; }
+    /// Changes whenever the IOMMU context goes away (the last group detached): mappings made before
+    /// are gone with it and must not be unmapped again.
+    std::uint64_t epoch() const noexcept { return epoch_; }
 
     /// Maps [vaddr, vaddr+size) at `iova` for device reads and writes. Errors name the limit involved.
     Result<void> map_dma(const void* vaddr, std::uint64_t iova, std::size_t size);
@@ -60,6 +65,8 @@ private:
     int fd_;
     std::filesystem::path dev_dir_;
     bool iommu_set_ = false;
+    unsigned attached_ = 0;
+    std::uint64_t epoch_ = 0;
     std::vector<IovaRange> ranges_;
     std::optional<std::uint32_t> dma_avail_;
     std::uint64_t page_size_ = 4096;
@@ -82,6 +89,7 @@ public:
 
 private:
     friend class Container;
+    bool attached_ = false;
     Group(std::shared_ptr<Container> c, unsigned n, int fd) : container_(std::move(c)), number_(n), fd_(fd) {}
     std::shared_ptr<Container> container_;
     unsigned number_;

@@ -96,12 +96,17 @@ Result<std::uint64_t> Space::map(const void* vaddr, std::size_t size, std::uint6
         iova_.free(iova, size);
         return std::unexpected(std::move(r).error());
     }
+    epochs_[iova] = container_->epoch();
     return iova;
 }
 
 void Space::unmap(std::uint64_t iova, std::size_t size) noexcept {
     std::lock_guard lock(mu_);
-    if (auto r = container_->unmap_dma(iova, size); !r) pr_err("dma: {}", r.error().message());
+    auto it = epochs_.find(iova);
+    // A mapping from an IOMMU context that is gone (its devices were unbound) went with it.
+    if (it != epochs_.end() && it->second == container_->epoch())
+        if (auto r = container_->unmap_dma(iova, size); !r) pr_err("dma: {}", r.error().message());
+    if (it != epochs_.end()) epochs_.erase(it);
     iova_.free(iova, size);
 }
 

@@ -54,19 +54,21 @@ Result<void> Bound<pci::Device>::set_dma_mask(unsigned bits) const {
     return {};
 }
 
-Result<dma::Region> Bound<pci::Device>::alloc_dma(std::size_t bytes) const {
+Result<dma::Allocator> Bound<pci::Device>::dma() const {
     pci::Device::Vfio* v = UDRV_TRY(vfio());
-    return UDRV_TRY_CTX(dma::Region::allocate(v->dma, bytes, v->dma_limit), "{}", device().name());
+    return dma::Allocator(v->dma, v->dma_limit);
+}
+
+Result<dma::Region> Bound<pci::Device>::alloc_dma(std::size_t bytes) const {
+    return UDRV_TRY_CTX(UDRV_TRY(dma()).region(bytes), "{}", device().name());
 }
 
 Result<dma::Pool> Bound<pci::Device>::create_dma_pool(std::size_t buffer_size, std::uint32_t count) const {
-    pci::Device::Vfio* v = UDRV_TRY(vfio());
-    return UDRV_TRY_CTX(dma::Pool::create(v->dma, buffer_size, count, v->dma_limit), "{}", device().name());
+    return UDRV_TRY_CTX(UDRV_TRY(dma()).pool(buffer_size, count), "{}", device().name());
 }
 
 Result<dma::Streaming> Bound<pci::Device>::map_streaming(std::span<std::byte> memory) const {
-    pci::Device::Vfio* v = UDRV_TRY(vfio());
-    return UDRV_TRY_CTX(dma::Streaming::map(v->dma, memory, v->dma_limit), "{}", device().name());
+    return UDRV_TRY_CTX(UDRV_TRY(dma()).streaming(memory), "{}", device().name());
 }
 
 Result<irq::Vectors> Bound<pci::Device>::alloc_irq_vectors(irq::IrqKind kind, unsigned count) const {

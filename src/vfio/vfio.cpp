@@ -79,6 +79,8 @@ Result<std::shared_ptr<Group>> Container::group(unsigned number) {
                     "see /sys/kernel/iommu_groups/{}/devices", number, number);
     // SAFETY: the argument is a pointer to the container fd, as VFIO_GROUP_SET_CONTAINER expects.
     if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &fd_) != 0) return fail_errno("{}: cannot attach to the VFIO container", path.string());
+    g->attached_ = true;
+    ++attached_;
     if (!iommu_set_) {
         // SAFETY: VFIO_SET_IOMMU takes the IOMMU type by value.
         if (ioctl(fd_, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) return fail_errno("VFIO_SET_IOMMU(type1v2)");
@@ -158,8 +160,16 @@ Result<void> Container::unmap_dma(std::uint64_t iova, std::size_t size) noexcept
 }
 
 Group::~Group() {
-    // SAFETY: detaching takes no argument; then the fd is ours to close.
-    ioctl(fd_, VFIO_GROUP_UNSET_CONTAINER);
+    if (attached_) {
+        // SAFETY: detaching takes no argument; then the fd is ours to close.
+        ioctl(fd_, VFIO_GROUP_UNSET_CONTAINER);
+        std::lock_guard lock(container_->mu_);
+        if (--container_->attached_ == 0) {
+            // The last group took the IOMMU context (and every mapping) with it.
+            container_->iommu_set_ = false;
+            ++container_->epoch_;
+        }
+    }
     ::close(fd_);
 }
 

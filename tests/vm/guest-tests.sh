@@ -40,4 +40,35 @@ vm_test "refuse: vfio-pci not loaded" expect_fail "vfio-pci is not loaded: modpr
 insmod /lib/modules/vfio-pci.ko
 vm_test "bind and unbind a device with a kernel driver (nvme) gives it back" sh -c "udrv bind $NVME && udrv unbind $NVME | grep -F 'returned to nvme'"
 
+# NVMe: the udrv driver against the kernel's, on the same device.
+nvme_disk() {  # the kernel's block device of $NVME, once it has appeared
+  for i in $(seq 50); do
+    d=$(ls /sys/bus/pci/devices/$NVME/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+vm_test "nvme: udrv identify agrees with nvme-cli id-ctrl/id-ns" sh /udrv/nvme_identify_agrees.sh "$NVME"
+head -c 4194304 /dev/urandom > /tmp/pattern1
+head -c 4194304 /dev/urandom > /tmp/pattern2
+data_udrv_to_kernel() {
+  udrv bind "$NVME" && udrv nvme write -s "$NVME" --lba 0 -i /tmp/pattern1 && udrv unbind "$NVME" || return 1
+  disk=$(nvme_disk) || return 1
+  dd if="/dev/$disk" of=/tmp/back1 bs=1M count=4 2>/dev/null && cmp /tmp/pattern1 /tmp/back1 && echo "4 MiB written by udrv read back by the kernel: identical"
+}
+data_kernel_to_udrv() {
+  disk=$(nvme_disk) || return 1
+  dd if=/tmp/pattern2 of="/dev/$disk" bs=1M seek=8 conv=fsync 2>/dev/null || return 1
+  udrv bind "$NVME" && udrv nvme read -s "$NVME" --lba 16384 --blocks 8192 -o /tmp/back2 && udrv unbind "$NVME" || return 1
+  cmp /tmp/pattern2 /tmp/back2 && echo "4 MiB written by the kernel read back by udrv: identical"
+}
+vm_test "nvme data safety: udrv writes, kernel reads" data_udrv_to_kernel
+vm_test "nvme data safety: kernel writes, udrv reads" data_kernel_to_udrv
+udrv bind "$NVME" >/dev/null
+vm_test "nvme: status decoding, non-DMA memory, unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
+vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
+vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
+  "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
+udrv unbind "$NVME" >/dev/null
+
 vm_summary

@@ -102,6 +102,10 @@ mkinitramfs() {
   done
   # pciutils' lspci, so the guest can compare udrv lspci with it on q35's PCIe devices.
   command -v lspci >/dev/null && copy_elf "$(command -v lspci)" usr/bin/lspci "$root"
+  # nvme-cli and fio: the kernel driver's side of comparisons and benchmarks.
+  command -v nvme >/dev/null && copy_elf "$(command -v nvme)" usr/bin/nvme "$root"
+  command -v fio >/dev/null && copy_elf "$(command -v fio)" usr/bin/fio "$root"
+  cp "$here"/nvme_identify_agrees.sh "$root/udrv/"
   cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
   cp "$script" "$root/udrv/guest.sh"
   cp -r "$here/guest-lib.sh" "$root/udrv/"

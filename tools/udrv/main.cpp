@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lspci_format.hpp"
+#include "nvme_cmd.hpp"
 #include "udrv/bind.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
@@ -261,6 +262,8 @@ int main(int argc, char** argv) {
     unbind->add_option("devices", unbind_addrs, "PCI addresses (DDDD:BB:DD.F)")->required();
     unbind->add_option("--sysfs", bind_sysfs, "sysfs root (default /sys)");
 
+    auto run_nvme = udrv::tools::add_nvme_commands(app);
+
     CLI11_PARSE(app, argc, argv);
     if (!level.empty()) {
         auto l = udrv::parse_log_level(level);
@@ -280,6 +283,7 @@ int main(int argc, char** argv) {
         return cmd_insmod(rest, hold);
     }
     if (*platform) return cmd_platform(pf_file, pf_modules, pf_json);
+    if (int rc = run_nvme(); rc >= 0) return rc;
     if (*bind) return cmd_bind(bind_addrs, false, bind_sysfs);
     if (*unbind) return cmd_bind(unbind_addrs, true, bind_sysfs);
     return 0;

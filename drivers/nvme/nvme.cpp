@@ -1,0 +1,664 @@
+#include "nvme.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "udrv/log.hpp"
+
+namespace udrv::nvme {
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr std::size_t kPage = 4096;
+constexpr std::uint16_t kAdminDepth = 32;
+constexpr std::uint16_t kWantedIoQueues = 16;
+constexpr std::uint32_t kMaxTransfer = 512 * 1024;             // one PRP list page covers it
+constexpr auto kAdminTimeout = std::chrono::seconds(10);
+constexpr auto kIoTimeout = std::chrono::seconds(30);            // as Linux's nvme io_timeout
+
+template <typename T>
+T le(const std::vector<std::byte>& b, std::size_t off) {
+    T v{};
+    std::memcpy(&v, b.data() + off, sizeof v);  // identify data is little-endian, as is x86-64/arm64
+    return v;
+}
+
+std::string ident_string(const std::vector<std::byte>& b, std::size_t off, std::size_t len) {
+    std::string s;
+    for (std::size_t i = 0; i < len; ++i) {
+        char c = static_cast<char>(b[off + i]);
+        s += (c >= 0x20 && c < 0x7f) ? c : '?';  // the device's bytes: printable ASCII only
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '?' || s.back() == '\0')) s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+struct Split {
+    unsigned remaining;
+    std::optional<Error> error;
+    block::Callback cb;
+    void* ctx;
+};
+
+struct ControllerState {
+    ControllerState(const pci::Device& d, Mmio<kBarMin> r, dma::Allocator a) : dev(d), regs(r), dma(std::move(a)) {}
+
+    const pci::Device& dev;
+    Mmio<kBarMin> regs;
+    dma::Allocator dma;
+    ControllerInfo info;
+    std::optional<irq::Vectors> vectors;
+    std::mutex mu;                            // admin queue, queue ids, queue list
+    std::unique_ptr<QueuePair> admin;
+    std::vector<bool> qid_used;
+    std::vector<QueuePair*> io_queues;
+    std::shared_mutex mem_mu;                 // registered I/O memory: cpu address -> iova
+    struct Mapping {
+        std::size_t size;
+        std::uint64_t iova;
+    };
+    std::map<std::uintptr_t, Mapping> mem;
+    bool alive = true;
+
+    std::size_t doorbell(std::uint16_t qid, bool cq) const { return kRegDoorbells + (2u * qid + cq) * info.doorbell_stride; }
+
+    Result<std::uint64_t> iova_of(const void* p, std::size_t len) {
+        auto addr = reinterpret_cast<std::uintptr_t>(p);  // SAFETY: only compared against registered ranges
+        std::shared_lock lock(mem_mu);
+        auto it = mem.upper_bound(addr);
+        if (it != mem.begin()) {
+            --it;
+            if (addr - it->first <= it->second.size && len <= it->second.size - (addr - it->first))
+                return it->second.iova + (addr - it->first);
+        }
+        return fail(EFAULT, "{}: buffer at {:#x} ({} bytes) is not DMA-mapped memory: allocate it with alloc_buffer() or "
+                    "register it with register_memory()", dev.name(), addr, len);
+    }
+
+    Result<void> wait_ready(bool ready) {
+        auto deadline = clock::now() + std::chrono::milliseconds(std::max<std::uint32_t>(info.timeout_ms, 500));
+        for (;;) {
+            std::uint32_t csts = regs.read32<kRegCsts>();
+            if (csts == 0xffffffff) return fail(ENODEV, "{}: controller registers read all ones: device gone", dev.name());
+            if (csts & kCstsFatal) return fail(EIO, "{}: controller fatal status (CSTS.CFS) while {}", dev.name(), ready ? "enabling" : "disabling");
+            if (bool(csts & kCstsReady) == ready) return {};
+            if (clock::now() > deadline)
+                return fail(ETIMEDOUT, "{}: controller did not become {} within CAP.TO ({} ms)", dev.name(), ready ? "ready" : "disabled",
+                            info.timeout_ms);
+            std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    }
+
+    // Runs one admin command to completion (callers hold mu). Returns the completion's dword 0.
+    Result<std::uint32_t> admin_cmd(Sqe sqe, const char* what) {
+        struct Wait {
+            bool done = false;
+            std::optional<Error> error;
+        } w;
+        UDRV_TRY_CTX(admin->submit(sqe, [](void* c, const Result<void>& r) {
+            auto* w = static_cast<Wait*>(c);
+            w->done = true;
+            if (!r) w->error = r.error();
+        }, &w, nullptr), "{}: {}", dev.name(), what);
+        auto deadline = clock::now() + kAdminTimeout;
+        while (!w.done) {
+            UDRV_TRY(admin->poll());
+            if (!w.done && clock::now() > deadline) {
+                admin->fail_all(Error(ETIMEDOUT, "admin command timed out"));
+                return fail(ETIMEDOUT, "{}: {} timed out after {} s", dev.name(), what, kAdminTimeout.count());
+            }
+        }
+        if (w.error) return std::unexpected(std::move(*w.error).context(fmt::format("{}: {}", dev.name(), what)));
+        return admin->last_result_;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Queue pairs
+
+QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint32_t nsid,
+                     std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps)
+    : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
+      cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
+    for (std::uint16_t i = depth - 1; i > 0; --i) free_cids_.push_back(i - 1);  // depth-1 ids: the queue is never full
+}
+
+void QueuePair::ring_sq() noexcept { (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, false), sq_tail_); }
+
+Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx, Split* split) {
+    if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
+    if (free_cids_.empty()) return fail(EAGAIN, "{}: queue {} is full ({} commands outstanding)", ctrl_->dev.name(), qid_, outstanding_);
+    std::uint16_t cid = free_cids_.back();
+    free_cids_.pop_back();
+    sqe.cdw0 = (sqe.cdw0 & 0xffff) | static_cast<std::uint32_t>(cid) << 16;
+    sq_[sq_tail_] = sqe;
+    slots_[cid] = Slot{cb, ctx, split, clock::now(), true, false};
+    ++outstanding_;
+    sq_tail_ = static_cast<std::uint16_t>((sq_tail_ + 1) % depth_);
+    ring_sq();  // Mmio::write32 orders the SQE stores before the doorbell
+    return cid;
+}
+
+Result<void> QueuePair::build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len) {
+    sqe.prp1 = iova;
+    std::size_t first = kPage - (iova & (kPage - 1));
+    if (len <= first) return {};
+    std::uint64_t next = iova + first;
+    std::size_t rest = len - first;
+    if (rest <= kPage) {
+        sqe.prp2 = next;
+        return {};
+    }
+    std::size_t pages = (rest + kPage - 1) / kPage;
+    if (pages > kPage / 8) return fail(EINVAL, "transfer of {} bytes needs {} PRP entries (max {})", len, pages, kPage / 8);
+    dma::PoolBuffer list = prps_.buffer(cid);
+    for (std::size_t i = 0; i < pages; ++i) {
+        std::uint64_t e = next + i * kPage;
+        std::memcpy(list.bytes.data() + i * 8, &e, 8);
+    }
+    sqe.prp2 = list.iova;
+    return {};
+}
+
+Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len,
+                           block::Callback cb, void* ctx) {
+    const std::uint64_t bytes = std::uint64_t{blocks} * block_size_;
+    if (blocks == 0) return fail(EINVAL, "{}: transfer of 0 blocks", ctrl_->dev.name());
+    if (len < bytes) return fail(EINVAL, "{}: buffer of {} bytes is smaller than {} blocks of {}", ctrl_->dev.name(), len, blocks, block_size_);
+    std::uint64_t iova = UDRV_TRY(ctrl_->iova_of(data, bytes));
+    const std::uint32_t max_blocks = ctrl_->info.max_transfer / block_size_;
+    const std::uint32_t parts = (blocks + max_blocks - 1) / max_blocks;
+    if (parts > free_cids_.size())
+        return fail(EAGAIN, "{}: queue {} has room for {} commands, the request needs {}", ctrl_->dev.name(), qid_, free_cids_.size(), parts);
+    Split* split = parts > 1 ? new Split{parts, std::nullopt, cb, ctx} : nullptr;  // above MDTS: several commands
+    for (std::uint32_t i = 0; i < parts; ++i) {
+        std::uint32_t n = std::min(max_blocks, blocks - i * max_blocks);
+        std::uint64_t slba = lba + std::uint64_t{i} * max_blocks;
+        std::uint64_t off = std::uint64_t{i} * max_blocks * block_size_;
+        Sqe sqe{};
+        sqe.cdw0 = opcode;
+        sqe.nsid = nsid_;
+        sqe.cdw10 = static_cast<std::uint32_t>(slba);
+        sqe.cdw11 = static_cast<std::uint32_t>(slba >> 32);
+        sqe.cdw12 = n - 1;
+        std::uint16_t cid = free_cids_.back();  // submit() takes exactly this id
+        UDRV_TRY(build_prps(sqe, cid, iova + off, std::size_t{n} * block_size_));
+        UDRV_TRY(submit(sqe, cb, ctx, split));
+    }
+    return {};
+}
+
+Result<void> QueuePair::read(std::uint64_t lba, std::uint32_t blocks, std::span<std::byte> buf, block::Callback cb, void* ctx) {
+    return rw(kIoRead, lba, blocks, buf.data(), buf.size(), cb, ctx);
+}
+
+Result<void> QueuePair::write(std::uint64_t lba, std::uint32_t blocks, std::span<const std::byte> buf, block::Callback cb, void* ctx) {
+    // The device only reads this memory; the PRPs need its bus address, not write access.
+    return rw(kIoWrite, lba, blocks, const_cast<std::byte*>(buf.data()), buf.size(), cb, ctx);
+}
+
+Result<void> QueuePair::flush(block::Callback cb, void* ctx) {
+    Sqe sqe{};
+    sqe.cdw0 = kIoFlush;
+    sqe.nsid = nsid_;
+    UDRV_TRY(submit(sqe, cb, ctx, nullptr));
+    return {};
+}
+
+Result<void> QueuePair::write_zeroes(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) {
+    if (!(ctrl_->info.oncs & 0x8)) return fail(ENOTSUP, "{}: the controller does not support Write Zeroes", ctrl_->dev.name());
+    if (blocks == 0 || blocks > 65536) return fail(EINVAL, "{}: Write Zeroes of {} blocks (1-65536)", ctrl_->dev.name(), blocks);
+    Sqe sqe{};
+    sqe.cdw0 = kIoWriteZeroes;
+    sqe.nsid = nsid_;
+    sqe.cdw10 = static_cast<std::uint32_t>(lba);
+    sqe.cdw11 = static_cast<std::uint32_t>(lba >> 32);
+    sqe.cdw12 = blocks - 1;
+    UDRV_TRY(submit(sqe, cb, ctx, nullptr));
+    return {};
+}
+
+Result<void> QueuePair::deallocate(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) {
+    if (!(ctrl_->info.oncs & 0x4)) return fail(ENOTSUP, "{}: the controller does not support Dataset Management", ctrl_->dev.name());
+    if (blocks == 0 || free_cids_.empty()) return fail(blocks ? EAGAIN : EINVAL, "{}: cannot deallocate {} blocks now", ctrl_->dev.name(), blocks);
+    // One range (context attributes, length, starting LBA) in this command's PRP page.
+    std::uint16_t cid = free_cids_.back();
+    dma::PoolBuffer page = prps_.buffer(cid);
+    std::uint32_t attrs = 0;
+    std::memcpy(page.bytes.data(), &attrs, 4);
+    std::memcpy(page.bytes.data() + 4, &blocks, 4);
+    std::memcpy(page.bytes.data() + 8, &lba, 8);
+    Sqe sqe{};
+    sqe.cdw0 = kIoDsm;
+    sqe.nsid = nsid_;
+    sqe.prp1 = page.iova;
+    sqe.cdw10 = 0;       // one range
+    sqe.cdw11 = 1u << 2; // AD: deallocate
+    UDRV_TRY(submit(sqe, cb, ctx, nullptr));
+    return {};
+}
+
+void QueuePair::complete(std::uint16_t cid, const Result<void>& status) {
+    Slot s = slots_[cid];
+    slots_[cid] = Slot{};
+    free_cids_.push_back(cid);
+    --outstanding_;
+    if (Split* sp = s.split) {
+        if (!status && !sp->error) sp->error = status.error();
+        if (--sp->remaining == 0) {
+            Result<void> r = sp->error ? Result<void>(std::unexpected(*sp->error)) : Result<void>();
+            block::Callback cb = sp->cb;
+            void* ctx = sp->ctx;
+            delete sp;
+            if (cb) cb(ctx, r);
+        }
+    } else if (s.cb) {
+        s.cb(s.ctx, status);
+    }
+}
+
+void QueuePair::fail_all(const Error& why) {
+    for (std::uint16_t cid = 0; cid < depth_; ++cid)
+        if (slots_[cid].busy) complete(cid, std::unexpected(why));
+}
+
+Result<unsigned> QueuePair::poll() {
+    if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
+    unsigned n = 0;
+    for (;;) {
+        const Cqe& slot = cq_[cq_head_];
+        std::uint16_t status = dma::read_once(slot.status);
+        if ((status & 1) != phase_) break;
+        dma_rmb();  // the rest of the entry is read after its phase bit
+        Cqe c = slot;
+        cq_head_ = static_cast<std::uint16_t>(cq_head_ + 1);
+        if (cq_head_ == depth_) {
+            cq_head_ = 0;
+            phase_ ^= 1;
+        }
+        // The device's word: a completion for a command we did not submit means the controller (or its
+        // memory view) is broken. Fail everything rather than complete the wrong request.
+        if (c.cid >= depth_ || !slots_[c.cid].busy || c.sq_id != qid_ || c.sq_head >= depth_) {
+            Error e(EPROTO, fmt::format("{}: queue {} got an invalid completion (cid {}, sq {}, sq head {}): failing all commands",
+                                        ctrl_->dev.name(), qid_, c.cid, c.sq_id, c.sq_head));
+            dead_ = true;
+            fail_all(e);
+            return std::unexpected(e);
+        }
+        sq_head_ = c.sq_head;
+        last_result_ = c.result;
+        const std::uint16_t sf = status >> 1;
+        if (sf == 0) complete(c.cid, {});
+        else complete(c.cid, std::unexpected(Error(status_errno(sf), fmt::format("{}: {}", ctrl_->dev.name(), status_name(sf)))));
+        ++n;
+    }
+    if (n) (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, true), cq_head_);
+    else if (outstanding_) UDRV_TRY(check_timeouts());
+    return n;
+}
+
+Result<void> QueuePair::check_timeouts() {
+    auto now = clock::now();
+    if (now - last_timeout_check_ < std::chrono::milliseconds(100)) return {};
+    last_timeout_check_ = now;
+    if (ctrl_->regs.read32<kRegCsts>() & kCstsFatal) {
+        Error e(EIO, fmt::format("{}: controller fatal status (CSTS.CFS): failing all commands; reset the controller (rebind)", ctrl_->dev.name()));
+        dead_ = true;
+        fail_all(e);
+        return std::unexpected(e);
+    }
+    for (std::uint16_t cid = 0; cid < depth_; ++cid) {
+        Slot& s = slots_[cid];
+        if (!s.busy || now - s.submitted < kIoTimeout) continue;
+        if (!s.abort_sent && qid_ != 0) {
+            // First step: ask the controller to abort it (NVMe Abort, on the admin queue).
+            s.abort_sent = true;
+            s.submitted = now;
+            Sqe abort{};
+            abort.cdw0 = kAdminAbort;
+            abort.cdw10 = qid_ | static_cast<std::uint32_t>(cid) << 16;
+            std::lock_guard lock(ctrl_->mu);
+            auto r = ctrl_->admin_cmd(abort, "abort of a timed-out command");
+            dev_warn(ctrl_->dev, "queue {} command {} timed out; abort {}", qid_, cid, r ? "sent" : r.error().message());
+            continue;
+        }
+        // The abort did not help: the command fails; the queue cannot be trusted with more.
+        complete(cid, std::unexpected(Error(ETIMEDOUT, fmt::format("{}: command timed out and could not be aborted", ctrl_->dev.name()))));
+        Error e(EIO, fmt::format("{}: queue {} stopped after a command timeout; recreate it (or rebind the controller)", ctrl_->dev.name(), qid_));
+        dead_ = true;
+        fail_all(e);
+        return std::unexpected(e);
+    }
+    return {};
+}
+
+Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
+    unsigned n = UDRV_TRY(poll());
+    if (n || outstanding_ == 0) return n;
+    auto deadline = clock::now() + timeout;
+    switch (mode_) {
+        case block::Mode::polled:
+            while (clock::now() < deadline)
+                if ((n = UDRV_TRY(poll()))) return n;
+            return 0;
+        case block::Mode::interrupt:
+            while (clock::now() < deadline) {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+                auto r = vector_->wait(std::max(left, std::chrono::milliseconds(1)));
+                if (!r && r.error().code() != ETIMEDOUT) return std::unexpected(r.error());
+                if ((n = UDRV_TRY(poll()))) return n;
+            }
+            return 0;
+        case block::Mode::hybrid: {
+            Result<unsigned> got = 0u;
+            auto r = hybrid_->wait([&] {
+                got = poll();
+                return !got || *got > 0;
+            }, timeout);
+            if (!got) return got;
+            if (!r && r.error().code() != ETIMEDOUT) return std::unexpected(r.error());
+            return *got;
+        }
+    }
+    return n;
+}
+
+QueuePair::~QueuePair() {
+    if (qid_ == 0) return;  // the admin queue goes with the controller
+    std::lock_guard lock(ctrl_->mu);
+    std::erase(ctrl_->io_queues, this);
+    if (ctrl_->alive && !dead_) {
+        // Let in-flight commands finish (bounded), then delete the SQ before its CQ, as the spec requires.
+        auto deadline = clock::now() + std::chrono::seconds(5);
+        while (outstanding_ && clock::now() < deadline)
+            if (!poll()) break;
+        fail_all(Error(ECANCELED, "queue deleted with the command outstanding"));
+        Sqe del{};
+        del.cdw0 = kAdminDeleteSq;
+        del.cdw10 = qid_;
+        if (auto r = ctrl_->admin_cmd(del, "delete I/O submission queue"); !r) dev_warn(ctrl_->dev, "{}", r.error().message());
+        del.cdw0 = kAdminDeleteCq;
+        if (auto r = ctrl_->admin_cmd(del, "delete I/O completion queue"); !r) dev_warn(ctrl_->dev, "{}", r.error().message());
+    } else {
+        fail_all(Error(ENODEV, "queue deleted after the controller went away"));
+    }
+    if (qid_ < ctrl_->qid_used.size()) ctrl_->qid_used[qid_] = false;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Controller bring-up (NVMe 1.4, 7.6.1)
+
+Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, const pci::DeviceId&) {
+    Mmio<kBarMin> regs = UDRV_TRY(dev.map_bar<kBarMin>(0));
+    UDRV_TRY(dev.enable_bus_master());
+    auto state = std::make_shared<ControllerState>(dev.device(), regs, UDRV_TRY(dev.dma()));
+    ControllerInfo& info = state->info;
+
+    // 1. Capabilities.
+    const std::uint64_t cap = regs.read64<kRegCap>();
+    if (cap == ~0ull) return fail(ENODEV, "{}: registers read all ones: device gone", dev->name());
+    info.max_queue_entries = static_cast<std::uint16_t>(std::min<std::uint64_t>((cap & 0xffff) + 1, 4096));
+    info.timeout_ms = static_cast<std::uint32_t>((cap >> 24) & 0xff) * 500;
+    info.doorbell_stride = 4u << ((cap >> 32) & 0xf);
+    info.version = regs.read32<kRegVs>();
+    if (!((cap >> 37) & 1)) return fail(ENOTSUP, "{}: controller does not support the NVM command set (CAP.CSS)", dev->name());
+    if (((cap >> 48) & 0xf) != 0) return fail(ENOTSUP, "{}: controller's minimum page size is above 4 KiB (CAP.MPSMIN)", dev->name());
+    if (info.max_queue_entries < 2) return fail(EPROTO, "{}: CAP.MQES allows no usable queue", dev->name());
+
+    // 2. Disable, so the admin queue can be set up.
+    if (regs.read32<kRegCc>() & kCcEnable) regs.write32<kRegCc>(regs.read32<kRegCc>() & ~kCcEnable);
+    UDRV_TRY(state->wait_ready(false));
+
+    // 3. Admin queue.
+    const std::uint16_t adepth = std::min(kAdminDepth, info.max_queue_entries);
+    auto asq = UDRV_TRY(state->dma.coherent<Sqe>(adepth));
+    auto acq = UDRV_TRY(state->dma.coherent<Cqe>(adepth));
+    auto aprps = UDRV_TRY(state->dma.pool(kPage, adepth));
+    regs.write32<kRegAqa>(static_cast<std::uint32_t>(adepth - 1) << 16 | (adepth - 1u));
+    regs.write64<kRegAsq>(asq.iova());
+    regs.write64<kRegAcq>(acq.iova());
+    state->admin.reset(new QueuePair(state, 0, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
+
+    // 4. Enable: 4 KiB pages, NVM command set, 64-byte SQEs and 16-byte CQEs; admin interrupts masked (we poll).
+    regs.write32<kRegIntms>(0xffffffff);
+    regs.write32<kRegCc>(kCcEnable | kCcIosqes | kCcIocqes);
+    UDRV_TRY(state->wait_ready(true));
+
+    // 5. Interrupt vectors: one per I/O queue (vector = queue id; vector 0 unused by the polled admin queue).
+    auto vectors = dev.alloc_irq_vectors(irq::IrqKind::msix, kWantedIoQueues + 1);
+    if (!vectors) vectors = dev.alloc_irq_vectors_any(1);
+    if (vectors) state->vectors.emplace(std::move(*vectors));
+    else dev_warn(dev.device(), "no interrupts ({}): queues can only be polled", vectors.error().message());
+
+    std::unique_ptr<Controller> c(new Controller(state));
+    {
+        std::lock_guard lock(state->mu);
+        UDRV_TRY(c->identify_all());
+    }
+    dev_info(dev.device(), "{} (serial {}, firmware {}), NVMe {}.{}, {} namespace(s), {} I/O queues, {} KiB per command",
+             info.model, info.serial, info.firmware, info.version >> 16, (info.version >> 8) & 0xff, c->namespaces_.size(), info.io_queues,
+             info.max_transfer / 1024);
+    return c;
+}
+
+Result<void> Controller::identify_all() {
+    ControllerState& s = *s_;
+    ControllerInfo& info = s.info;
+    auto id = UDRV_TRY(identify(kCnsController, 0));
+    info.vid = le<std::uint16_t>(id, 0);
+    info.ssvid = le<std::uint16_t>(id, 2);
+    info.serial = ident_string(id, 4, 20);
+    info.model = ident_string(id, 24, 40);
+    info.firmware = ident_string(id, 64, 8);
+    info.mdts = le<std::uint8_t>(id, 77);
+    info.cntlid = le<std::uint16_t>(id, 78);
+    info.oncs = le<std::uint16_t>(id, 520);
+    info.vwc = le<std::uint8_t>(id, 525);
+    info.namespaces = le<std::uint32_t>(id, 516);
+    info.subnqn = ident_string(id, 768, 256);
+    if ((le<std::uint8_t>(id, 512) & 0xf) > 6 || (le<std::uint8_t>(id, 513) & 0xf) > 4)
+        return fail(ENOTSUP, "{}: controller requires SQ/CQ entries larger than 64/16 bytes", s.dev.name());
+    std::uint64_t mdts_bytes = info.mdts ? (kPage << std::min<std::uint8_t>(info.mdts, 20)) : kMaxTransfer;
+    info.max_transfer = static_cast<std::uint32_t>(std::min<std::uint64_t>(mdts_bytes, kMaxTransfer));
+
+    // Number of queues: ask for kWantedIoQueues pairs; the answer is what we may use.
+    Sqe sf{};
+    sf.cdw0 = kAdminSetFeatures;
+    sf.cdw10 = kFeatureNumQueues;
+    sf.cdw11 = static_cast<std::uint32_t>(kWantedIoQueues - 1) << 16 | (kWantedIoQueues - 1u);
+    std::uint32_t granted = UDRV_TRY(s.admin_cmd(sf, "set features (number of queues)"));
+    info.io_queues = static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues}));
+    s.qid_used.assign(info.io_queues + 1u, false);
+    s.qid_used[0] = true;
+
+    // Active namespaces, then each one.
+    auto list = UDRV_TRY(identify(kCnsActiveNsList, 0));
+    for (std::size_t i = 0; i < 1024; ++i) {
+        std::uint32_t nsid = le<std::uint32_t>(list, i * 4);
+        if (nsid == 0) break;
+        if (info.namespaces && nsid > info.namespaces) {
+            dev_warn(s.dev, "active namespace list names {} beyond NN={}: ignored", nsid, info.namespaces);
+            continue;
+        }
+        auto nsd = UDRV_TRY(identify(kCnsNamespace, nsid));
+        NamespaceInfo ns;
+        ns.nsid = nsid;
+        ns.size = le<std::uint64_t>(nsd, 0);
+        ns.capacity = le<std::uint64_t>(nsd, 8);
+        ns.utilization = le<std::uint64_t>(nsd, 16);
+        std::uint8_t nlbaf = le<std::uint8_t>(nsd, 25);
+        ns.current_format = le<std::uint8_t>(nsd, 26) & 0xf;
+        for (std::uint8_t f = 0; f <= std::min<std::uint8_t>(nlbaf, 15); ++f) {
+            std::uint32_t d = le<std::uint32_t>(nsd, 128 + 4u * f);
+            ns.lba_formats.push_back(LbaFormat{static_cast<std::uint16_t>(d & 0xffff), static_cast<std::uint8_t>((d >> 16) & 0xff),
+                                               static_cast<std::uint8_t>((d >> 24) & 0x3)});
+        }
+        // Validate before anyone divides by a block size or trusts a capacity.
+        if (ns.current_format >= ns.lba_formats.size() || ns.lba_formats[ns.current_format].lba_shift < 9 ||
+            ns.lba_formats[ns.current_format].lba_shift > 16 || ns.size == 0 || ns.size > (1ull << 48)) {
+            dev_warn(s.dev, "namespace {}: implausible identify data (format {}, size {}): ignored", nsid, ns.current_format, ns.size);
+            continue;
+        }
+        if (ns.lba_formats[ns.current_format].metadata_size != 0) {
+            dev_warn(s.dev, "namespace {}: formatted with {} bytes of metadata per block: not supported, ignored", nsid,
+                     ns.lba_formats[ns.current_format].metadata_size);
+            continue;
+        }
+        block::Info bi;
+        bi.name = fmt::format("{}/ns{}", s.dev.name(), nsid);
+        bi.block_size = ns.block_size();
+        bi.blocks = ns.size;
+        bi.max_transfer = info.max_transfer;
+        bi.write_zeroes = info.oncs & 0x8;
+        bi.deallocate = info.oncs & 0x4;
+        bi.volatile_cache = info.vwc & 1;
+        namespaces_.push_back(std::unique_ptr<Namespace>(new Namespace(*this, std::move(ns), std::move(bi))));
+    }
+    return {};
+}
+
+Result<std::vector<std::byte>> Controller::identify(std::uint32_t cns, std::uint32_t nsid) {
+    auto buf = UDRV_TRY(s_->dma.region(kPage));
+    Sqe sqe{};
+    sqe.cdw0 = kAdminIdentify;
+    sqe.nsid = nsid;
+    sqe.prp1 = buf.iova();
+    sqe.cdw10 = cns;
+    UDRV_TRY(s_->admin_cmd(sqe, cns == kCnsController ? "identify controller" : cns == kCnsNamespace ? "identify namespace" : "identify"));
+    auto b = buf.bytes();
+    return std::vector<std::byte>(b.begin(), b.begin() + kPage);
+}
+
+const ControllerInfo& Controller::info() const noexcept { return s_->info; }
+
+Result<Namespace*> Controller::find_namespace(std::uint32_t nsid) const {
+    for (auto& n : namespaces_)
+        if (n->nvme_info().nsid == nsid) return n.get();
+    return fail(ENOENT, "{}: no active namespace {}", s_->dev.name(), nsid);
+}
+
+Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t nsid, unsigned depth, block::Mode mode) {
+    Namespace* ns = UDRV_TRY(find_namespace(nsid));
+    ControllerState& s = *s_;
+    std::lock_guard lock(s.mu);
+    if (!s.alive) return fail(ENODEV, "{}: controller is being removed", s.dev.name());
+    std::uint16_t qid = 0;
+    for (std::uint16_t q = 1; q < s.qid_used.size(); ++q)
+        if (!s.qid_used[q]) {
+            qid = q;
+            break;
+        }
+    if (!qid) return fail(EBUSY, "{}: all {} I/O queues are in use", s.dev.name(), s.info.io_queues);
+    if (mode != block::Mode::polled && (!s.vectors || s.vectors->kind() != irq::IrqKind::msix || qid >= s.vectors->size()))
+        return fail(ENOTSUP, "{}: no MSI-X vector for queue {}: use polled mode", s.dev.name(), qid);
+    const std::uint16_t qdepth = static_cast<std::uint16_t>(std::clamp<unsigned>(depth + 1, 2, s.info.max_queue_entries));
+    auto sq = UDRV_TRY(s.dma.coherent<Sqe>(qdepth));
+    auto cq = UDRV_TRY(s.dma.coherent<Cqe>(qdepth));
+    auto prps = UDRV_TRY(s.dma.pool(kPage, qdepth));
+
+    Sqe c{};
+    c.cdw0 = kAdminCreateCq;
+    c.prp1 = cq.iova();
+    c.cdw10 = static_cast<std::uint32_t>(qdepth - 1) << 16 | qid;
+    c.cdw11 = (mode != block::Mode::polled ? (static_cast<std::uint32_t>(qid) << 16 | 0x2) : 0) | 0x1;  // IV, IEN, PC
+    UDRV_TRY(s.admin_cmd(c, "create I/O completion queue"));
+    Sqe q{};
+    q.cdw0 = kAdminCreateSq;
+    q.prp1 = sq.iova();
+    q.cdw10 = static_cast<std::uint32_t>(qdepth - 1) << 16 | qid;
+    q.cdw11 = static_cast<std::uint32_t>(qid) << 16 | 0x1;  // CQID, PC
+    if (auto r = s.admin_cmd(q, "create I/O submission queue"); !r) {
+        Sqe d{};
+        d.cdw0 = kAdminDeleteCq;
+        d.cdw10 = qid;
+        (void)s.admin_cmd(d, "delete I/O completion queue");
+        return std::unexpected(r.error());
+    }
+    std::unique_ptr<QueuePair> qp(new QueuePair(s_, qid, qdepth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq),
+                                                std::move(prps)));
+    if (mode != block::Mode::polled) qp->vector_ = &(*s.vectors)[qid];
+    if (mode == block::Mode::hybrid) qp->hybrid_ = std::make_unique<irq::HybridWaiter>(*qp->vector_);
+    s.qid_used[qid] = true;
+    s.io_queues.push_back(qp.get());
+    return qp;
+}
+
+Result<block::Buffer> Controller::alloc_buffer(std::size_t bytes) {
+    auto region = std::make_shared<dma::Region>(UDRV_TRY(s_->dma.region(bytes)));
+    auto start = reinterpret_cast<std::uintptr_t>(region->bytes().data());  // SAFETY: key of the lookup table only
+    {
+        std::unique_lock lock(s_->mem_mu);
+        s_->mem[start] = {region->size(), region->iova()};
+    }
+    std::weak_ptr<ControllerState> weak = s_;
+    std::shared_ptr<void> owner(nullptr, [region, weak, start](void*) {
+        if (auto s = weak.lock()) {
+            std::unique_lock lock(s->mem_mu);
+            s->mem.erase(start);
+        }
+    });
+    return block::Buffer(region->bytes().first(bytes), std::move(owner));
+}
+
+Result<void> Controller::register_memory(std::span<std::byte> memory) {
+    auto m = std::make_shared<dma::Streaming>(UDRV_TRY(s_->dma.streaming(memory)));
+    std::unique_lock lock(s_->mem_mu);
+    s_->mem[reinterpret_cast<std::uintptr_t>(memory.data())] = {memory.size(), m->iova()};  // SAFETY: lookup key only
+    streaming_.push_back(std::move(m));
+    return {};
+}
+
+void Controller::unregister_memory(std::span<std::byte> memory) {
+    std::unique_lock lock(s_->mem_mu);
+    auto key = reinterpret_cast<std::uintptr_t>(memory.data());  // SAFETY: lookup key only
+    auto it = s_->mem.find(key);
+    if (it == s_->mem.end()) return;
+    std::erase_if(streaming_, [&](auto& m) { return m->iova() == it->second.iova; });
+    s_->mem.erase(it);
+}
+
+Controller::~Controller() {
+    ControllerState& s = *s_;
+    std::lock_guard lock(s.mu);
+    // Outstanding I/O completes (bounded wait) or fails; queues are deleted; then a normal shutdown so
+    // that the controller flushes its volatile cache: acknowledged writes are on the medium.
+    for (QueuePair* q : std::vector<QueuePair*>(s.io_queues)) {
+        auto deadline = clock::now() + std::chrono::seconds(5);
+        while (q->outstanding_ && !q->dead_ && clock::now() < deadline)
+            if (!q->poll()) break;
+        q->fail_all(Error(ECANCELED, fmt::format("{}: controller removed with the command outstanding", s.dev.name())));
+        Sqe del{};
+        del.cdw0 = kAdminDeleteSq;
+        del.cdw10 = q->qid_;
+        (void)s.admin_cmd(del, "delete I/O submission queue");
+        del.cdw0 = kAdminDeleteCq;
+        (void)s.admin_cmd(del, "delete I/O completion queue");
+        q->dead_ = true;
+    }
+    s.alive = false;
+    s.regs.write32<kRegCc>((s.regs.read32<kRegCc>() & ~kCcShnMask) | kCcShnNormal);
+    auto deadline = clock::now() + std::chrono::milliseconds(std::max<std::uint32_t>(s.info.timeout_ms, 1000));
+    while ((s.regs.read32<kRegCsts>() & kCstsShstMask) != kCstsShstDone && clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    bool clean = (s.regs.read32<kRegCsts>() & kCstsShstMask) == kCstsShstDone;
+    if (!clean) dev_warn(s.dev, "shutdown did not complete within CAP.TO");
+    else dev_info(s.dev, "shut down cleanly");
+    s.regs.write32<kRegCc>(s.regs.read32<kRegCc>() & ~kCcEnable);
+    s.vectors.reset();
+    namespaces_.clear();
+    streaming_.clear();
+    s.admin.reset();  // it holds the state too: break the cycle
+}
+
+Result<std::unique_ptr<block::Queue>> Namespace::open_queue(unsigned depth, block::Mode mode) {
+    auto q = UDRV_TRY(ctrl_.create_queue_pair(ns_.nsid, depth, mode));
+    return std::unique_ptr<block::Queue>(std::move(q));
+}
+
+Result<block::Buffer> Namespace::alloc_buffer(std::size_t bytes) { return ctrl_.alloc_buffer(bytes); }
+
+}  // namespace udrv::nvme

@@ -1,0 +1,156 @@
+// NVMe over PCIe, in user space. Reads like the spec's initialisation sequence (NVMe 1.4 section 7.6.1):
+// reset, admin queue, enable, identify, queues; then lockless I/O queue pairs owned by one thread each.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "spec.hpp"
+#include "udrv/block.hpp"
+#include "udrv/pci.hpp"
+
+namespace udrv::nvme {
+
+struct LbaFormat {
+    std::uint16_t metadata_size = 0;
+    std::uint8_t lba_shift = 9;        ///< LBADS: block size is 1 << lba_shift
+    std::uint8_t relative_performance = 0;
+};
+
+struct NamespaceInfo {
+    std::uint32_t nsid = 0;
+    std::uint64_t size = 0, capacity = 0, utilization = 0;  ///< in blocks (NSZE, NCAP, NUSE)
+    std::vector<LbaFormat> lba_formats;
+    std::uint8_t current_format = 0;
+    std::uint32_t block_size() const { return 1u << lba_formats[current_format].lba_shift; }
+};
+
+struct ControllerInfo {
+    std::uint16_t vid = 0, ssvid = 0, cntlid = 0;
+    std::string serial, model, firmware, subnqn;
+    std::uint8_t mdts = 0;              ///< log2 of pages; 0: no limit
+    std::uint32_t version = 0;          ///< VS register
+    std::uint32_t namespaces = 0;       ///< NN
+    std::uint16_t oncs = 0;             ///< optional NVM commands
+    std::uint8_t vwc = 0;               ///< volatile write cache
+    std::uint16_t max_queue_entries = 0; ///< CAP.MQES + 1
+    std::uint32_t doorbell_stride = 4;  ///< bytes, from CAP.DSTRD
+    std::uint32_t timeout_ms = 0;       ///< CAP.TO
+    std::uint16_t io_queues = 0;        ///< granted by Set Features (Number of Queues)
+    std::uint32_t max_transfer = 0;     ///< bytes per command this driver uses
+};
+
+class Controller;
+struct ControllerState;
+
+/// A submission/completion queue pair. I/O queues are owned by one thread each: no locks, no atomics.
+class QueuePair final : public block::Queue {
+public:
+    ~QueuePair() override;
+    Result<void> read(std::uint64_t lba, std::uint32_t blocks, std::span<std::byte> buf, block::Callback cb, void* ctx) override;
+    Result<void> write(std::uint64_t lba, std::uint32_t blocks, std::span<const std::byte> buf, block::Callback cb, void* ctx) override;
+    Result<void> flush(block::Callback cb, void* ctx) override;
+    Result<void> write_zeroes(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) override;
+    Result<void> deallocate(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) override;
+    Result<unsigned> poll() override;
+    Result<unsigned> wait(std::chrono::milliseconds timeout) override;
+    unsigned outstanding() const override { return outstanding_; }
+    unsigned depth() const override { return depth_ - 1; }  // one slot stays empty: full != empty
+    std::uint16_t id() const noexcept { return qid_; }
+
+private:
+    friend class Controller;
+    friend struct ControllerState;
+    struct Slot {
+        block::Callback cb = nullptr;
+        void* ctx = nullptr;
+        struct Split* split = nullptr;  // set when part of a request larger than one command
+        std::chrono::steady_clock::time_point submitted;
+        bool busy = false;
+        bool abort_sent = false;
+    };
+    QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint32_t nsid,
+              std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps);
+    Result<void> rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len, block::Callback cb,
+                    void* ctx);
+    Result<std::uint16_t> submit(Sqe& sqe, block::Callback cb, void* ctx, Split* split);
+    Result<void> build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len);
+    void complete(std::uint16_t cid, const Result<void>& status);
+    Result<void> check_timeouts();
+    void fail_all(const Error& why);
+    void ring_sq() noexcept;
+
+    std::shared_ptr<ControllerState> ctrl_;
+    std::uint16_t qid_, depth_;
+    std::uint32_t nsid_, block_size_;
+    block::Mode mode_;
+    dma::Coherent<Sqe> sq_;
+    dma::Coherent<Cqe> cq_;
+    dma::Pool prps_;                   // one PRP-list page per command id
+    std::vector<Slot> slots_;
+    std::vector<std::uint16_t> free_cids_;
+    std::uint16_t sq_tail_ = 0, sq_head_ = 0, cq_head_ = 0;
+    std::uint16_t phase_ = 1;
+    unsigned outstanding_ = 0;
+    std::uint32_t last_result_ = 0;    // dword 0 of the latest completion (admin commands read it)
+    bool dead_ = false;
+    irq::Vector* vector_ = nullptr;
+    std::unique_ptr<irq::HybridWaiter> hybrid_;
+    std::chrono::steady_clock::time_point last_timeout_check_{};
+};
+
+/// One namespace as a block device.
+class Namespace final : public block::Device {
+public:
+    const block::Info& info() const override { return info_; }
+    Result<std::unique_ptr<block::Queue>> open_queue(unsigned depth, block::Mode mode) override;
+    Result<block::Buffer> alloc_buffer(std::size_t bytes) override;
+    const NamespaceInfo& nvme_info() const noexcept { return ns_; }
+
+private:
+    friend class Controller;
+    Namespace(Controller& c, NamespaceInfo ns, block::Info info) : ctrl_(c), ns_(std::move(ns)), info_(std::move(info)) {}
+    Controller& ctrl_;
+    NamespaceInfo ns_;
+    block::Info info_;
+};
+
+/// An NVMe controller bound to the udrv_nvme driver.
+class Controller {
+public:
+    static constexpr pci::DeviceId ids[] = {pci::DeviceId::by_class(0x010802, 0xffffff)};  // NVM Express
+    static Result<std::unique_ptr<Controller>> probe(Bound<pci::Device>& dev, const pci::DeviceId& id);
+    /// remove(): completes or fails every outstanding command, deletes the I/O queues and shuts the
+    /// controller down (CC.SHN) so that acknowledged writes are safe.
+    ~Controller();
+
+    const ControllerInfo& info() const noexcept;
+    const std::vector<std::unique_ptr<Namespace>>& namespaces() const noexcept { return namespaces_; }
+    Result<Namespace*> find_namespace(std::uint32_t nsid) const;
+    /// A new I/O queue pair for namespace `nsid`, for the calling thread.
+    Result<std::unique_ptr<QueuePair>> create_queue_pair(std::uint32_t nsid, unsigned depth, block::Mode mode);
+    /// Raw Identify data (4096 bytes): CNS 1 controller, CNS 0 namespace `nsid`.
+    Result<std::vector<std::byte>> identify(std::uint32_t cns, std::uint32_t nsid);
+    /// Allocates I/O memory mapped for this controller.
+    Result<block::Buffer> alloc_buffer(std::size_t bytes);
+    /// Maps caller-owned memory (page aligned, whole pages) for zero-copy I/O until unregistered.
+    Result<void> register_memory(std::span<std::byte> memory);
+    void unregister_memory(std::span<std::byte> memory);
+
+private:
+    friend class QueuePair;
+    explicit Controller(std::shared_ptr<ControllerState> s) : s_(std::move(s)) {}
+    Result<void> identify_all();
+    std::shared_ptr<ControllerState> s_;
+    std::vector<std::unique_ptr<Namespace>> namespaces_;
+    std::vector<std::shared_ptr<dma::Streaming>> streaming_;  // registered caller memory
+};
+
+}  // namespace udrv::nvme

@@ -1,0 +1,76 @@
+// A small asynchronous block-device interface, implemented by the NVMe driver (one per namespace) and by
+// the file-backed platform device. SPDK-style: a Queue belongs to one thread and has no locks; commands
+// complete by callback from that thread's poll()/wait().
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "udrv/result.hpp"
+
+namespace udrv::block {
+
+struct Info {
+    std::string name;                   ///< "0000:00:04.0/ns1", "file:disk.img"
+    std::uint32_t block_size = 512;
+    std::uint64_t blocks = 0;
+    std::uint32_t max_transfer = 0;     ///< largest single command in bytes (bigger requests are split)
+    bool write_zeroes = false, deallocate = false, volatile_cache = false;
+};
+
+/// Called on the queue's thread when a command finishes; `status` is success or what went wrong.
+using Callback = void (*)(void* ctx, const Result<void>& status);
+
+/// How a queue waits for completions.
+enum class Mode {
+    polled,     ///< wait() spins on the completion queue: lowest latency, one busy core
+    interrupt,  ///< wait() sleeps on the queue's interrupt (MSI-X vector / eventfd)
+    hybrid,     ///< spins while completions come fast, sleeps when they slow down
+};
+
+/// A submission/completion queue pair owned by one thread.
+class Queue {
+public:
+    virtual ~Queue() = default;
+    /// Reads `blocks` blocks at `lba` into `buf` (memory from Device::alloc_buffer or register_memory).
+    virtual Result<void> read(std::uint64_t lba, std::uint32_t blocks, std::span<std::byte> buf, Callback cb, void* ctx) = 0;
+    virtual Result<void> write(std::uint64_t lba, std::uint32_t blocks, std::span<const std::byte> buf, Callback cb, void* ctx) = 0;
+    virtual Result<void> flush(Callback cb, void* ctx) = 0;
+    virtual Result<void> write_zeroes(std::uint64_t lba, std::uint32_t blocks, Callback cb, void* ctx) = 0;
+    virtual Result<void> deallocate(std::uint64_t lba, std::uint32_t blocks, Callback cb, void* ctx) = 0;
+    /// Runs the callbacks of finished commands without blocking; returns how many finished.
+    virtual Result<unsigned> poll() = 0;
+    /// Like poll(), but when nothing has finished waits (per the queue's Mode) up to `timeout` for something.
+    virtual Result<unsigned> wait(std::chrono::milliseconds timeout) = 0;
+    /// Commands submitted and not yet completed.
+    virtual unsigned outstanding() const = 0;
+    /// How many commands may be outstanding at once (EAGAIN beyond).
+    virtual unsigned depth() const = 0;
+};
+
+/// I/O memory: DMA-mapped for devices that need it. Owns the memory; valid while the device is.
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(std::span<std::byte> bytes, std::shared_ptr<void> owner) : bytes_(bytes), owner_(std::move(owner)) {}
+    std::span<std::byte> bytes() const noexcept { return bytes_; }
+
+private:
+    std::span<std::byte> bytes_;
+    std::shared_ptr<void> owner_;
+};
+
+class Device {
+public:
+    virtual ~Device() = default;
+    virtual const Info& info() const = 0;
+    virtual Result<std::unique_ptr<Queue>> open_queue(unsigned depth, Mode mode) = 0;
+    /// Memory the device can transfer to and from directly.
+    virtual Result<Buffer> alloc_buffer(std::size_t bytes) = 0;
+};
+
+}  // namespace udrv::block
