@@ -56,6 +56,10 @@ struct ControllerState {
     std::unique_ptr<QueuePair> admin;
     std::vector<bool> qid_used;
     std::vector<QueuePair*> io_queues;
+    // Shadow doorbells (NVMe 1.3 Doorbell Buffer Config): the host writes doorbell values to memory and
+    // rings the MMIO doorbell only when the controller's event index asks for it. On an emulated
+    // controller every MMIO write is a trap into the emulator, so this removes most of them.
+    std::optional<dma::Coherent<std::uint32_t>> shadow_db, shadow_ei;
     std::shared_mutex mem_mu;                 // registered I/O memory: cpu address -> iova
     struct Mapping {
         std::size_t size;
@@ -124,10 +128,33 @@ QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, s
                      std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps)
     : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
       cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
+    timeout_ticks_ = ns_to_ticks(std::chrono::duration<double, std::nano>(kIoTimeout).count());
+    check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
     for (std::uint16_t i = depth - 1; i > 0; --i) free_cids_.push_back(i - 1);  // depth-1 ids: the queue is never full
 }
 
-void QueuePair::ring_sq() noexcept { (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, false), sq_tail_); }
+// Linux's nvme_dbbuf_need_event: did the controller's event index fall between the old and new value?
+bool QueuePair::shadow_needs_mmio(std::size_t index, std::uint16_t value) noexcept {
+    ControllerState& s = *ctrl_;
+    if (!s.shadow_db || qid_ == 0) return true;
+    std::uint32_t& db = (*s.shadow_db)[index];
+    auto old = static_cast<std::uint16_t>(db);
+    db = value;  // the queue entries were written before this (dma_wmb in the caller)
+    dma_mb();    // the shadow value is visible before we read the event index
+    auto event = static_cast<std::uint16_t>(dma::read_once((*s.shadow_ei)[index]));
+    return static_cast<std::uint16_t>(value - event - 1) < static_cast<std::uint16_t>(value - old);
+}
+
+void QueuePair::ring_sq() noexcept {
+    dma_wmb();
+    if (shadow_needs_mmio(std::size_t{2} * qid_ * (ctrl_->info.doorbell_stride / 4), sq_tail_))
+        (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, false), sq_tail_);
+}
+
+void QueuePair::ring_cq() noexcept {
+    if (shadow_needs_mmio((std::size_t{2} * qid_ + 1) * (ctrl_->info.doorbell_stride / 4), cq_head_))
+        (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, true), cq_head_);
+}
 
 Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx, Split* split) {
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
@@ -136,10 +163,10 @@ Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx,
     free_cids_.pop_back();
     sqe.cdw0 = (sqe.cdw0 & 0xffff) | static_cast<std::uint32_t>(cid) << 16;
     sq_[sq_tail_] = sqe;
-    slots_[cid] = Slot{cb, ctx, split, clock::now(), true, false};
+    slots_[cid] = Slot{cb, ctx, split, ticks(), true, false};
     ++outstanding_;
     sq_tail_ = static_cast<std::uint16_t>((sq_tail_ + 1) % depth_);
-    ring_sq();  // Mmio::write32 orders the SQE stores before the doorbell
+    ring_sq();
     return cid;
 }
 
@@ -296,14 +323,14 @@ Result<unsigned> QueuePair::poll() {
         else complete(c.cid, std::unexpected(Error(status_errno(sf), fmt::format("{}: {}", ctrl_->dev.name(), status_name(sf)))));
         ++n;
     }
-    if (n) (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, true), cq_head_);
+    if (n) ring_cq();
     else if (outstanding_) UDRV_TRY(check_timeouts());
     return n;
 }
 
 Result<void> QueuePair::check_timeouts() {
-    auto now = clock::now();
-    if (now - last_timeout_check_ < std::chrono::milliseconds(100)) return {};
+    const std::uint64_t now = ticks();  // not clock_gettime: this runs on every empty poll
+    if (now - last_timeout_check_ < check_interval_ticks_) return {};
     last_timeout_check_ = now;
     if (ctrl_->regs.read32<kRegCsts>() & kCstsFatal) {
         Error e(EIO, fmt::format("{}: controller fatal status (CSTS.CFS): failing all commands; reset the controller (rebind)", ctrl_->dev.name()));
@@ -313,7 +340,7 @@ Result<void> QueuePair::check_timeouts() {
     }
     for (std::uint16_t cid = 0; cid < depth_; ++cid) {
         Slot& s = slots_[cid];
-        if (!s.busy || now - s.submitted < kIoTimeout) continue;
+        if (!s.busy || now - s.submitted < timeout_ticks_) continue;
         if (!s.abort_sent && qid_ != 0) {
             // First step: ask the controller to abort it (NVMe Abort, on the admin queue).
             s.abort_sent = true;
@@ -341,10 +368,12 @@ Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     if (n || outstanding_ == 0) return n;
     auto deadline = clock::now() + timeout;
     switch (mode_) {
-        case block::Mode::polled:
-            while (clock::now() < deadline)
+        case block::Mode::polled: {
+            const std::uint64_t end = ticks() + ns_to_ticks(std::chrono::duration<double, std::nano>(timeout).count());
+            while (ticks() < end)
                 if ((n = UDRV_TRY(poll()))) return n;
             return 0;
+        }
         case block::Mode::interrupt:
             while (clock::now() < deadline) {
                 auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
@@ -439,9 +468,9 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
         std::lock_guard lock(state->mu);
         UDRV_TRY(c->identify_all());
     }
-    dev_info(dev.device(), "{} (serial {}, firmware {}), NVMe {}.{}, {} namespace(s), {} I/O queues, {} KiB per command",
+    dev_info(dev.device(), "{} (serial {}, firmware {}), NVMe {}.{}, {} namespace(s), {} I/O queues, {} KiB per command{}",
              info.model, info.serial, info.firmware, info.version >> 16, (info.version >> 8) & 0xff, c->namespaces_.size(), info.io_queues,
-             info.max_transfer / 1024);
+             info.max_transfer / 1024, info.shadow_doorbells ? ", shadow doorbells" : "");
     return c;
 }
 
@@ -457,6 +486,7 @@ Result<void> Controller::identify_all() {
     info.mdts = le<std::uint8_t>(id, 77);
     info.cntlid = le<std::uint16_t>(id, 78);
     info.oncs = le<std::uint16_t>(id, 520);
+    info.oacs = le<std::uint16_t>(id, 256);
     info.vwc = le<std::uint8_t>(id, 525);
     info.namespaces = le<std::uint32_t>(id, 516);
     info.subnqn = ident_string(id, 768, 256);
@@ -474,6 +504,25 @@ Result<void> Controller::identify_all() {
     info.io_queues = static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues}));
     s.qid_used.assign(info.io_queues + 1u, false);
     s.qid_used[0] = true;
+
+    // Shadow doorbells, when the controller offers them (emulated controllers do; real SSDs rarely).
+    if (info.oacs & kOacsDoorbellBuffer) {
+        auto dbs = s.dma.coherent<std::uint32_t>(kPage / 4);
+        auto eis = s.dma.coherent<std::uint32_t>(kPage / 4);
+        if (dbs && eis) {
+            Sqe db{};
+            db.cdw0 = kAdminDoorbellBuffer;
+            db.prp1 = dbs->iova();
+            db.prp2 = eis->iova();
+            if (auto r = s.admin_cmd(db, "doorbell buffer config"); r) {
+                s.shadow_db.emplace(std::move(*dbs));
+                s.shadow_ei.emplace(std::move(*eis));
+                info.shadow_doorbells = true;
+            } else {
+                dev_warn(s.dev, "{}: using MMIO doorbells only", r.error().message());
+            }
+        }
+    }
 
     // Active namespaces, then each one.
     auto list = UDRV_TRY(identify(kCnsActiveNsList, 0));

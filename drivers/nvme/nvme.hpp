@@ -15,6 +15,7 @@
 #include "spec.hpp"
 #include "udrv/block.hpp"
 #include "udrv/pci.hpp"
+#include "udrv/ticks.hpp"
 
 namespace udrv::nvme {
 
@@ -39,6 +40,8 @@ struct ControllerInfo {
     std::uint32_t version = 0;          ///< VS register
     std::uint32_t namespaces = 0;       ///< NN
     std::uint16_t oncs = 0;             ///< optional NVM commands
+    std::uint16_t oacs = 0;             ///< optional admin commands
+    bool shadow_doorbells = false;      ///< Doorbell Buffer Config in use (emulated controllers)
     std::uint8_t vwc = 0;               ///< volatile write cache
     std::uint16_t max_queue_entries = 0; ///< CAP.MQES + 1
     std::uint32_t doorbell_stride = 4;  ///< bytes, from CAP.DSTRD
@@ -72,7 +75,7 @@ private:
         block::Callback cb = nullptr;
         void* ctx = nullptr;
         struct Split* split = nullptr;  // set when part of a request larger than one command
-        std::chrono::steady_clock::time_point submitted;
+        std::uint64_t submitted = 0;  // ticks()
         bool busy = false;
         bool abort_sent = false;
     };
@@ -86,6 +89,8 @@ private:
     Result<void> check_timeouts();
     void fail_all(const Error& why);
     void ring_sq() noexcept;
+    void ring_cq() noexcept;
+    bool shadow_needs_mmio(std::size_t index, std::uint16_t value) noexcept;
 
     std::shared_ptr<ControllerState> ctrl_;
     std::uint16_t qid_, depth_;
@@ -103,7 +108,8 @@ private:
     bool dead_ = false;
     irq::Vector* vector_ = nullptr;
     std::unique_ptr<irq::HybridWaiter> hybrid_;
-    std::chrono::steady_clock::time_point last_timeout_check_{};
+    std::uint64_t last_timeout_check_ = 0;  // ticks()
+    std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0;
 };
 
 /// One namespace as a block device.

@@ -39,7 +39,8 @@ static_assert(sizeof(Cqe) == 16);
 
 // Admin opcodes.
 inline constexpr std::uint8_t kAdminDeleteSq = 0x00, kAdminCreateSq = 0x01, kAdminDeleteCq = 0x04, kAdminCreateCq = 0x05,
-                              kAdminIdentify = 0x06, kAdminAbort = 0x08, kAdminSetFeatures = 0x09;
+                              kAdminIdentify = 0x06, kAdminAbort = 0x08, kAdminSetFeatures = 0x09, kAdminDoorbellBuffer = 0x7c;
+inline constexpr std::uint16_t kOacsDoorbellBuffer = 1u << 8;
 inline constexpr std::uint32_t kCnsNamespace = 0x00, kCnsController = 0x01, kCnsActiveNsList = 0x02;
 inline constexpr std::uint32_t kFeatureNumQueues = 0x07;
 // I/O opcodes.

@@ -41,6 +41,16 @@ inline void dma_rmb() noexcept {
 #endif
 }
 
+/// Full barrier for DMA memory: prior loads and stores complete before later ones (shadow doorbells
+/// must be written before the event index is read).
+inline void dma_mb() noexcept {
+#if defined(__aarch64__)
+    asm volatile("dmb osh" ::: "memory");
+#else
+    asm volatile("mfence" ::: "memory");
+#endif
+}
+
 namespace detail {
 class MmioKey {
     friend class MmioFactory;

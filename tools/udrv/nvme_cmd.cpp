@@ -12,6 +12,7 @@
 #include "nvme/nvme.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
+#include "udrv/ticks.hpp"
 
 namespace udrv::tools {
 namespace {
@@ -131,7 +132,7 @@ struct Worker {
     struct Io {
         Worker* w;
         std::uint32_t slot;
-        clock::time_point start;
+        std::uint64_t start;  // ticks()
     };
     block::Queue* q = nullptr;
     std::vector<block::Buffer> bufs;
@@ -160,7 +161,7 @@ struct Worker {
     static void on_done(void* ctx, const Result<void>& r) {
         auto* io = static_cast<Io*>(ctx);
         Worker& w = *io->w;
-        w.hist.add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - io->start).count()));
+        w.hist.add(static_cast<std::uint64_t>(ticks_to_ns(ticks() - io->start)));
         if (!r) {
             ++w.errors;
             if (!w.first_error) w.first_error = r.error();
@@ -171,7 +172,7 @@ struct Worker {
     }
     Result<void> issue(std::uint32_t slot) {
         Io& io = ios[slot];
-        io.start = clock::now();
+        io.start = ticks();
         auto span = bufs[slot].bytes();
         std::uint64_t lba = next_lba();
         auto n = static_cast<std::uint32_t>(blocks_per_io);
@@ -196,6 +197,7 @@ int run_perf(const PerfOpts& o) {
     if (o.io_size == 0 || o.io_size % info.block_size)
         return report(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
 
+    (void)ticks_per_second();  // calibrate before the clock starts
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::unique_ptr<block::Queue>> queues;
     for (std::uint32_t t = 0; t < o.threads; ++t) {
@@ -212,7 +214,7 @@ int run_perf(const PerfOpts& o) {
             auto b = (*ns)->alloc_buffer(o.io_size);
             if (!b) return report(b.error());
             w->bufs.push_back(*b);
-            w->ios.push_back({w.get(), i, {}});
+            w->ios.push_back({w.get(), i, 0});
         }
         workers.push_back(std::move(w));
     }

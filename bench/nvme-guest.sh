@@ -1,0 +1,43 @@
+# Runs inside the test VM (see nvme.sh): the kernel's NVMe driver through fio, then udrv nvme perf, on
+# the same two controllers in the same boot. Prints "RESULT device qd engine iops mean_us" lines.
+. /udrv/guest-lib.sh
+T=${UDRV_BENCH_SECONDS:-5}
+FILE_DEV=0000:00:04.0 NULL_DEV=0000:00:05.0
+disk_of() {
+  for i in $(seq 50); do
+    d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+reprobe() { echo "$1" > /sys/bus/pci/devices/$1/driver/unbind; echo "$1" > /sys/bus/pci/drivers_probe; }
+# Polled queues for fio's hipri runs (read at probe time, so re-probe both controllers).
+echo 1 > /sys/module/nvme/parameters/poll_queues
+reprobe $FILE_DEV; reprobe $NULL_DEV
+for dev in $FILE_DEV $NULL_DEV; do
+  name=$([ $dev = $FILE_DEV ] && echo file || echo null-co)
+  disk=$(disk_of $dev)
+  for qd in 1 32; do
+    for engine in io_uring libaio io_uring-hipri; do
+      extra=""; eng=$engine
+      [ $engine = io_uring-hipri ] && { eng=io_uring; extra="--hipri"; }
+      line=$(fio --name=b --filename=/dev/$disk --direct=1 --rw=randread --bs=4k --iodepth=$qd --ioengine=$eng $extra \
+                 --runtime=$T --time_based --minimal 2>/dev/null)
+      echo "RESULT $name $qd kernel-$engine $(echo "$line" | cut -d';' -f8) $(echo "$line" | cut -d';' -f40)"
+    done
+  done
+done
+udrv bind $FILE_DEV $NULL_DEV >/dev/null
+for dev in $FILE_DEV $NULL_DEV; do
+  name=$([ $dev = $FILE_DEV ] && echo file || echo null-co)
+  for qd in 1 32; do
+    for mode in polled interrupt; do
+      j=$(udrv nvme perf -s $dev -q $qd -t $T -w randread --mode $mode --json 2>/dev/null)
+      iops=$(echo "$j" | sed -n 's/^  "iops": \([0-9.]*\).*/\1/p')
+      mean=$(echo "$j" | sed -n 's/^    "mean": \([0-9.]*\).*/\1/p')
+      echo "RESULT $name $qd udrv-$mode $iops $mean"
+    done
+  done
+done
+udrv unbind $FILE_DEV $NULL_DEV >/dev/null
+exit 0
