@@ -4,8 +4,10 @@ set -euo pipefail
 pkgs=(
   g++ cmake make pkg-config          # toolchain
   libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev   # libraries
+  liburing-dev                       # the file-backed block device
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
+  nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -27,5 +27,17 @@ check "platform json" 0 '"driver": "udrv_ramdisk"' sh -c "cd '$tmp' && '$udrv' p
 check "platform overlap" 1 "bad-overlap.toml:6: memory 'b' .* overlaps 'a'" "$udrv" platform "$fixtures/platform/bad-overlap.toml"
 check "platform unknown key" 1 "bad-key.toml:4: unknown key 'compatibel'" "$udrv" platform "$fixtures/platform/bad-key.toml"
 check "platform missing file" 1 "cannot open description" "$udrv" platform /nonexistent.toml
+cat > "$tmp/disk.toml" <<EOT
+[[device]]
+name = "disk0"
+compatible = "udrv,file-block"
+[device.properties]
+path = "/var/tmp/udrv-cli-$$.img"
+size = 16777216
+EOT
+check "block perf on a file-backed device" 0 "randrw 4096 B QD8 x1 \(interrupt\): [0-9]+ IOPS, .* 0 errors" \
+  "$udrv" block perf "$tmp/disk.toml" disk0 -q 8 -t 1 -w randrw --mode interrupt
+check "block perf names a missing device" 1 "no block device named 'disk9'" "$udrv" block perf "$tmp/disk.toml" disk9
+rm -f "/var/tmp/udrv-cli-$$.img"
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

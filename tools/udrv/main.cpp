@@ -9,6 +9,8 @@
 
 #include "lspci_format.hpp"
 #include "nvme_cmd.hpp"
+#include "block_perf.hpp"
+#include "fileblk/fileblk.hpp"
 #include "udrv/bind.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
@@ -210,6 +212,22 @@ int cmd_bind(const std::vector<std::string>& addrs, bool unbind, const std::stri
     return rc;
 }
 
+// ---- block perf on a platform block device ----
+int cmd_block_perf(const std::string& file, const std::string& name, const udrv::tools::PerfOpts& o) {
+    udrv::Loader loader(default_module_dirs());
+    if (auto r = loader.load_builtins(); !r) return report(r.error());
+    auto descs = udrv::platform::load_description(file);
+    if (!descs) return report(descs.error());
+    auto devs = udrv::platform::bus().register_devices(std::move(*descs));
+    if (!devs) return report(devs.error());
+    udrv::Device* d = udrv::platform::bus().find_device(name);
+    auto* blk = d ? d->driver_data<udrv::fileblk::FileBlock>() : nullptr;
+    int rc = blk ? udrv::tools::run_block_perf(*blk, o)
+                 : report(udrv::Error(ENODEV, fmt::format("{}: no block device named '{}' bound to udrv_fileblk", file, name)));
+    udrv::platform::bus().remove_all_devices();
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,6 +281,14 @@ int main(int argc, char** argv) {
     unbind->add_option("--sysfs", bind_sysfs, "sysfs root (default /sys)");
 
     auto run_nvme = udrv::tools::add_nvme_commands(app);
+    auto* blockcmd = app.add_subcommand("block", "Platform block devices (udrv,file-block)");
+    blockcmd->require_subcommand(1);
+    std::string bp_file, bp_name;
+    udrv::tools::PerfOpts bp_opts;
+    auto* bperf = blockcmd->add_subcommand("perf", "The NVMe benchmark on a file-backed block device (io_uring)");
+    bperf->add_option("description", bp_file, "TOML description with the device")->required();
+    bperf->add_option("device", bp_name, "Device name in the description")->required();
+    udrv::tools::add_perf_options(bperf, bp_opts);
 
     CLI11_PARSE(app, argc, argv);
     if (!level.empty()) {
@@ -284,6 +310,7 @@ int main(int argc, char** argv) {
     }
     if (*platform) return cmd_platform(pf_file, pf_modules, pf_json);
     if (int rc = run_nvme(); rc >= 0) return rc;
+    if (*bperf) return cmd_block_perf(bp_file, bp_name, bp_opts);
     if (*bind) return cmd_bind(bind_addrs, false, bind_sysfs);
     if (*unbind) return cmd_bind(unbind_addrs, true, bind_sysfs);
     return 0;

@@ -1,5 +1,7 @@
 #include "nvme_cmd.hpp"
 
+#include "block_perf.hpp"
+
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -82,210 +84,6 @@ std::string human(double bytes) {
     int u = 0;
     while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
     return fmt::format("{:.1f} {}", bytes, units[u]);
-}
-
-// ---- perf ----
-
-// Log-linear latency histogram: 16 sub-buckets per power of two (about 6% resolution).
-struct Histogram {
-    std::vector<std::uint64_t> b = std::vector<std::uint64_t>(64 * 16, 0);
-    std::uint64_t count = 0, max = 0;
-    double sum = 0;
-    static unsigned index(std::uint64_t ns) {
-        if (ns < 16) return static_cast<unsigned>(ns);
-        unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(ns));
-        return (e - 3) * 16 + static_cast<unsigned>((ns >> (e - 4)) & 15);
-    }
-    static std::uint64_t lower(unsigned i) {
-        if (i < 16) return i;
-        unsigned e = i / 16 + 3;
-        return (1ull << e) | (std::uint64_t{i % 16} << (e - 4));
-    }
-    void add(std::uint64_t ns) {
-        ++b[index(ns)];
-        ++count;
-        sum += static_cast<double>(ns);
-        max = std::max(max, ns);
-    }
-    void merge(const Histogram& o) {
-        for (std::size_t i = 0; i < b.size(); ++i) b[i] += o.b[i];
-        count += o.count;
-        sum += o.sum;
-        max = std::max(max, o.max);
-    }
-    std::uint64_t percentile(double p) const {
-        std::uint64_t want = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count))), seen = 0;
-        for (unsigned i = 0; i < b.size(); ++i)
-            if ((seen += b[i]) >= want && want) return lower(i);
-        return max;
-    }
-};
-
-struct PerfOpts {
-    std::string addr, pattern = "randread", mode = "polled";
-    std::uint32_t nsid = 1, depth = 32, io_size = 4096, threads = 1, mix = 50;
-    double seconds = 5;
-    bool json_out = false;
-};
-
-struct Worker {
-    struct Io {
-        Worker* w;
-        std::uint32_t slot;
-        std::uint64_t start;  // ticks()
-    };
-    block::Queue* q = nullptr;
-    std::vector<block::Buffer> bufs;
-    std::vector<Io> ios;
-    Histogram hist;
-    std::uint64_t done = 0, errors = 0, blocks_per_io = 0, max_lba = 0, seq_lba = 0;
-    std::mt19937_64 rng{std::random_device{}()};
-    const PerfOpts* o = nullptr;
-    bool stopping = false;
-    std::optional<Error> first_error;
-    std::atomic<std::uint64_t> progress{0};
-
-    bool is_write() {
-        if (o->pattern == "randwrite" || o->pattern == "write") return true;
-        if (o->pattern == "randrw" || o->pattern == "rw") return rng() % 100 >= o->mix;  // mix = read percentage
-        return false;
-    }
-    std::uint64_t next_lba() {
-        if (o->pattern == "read" || o->pattern == "write" || o->pattern == "rw") {
-            std::uint64_t l = seq_lba;
-            seq_lba = (seq_lba + blocks_per_io) % (max_lba + 1);
-            return l;
-        }
-        return (rng() % (max_lba / blocks_per_io + 1)) * blocks_per_io;
-    }
-    static void on_done(void* ctx, const Result<void>& r) {
-        auto* io = static_cast<Io*>(ctx);
-        Worker& w = *io->w;
-        w.hist.add(static_cast<std::uint64_t>(ticks_to_ns(ticks() - io->start)));
-        if (!r) {
-            ++w.errors;
-            if (!w.first_error) w.first_error = r.error();
-        }
-        ++w.done;
-        w.progress.store(w.done, std::memory_order_relaxed);
-        if (!w.stopping) (void)w.issue(io->slot);
-    }
-    Result<void> issue(std::uint32_t slot) {
-        Io& io = ios[slot];
-        io.start = ticks();
-        auto span = bufs[slot].bytes();
-        std::uint64_t lba = next_lba();
-        auto n = static_cast<std::uint32_t>(blocks_per_io);
-        return is_write() ? q->write(lba, n, span, &on_done, &io) : q->read(lba, n, span, &on_done, &io);
-    }
-};
-
-int run_perf(const PerfOpts& o) {
-    static const std::vector<std::string> patterns = {"read", "write", "randread", "randwrite", "rw", "randrw"};
-    if (std::find(patterns.begin(), patterns.end(), o.pattern) == patterns.end())
-        return report(Error(EINVAL, fmt::format("unknown pattern '{}' (read, write, randread, randwrite, rw, randrw)", o.pattern)));
-    block::Mode mode = o.mode == "interrupt" ? block::Mode::interrupt : o.mode == "hybrid" ? block::Mode::hybrid : block::Mode::polled;
-    if (o.mode != "polled" && o.mode != "interrupt" && o.mode != "hybrid")
-        return report(Error(EINVAL, fmt::format("unknown mode '{}' (polled, interrupt, hybrid)", o.mode)));
-    Session s;
-    if (auto r = s.open(); !r) return report(r.error());
-    auto c = s.find(o.addr);
-    if (!c) return report(c.error());
-    auto ns = (*c)->find_namespace(o.nsid);
-    if (!ns) return report(ns.error());
-    const block::Info& info = (*ns)->info();
-    if (o.io_size == 0 || o.io_size % info.block_size)
-        return report(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
-
-    (void)ticks_per_second();  // calibrate before the clock starts
-    std::vector<std::unique_ptr<Worker>> workers;
-    std::vector<std::unique_ptr<block::Queue>> queues;
-    for (std::uint32_t t = 0; t < o.threads; ++t) {
-        auto w = std::make_unique<Worker>();
-        auto q = (*ns)->open_queue(o.depth, mode);
-        if (!q) return report(q.error());
-        w->q = q->get();
-        queues.push_back(std::move(*q));
-        w->o = &o;
-        w->blocks_per_io = o.io_size / info.block_size;
-        w->max_lba = info.blocks - w->blocks_per_io;
-        w->seq_lba = (info.blocks / o.threads) * t / w->blocks_per_io * w->blocks_per_io;
-        for (std::uint32_t i = 0; i < o.depth; ++i) {
-            auto b = (*ns)->alloc_buffer(o.io_size);
-            if (!b) return report(b.error());
-            w->bufs.push_back(*b);
-            w->ios.push_back({w.get(), i, 0});
-        }
-        workers.push_back(std::move(w));
-    }
-    std::atomic<bool> stop{false};
-    auto body = [&](Worker& w) {
-        for (std::uint32_t i = 0; i < o.depth; ++i)
-            if (auto r = w.issue(i); !r) {
-                w.first_error = r.error();
-                return;
-            }
-        while (!stop.load(std::memory_order_relaxed))
-            if (auto r = w.q->wait(std::chrono::milliseconds(100)); !r) {
-                w.first_error = r.error();
-                return;
-            }
-        w.stopping = true;
-        while (w.q->outstanding())
-            if (!w.q->wait(std::chrono::milliseconds(100))) break;
-    };
-    auto t0 = clock::now();
-    std::vector<std::thread> threads;
-    for (auto& w : workers) threads.emplace_back(body, std::ref(*w));
-    std::uint64_t last = 0;
-    for (int sec = 1; clock::now() - t0 < std::chrono::duration<double>(o.seconds); ++sec) {
-        std::this_thread::sleep_until(t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min<double>(sec, o.seconds))));
-        std::uint64_t now = 0;
-        for (auto& w : workers) now += w->progress.load(std::memory_order_relaxed);
-        if (!o.json_out) std::fprintf(stderr, "[%3ds] %10.0f IOPS %10.2f MiB/s\n", sec, double(now - last), double(now - last) * o.io_size / 1048576.0);
-        last = now;
-    }
-    stop = true;
-    for (auto& t : threads) t.join();
-    double secs = std::chrono::duration<double>(clock::now() - t0).count();
-    queues.clear();
-
-    Histogram h;
-    std::uint64_t errors = 0;
-    std::optional<Error> err;
-    for (auto& w : workers) {
-        h.merge(w->hist);
-        errors += w->errors;
-        if (!err && w->first_error) err = w->first_error;
-    }
-    double iops = static_cast<double>(h.count) / secs;
-    double mean_us = h.count ? h.sum / static_cast<double>(h.count) / 1000.0 : 0;
-    auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
-    if (o.json_out) {
-        json j = {{"device", info.name}, {"pattern", o.pattern}, {"io_size", o.io_size}, {"queue_depth", o.depth},
-                  {"threads", o.threads}, {"mode", o.mode}, {"seconds", secs}, {"ios", h.count}, {"errors", errors},
-                  {"iops", iops}, {"mib_per_s", iops * o.io_size / 1048576.0},
-                  {"latency_us", {{"mean", mean_us}, {"p50", us(h.percentile(50))}, {"p99", us(h.percentile(99))},
-                                  {"p99_9", us(h.percentile(99.9))}, {"max", us(h.max)}}}};
-        json hist = json::array();
-        for (unsigned i = 0; i < h.b.size(); ++i)
-            if (h.b[i]) hist.push_back({{"from_us", us(Histogram::lower(i))}, {"count", h.b[i]}});
-        j["histogram"] = hist;
-        if (err) j["first_error"] = err->to_string();
-        out(j.dump(2) + "\n");
-    } else {
-        out(fmt::format("{} {} {} B QD{} x{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size, o.depth, o.threads,
-                        o.mode, iops, human(iops * o.io_size), errors));
-        out(fmt::format("latency us: mean {:.1f}  p50 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n", mean_us, us(h.percentile(50)),
-                        us(h.percentile(99)), us(h.percentile(99.9)), us(h.max)));
-        out("histogram (us, share of I/Os):\n");
-        for (unsigned i = 0; i < h.b.size(); ++i)
-            if (h.b[i] * 1000 >= h.count)  // buckets with at least 0.1%
-                out(fmt::format("  >= {:9.1f}  {:6.2f}%  {}\n", us(Histogram::lower(i)), 100.0 * h.b[i] / h.count,
-                                std::string(static_cast<std::size_t>(50.0 * h.b[i] / h.count), '#')));
-        if (err) out("first error: " + err->to_string() + "\n");
-    }
-    return errors ? 1 : 0;
 }
 
 // ---- read / write ----
@@ -398,18 +196,19 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
     auto* perf = nvme->add_subcommand("perf", "Benchmark, in the spirit of spdk_nvme_perf");
     perf->add_option("-s,--slot", st->perf.addr, "Controller address");
     perf->add_option("-n,--namespace", st->perf.nsid, "Namespace id (default 1)");
-    perf->add_option("-q,--queue-depth", st->perf.depth, "Commands in flight per queue (default 32)");
-    perf->add_option("-o,--io-size", st->perf.io_size, "Bytes per I/O (default 4096)");
-    perf->add_option("-w,--pattern", st->perf.pattern, "read, write, randread (default), randwrite, rw, randrw");
-    perf->add_option("-M,--read-percent", st->perf.mix, "Reads in rw/randrw, percent (default 50)");
-    perf->add_option("-t,--time", st->perf.seconds, "Seconds (default 5)");
-    perf->add_option("-c,--threads", st->perf.threads, "Threads, one queue pair each (default 1)");
-    perf->add_option("--mode", st->perf.mode, "polled (default), interrupt or hybrid");
-    perf->add_flag("--json", st->perf.json_out, "Emit JSON");
+    add_perf_options(perf, st->perf);
 
     return [=]() -> int {
         if (!*nvme) return -1;
-        if (*perf) return run_perf(st->perf);
+        if (*perf) {
+            Session s;
+            if (auto r = s.open(); !r) return report(r.error());
+            auto c = s.find(st->perf.addr);
+            if (!c) return report(c.error());
+            auto ns = (*c)->find_namespace(st->perf.nsid);
+            if (!ns) return report(ns.error());
+            return run_block_perf(**ns, st->perf);
+        }
         if (*rd) return run_rw(false, st->addr, st->nsid, st->lba, st->blocks, st->file);
         if (*wr) return run_rw(true, st->addr, st->nsid, st->lba, 0, st->file);
         Session s;

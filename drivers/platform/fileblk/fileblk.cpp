@@ -1,0 +1,201 @@
+#include "fileblk.hpp"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "udrv/log.hpp"
+
+namespace udrv::fileblk {
+namespace {
+
+// One io_uring per queue, owned by one thread like an NVMe queue pair.
+class Queue final : public block::Queue {
+public:
+    static Result<std::unique_ptr<Queue>> create(int fd, const block::Info& info, unsigned depth, block::Mode mode) {
+        std::unique_ptr<Queue> q(new Queue(fd, info, depth, mode));
+        int e = io_uring_queue_init(depth, &q->ring_, 0);
+        if (e < 0) return fail(-e, "{}: io_uring_queue_init({}) failed: {}", info.name, depth, std::strerror(-e));
+        q->ready_ = true;
+        return q;
+    }
+    ~Queue() override {
+        if (!ready_) return;
+        while (outstanding_)  // every submitted request comes back before the ring goes
+            if (!wait(std::chrono::milliseconds(1000))) break;
+        io_uring_queue_exit(&ring_);
+    }
+
+    Result<void> read(std::uint64_t lba, std::uint32_t blocks, std::span<std::byte> buf, block::Callback cb, void* ctx) override {
+        auto* sqe = UDRV_TRY(prepare(lba, blocks, buf.size(), cb, ctx));
+        io_uring_prep_read(sqe, fd_, buf.data(), blocks * info_.block_size, lba * info_.block_size);
+        return submit();
+    }
+    Result<void> write(std::uint64_t lba, std::uint32_t blocks, std::span<const std::byte> buf, block::Callback cb, void* ctx) override {
+        auto* sqe = UDRV_TRY(prepare(lba, blocks, buf.size(), cb, ctx));
+        io_uring_prep_write(sqe, fd_, buf.data(), blocks * info_.block_size, lba * info_.block_size);
+        return submit();
+    }
+    Result<void> flush(block::Callback cb, void* ctx) override {
+        auto* sqe = UDRV_TRY(take(cb, ctx));
+        io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+        return submit();
+    }
+    Result<void> write_zeroes(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) override {
+        auto* sqe = UDRV_TRY(prepare(lba, blocks, std::size_t{blocks} * info_.block_size, cb, ctx));
+        io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, lba * info_.block_size,
+                                std::uint64_t{blocks} * info_.block_size);
+        return submit();
+    }
+    Result<void> deallocate(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) override {
+        auto* sqe = UDRV_TRY(prepare(lba, blocks, std::size_t{blocks} * info_.block_size, cb, ctx));
+        io_uring_prep_fallocate(sqe, fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, lba * info_.block_size,
+                                std::uint64_t{blocks} * info_.block_size);
+        return submit();
+    }
+    Result<unsigned> poll() override {
+        unsigned n = 0;
+        io_uring_cqe* cqe = nullptr;
+        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+            complete(cqe);
+            ++n;
+        }
+        return n;
+    }
+    Result<unsigned> wait(std::chrono::milliseconds timeout) override {
+        unsigned n = UDRV_TRY(poll());
+        if (n || outstanding_ == 0) return n;
+        if (mode_ == block::Mode::polled) {
+            auto end = std::chrono::steady_clock::now() + timeout;
+            while (std::chrono::steady_clock::now() < end)
+                if ((n = UDRV_TRY(poll()))) return n;
+            return 0;
+        }
+        __kernel_timespec ts{timeout.count() / 1000, (timeout.count() % 1000) * 1000000};
+        io_uring_cqe* cqe = nullptr;
+        int e = io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+        if (e == -ETIME || e == -EINTR) return 0;
+        if (e < 0) return fail(-e, "{}: io_uring wait: {}", info_.name, std::strerror(-e));
+        return poll();
+    }
+    unsigned outstanding() const override { return outstanding_; }
+    unsigned depth() const override { return depth_; }
+
+private:
+    struct Slot {
+        block::Callback cb;
+        void* ctx;
+    };
+    Queue(int fd, const block::Info& info, unsigned depth, block::Mode mode) : fd_(fd), info_(info), depth_(depth), mode_(mode), slots_(depth) {
+        for (unsigned i = depth; i > 0; --i) free_.push_back(i - 1);
+    }
+    Result<io_uring_sqe*> take(block::Callback cb, void* ctx) {
+        if (free_.empty()) return fail(EAGAIN, "{}: queue is full ({} requests outstanding)", info_.name, outstanding_);
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        if (!sqe) return fail(EAGAIN, "{}: io_uring submission ring is full", info_.name);
+        unsigned slot = free_.back();
+        free_.pop_back();
+        slots_[slot] = {cb, ctx};
+        io_uring_sqe_set_data64(sqe, slot);
+        ++outstanding_;
+        return sqe;
+    }
+    Result<io_uring_sqe*> prepare(std::uint64_t lba, std::uint32_t blocks, std::size_t len, block::Callback cb, void* ctx) {
+        if (blocks == 0) return fail(EINVAL, "{}: transfer of 0 blocks", info_.name);
+        if (len < std::size_t{blocks} * info_.block_size)
+            return fail(EINVAL, "{}: buffer of {} bytes is smaller than {} blocks of {}", info_.name, len, blocks, info_.block_size);
+        if (lba >= info_.blocks || blocks > info_.blocks - lba)
+            return fail(ERANGE, "{}: blocks {}+{} lie past the end ({} blocks)", info_.name, lba, blocks, info_.blocks);
+        return take(cb, ctx);
+    }
+    Result<void> submit() {
+        int e = io_uring_submit(&ring_);
+        if (e < 0) return fail(-e, "{}: io_uring_submit: {}", info_.name, std::strerror(-e));
+        return {};
+    }
+    void complete(io_uring_cqe* cqe) {
+        auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+        int res = cqe->res;
+        io_uring_cqe_seen(&ring_, cqe);
+        Slot s = slots_[slot];
+        free_.push_back(slot);
+        --outstanding_;
+        if (!s.cb) return;
+        if (res < 0) s.cb(s.ctx, fail(-res, "{}: {}", info_.name, std::strerror(-res)));
+        else s.cb(s.ctx, {});
+    }
+
+    int fd_;
+    const block::Info& info_;
+    unsigned depth_;
+    block::Mode mode_;
+    io_uring ring_{};
+    bool ready_ = false;
+    std::vector<Slot> slots_;
+    std::vector<unsigned> free_;
+    unsigned outstanding_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev, std::string_view) {
+    std::string path = UDRV_TRY_CTX(dev->property<std::string>("path"), "udrv,file-block needs path = \"file\"");
+    std::int64_t bs = dev->property<std::int64_t>("block-size").value_or(512);
+    if (bs < 512 || bs > 65536 || (bs & (bs - 1)))
+        return fail(EINVAL, "{}: block-size {} must be a power of two from 512 to 65536", dev->name(), bs);
+    std::int64_t size = dev->property<std::int64_t>("size").value_or(0);
+    bool direct = dev->property<bool>("direct").value_or(true);
+    int flags = O_RDWR | O_CLOEXEC | (size > 0 ? O_CREAT : 0);
+    int fd = ::open(path.c_str(), flags | (direct ? O_DIRECT : 0), 0644);
+    if (fd < 0 && direct && errno == EINVAL) {  // tmpfs and some others refuse O_DIRECT
+        dev_warn(dev.device(), "{} does not support O_DIRECT: using the page cache", path);
+        fd = ::open(path.c_str(), flags, 0644);
+    }
+    if (fd < 0) return fail_errno("{}: cannot open {}", dev->name(), path);
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+        ::close(fd);
+        return fail_errno("{}: fstat {}", dev->name(), path);
+    }
+    if (size > 0 && S_ISREG(st.st_mode) && st.st_size < size && ftruncate(fd, size) != 0) {
+        ::close(fd);
+        return fail_errno("{}: cannot extend {} to {} bytes", dev->name(), path, size);
+    }
+    std::uint64_t bytes = S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(std::max<std::int64_t>(st.st_size, size)) : 0;
+    if (S_ISBLK(st.st_mode)) bytes = static_cast<std::uint64_t>(lseek(fd, 0, SEEK_END));
+    if (bytes < static_cast<std::uint64_t>(bs)) {
+        ::close(fd);
+        return fail(EINVAL, "{}: {} holds {} bytes, less than one block (give size = N to create it)", dev->name(), path, bytes);
+    }
+    block::Info info;
+    info.name = "file:" + path;
+    info.block_size = static_cast<std::uint32_t>(bs);
+    info.blocks = bytes / static_cast<std::uint64_t>(bs);
+    info.max_transfer = 1u << 20;
+    info.write_zeroes = info.deallocate = true;
+    dev_info(dev.device(), "{}: {} blocks of {} bytes{}", path, info.blocks, bs, direct ? ", O_DIRECT" : "");
+    return std::unique_ptr<FileBlock>(new FileBlock(fd, std::move(info)));
+}
+
+FileBlock::~FileBlock() { ::close(fd_); }
+
+Result<std::unique_ptr<block::Queue>> FileBlock::open_queue(unsigned depth, block::Mode mode) {
+    if (depth == 0 || depth > 4096) return fail(EINVAL, "{}: queue depth {} (1-4096)", info_.name, depth);
+    auto q = UDRV_TRY(Queue::create(fd_, info_, depth, mode));
+    return std::unique_ptr<block::Queue>(std::move(q));
+}
+
+Result<block::Buffer> FileBlock::alloc_buffer(std::size_t bytes) {
+    std::size_t len = (bytes + 4095) & ~std::size_t{4095};
+    void* p = std::aligned_alloc(4096, len);  // O_DIRECT wants page-aligned memory
+    if (!p) return fail(ENOMEM, "{}: cannot allocate {} bytes", info_.name, len);
+    std::shared_ptr<void> owner(p, [](void* q) { std::free(q); });
+    return block::Buffer(std::span<std::byte>(static_cast<std::byte*>(p), bytes), std::move(owner));
+}
+
+}  // namespace udrv::fileblk

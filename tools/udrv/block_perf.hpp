@@ -1,0 +1,26 @@
+// The block benchmark behind `udrv nvme perf` and `udrv block perf` (any block::Device).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "udrv/block.hpp"
+
+namespace udrv::tools {
+
+struct PerfOpts {
+    std::string addr, pattern = "randread", mode = "polled";
+    std::uint32_t nsid = 1, depth = 32, io_size = 4096, threads = 1, mix = 50;
+    double seconds = 5;
+    bool json_out = false;
+};
+
+/// Adds the benchmark's options (-q, -o, -w, -M, -t, -c, --mode, --json) to `cmd`.
+void add_perf_options(CLI::App* cmd, PerfOpts& o);
+
+/// Runs the benchmark on `dev`, prints the report (text or JSON); returns the exit status.
+int run_block_perf(block::Device& dev, const PerfOpts& o);
+
+}  // namespace udrv::tools
