@@ -71,4 +71,18 @@ vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c 
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
 udrv unbind "$NVME" >/dev/null
 
+MULTI=0000:00:09.0
+udrv bind "$MULTI" >/dev/null
+vm_test "nvme: two namespaces, 512 B and 4 KiB blocks" sh -c \
+  "udrv nvme list | grep -E 'ns1: 32768 blocks of 512 B' && udrv nvme list | grep -E 'ns2: 8192 blocks of 4096 B'"
+multi_ns_data() {
+  head -c 1048576 /dev/urandom > /tmp/ns2pattern
+  udrv nvme write -s "$MULTI" -n 2 --lba 100 -i /tmp/ns2pattern && \
+  udrv nvme read -s "$MULTI" -n 2 --lba 100 --blocks 256 -o /tmp/ns2back && cmp /tmp/ns2pattern /tmp/ns2back && \
+  udrv nvme read -s "$MULTI" -n 1 --lba 0 --blocks 2048 -o /tmp/ns1back && \
+  ! cmp -s /tmp/ns1back /tmp/ns2pattern && echo "1 MiB on namespace 2 (4 KiB blocks) round-trips; namespace 1 is separate"
+}
+vm_test "nvme: data on a 4 KiB-block namespace" multi_ns_data
+udrv unbind "$MULTI" >/dev/null
+
 vm_summary

@@ -9,6 +9,7 @@
 # Guest devices (fixed slots, so tests can name them):
 #   00:03.0 edu (1234:11e8)      00:04.0 nvme, 64 MiB raw file    00:05.0 nvme, null-co (no data)
 #   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
+#   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
 # Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
 # UDRV_VM_MEM (default 1G), UDRV_VM_LOG (also write the serial log here).
 set -euo pipefail
@@ -135,6 +136,8 @@ run() {
   trap 'rm -rf "$work"' RETURN
   mkinitramfs "$build" "$script" "$work/initrd"
   truncate -s 64M "$work/disk.img"
+  truncate -s 16M "$work/ns1.img"
+  truncate -s 32M "$work/ns2.img"
   local log="$work/serial.log" rc=0
   local t0=$SECONDS
   timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" qemu-system-x86_64 \
@@ -149,6 +152,10 @@ run() {
     -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
     -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
     -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
+    -device nvme,id=nvme2,serial=udrvmulti,addr=09.0 \
+    -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1 \
+    -drive file="$work/ns2.img",if=none,id=ns2,format=raw \
+    -device nvme-ns,drive=ns2,bus=nvme2,nsid=2,logical_block_size=4096,physical_block_size=4096 \
     >/dev/null 2>"$work/qemu.err" || rc=$?
   [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
   # Print the guest's output without the kernel's boot noise.
