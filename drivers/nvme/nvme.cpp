@@ -191,6 +191,17 @@ Result<void> QueuePair::build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t io
     return {};
 }
 
+// The common layout of the NVM commands that address blocks: SLBA in CDW10-11, 0-based NLB in CDW12.
+Sqe QueuePair::lba_command(std::uint8_t opcode, std::uint64_t slba, std::uint32_t blocks) const noexcept {
+    Sqe sqe{};
+    sqe.cdw0 = opcode;
+    sqe.nsid = nsid_;
+    sqe.cdw10 = static_cast<std::uint32_t>(slba);
+    sqe.cdw11 = static_cast<std::uint32_t>(slba >> 32);
+    sqe.cdw12 = blocks - 1;
+    return sqe;
+}
+
 Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len,
                            block::Callback cb, void* ctx) {
     const std::uint64_t bytes = std::uint64_t{blocks} * block_size_;
@@ -206,12 +217,7 @@ Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t
         std::uint32_t n = std::min(max_blocks, blocks - i * max_blocks);
         std::uint64_t slba = lba + std::uint64_t{i} * max_blocks;
         std::uint64_t off = std::uint64_t{i} * max_blocks * block_size_;
-        Sqe sqe{};
-        sqe.cdw0 = opcode;
-        sqe.nsid = nsid_;
-        sqe.cdw10 = static_cast<std::uint32_t>(slba);
-        sqe.cdw11 = static_cast<std::uint32_t>(slba >> 32);
-        sqe.cdw12 = n - 1;
+        Sqe sqe = lba_command(opcode, slba, n);
         std::uint16_t cid = free_cids_.back();  // submit() takes exactly this id
         UDRV_TRY(build_prps(sqe, cid, iova + off, std::size_t{n} * block_size_));
         UDRV_TRY(submit(sqe, cb, ctx, split));
@@ -239,12 +245,7 @@ Result<void> QueuePair::flush(block::Callback cb, void* ctx) {
 Result<void> QueuePair::write_zeroes(std::uint64_t lba, std::uint32_t blocks, block::Callback cb, void* ctx) {
     if (!(ctrl_->info.oncs & 0x8)) return fail(ENOTSUP, "{}: the controller does not support Write Zeroes", ctrl_->dev.name());
     if (blocks == 0 || blocks > 65536) return fail(EINVAL, "{}: Write Zeroes of {} blocks (1-65536)", ctrl_->dev.name(), blocks);
-    Sqe sqe{};
-    sqe.cdw0 = kIoWriteZeroes;
-    sqe.nsid = nsid_;
-    sqe.cdw10 = static_cast<std::uint32_t>(lba);
-    sqe.cdw11 = static_cast<std::uint32_t>(lba >> 32);
-    sqe.cdw12 = blocks - 1;
+    Sqe sqe = lba_command(kIoWriteZeroes, lba, blocks);
     UDRV_TRY(submit(sqe, cb, ctx, nullptr));
     return {};
 }

@@ -84,6 +84,7 @@ private:
     Result<void> rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len, block::Callback cb,
                     void* ctx);
     Result<std::uint16_t> submit(Sqe& sqe, block::Callback cb, void* ctx, Split* split);
+    Sqe lba_command(std::uint8_t opcode, std::uint64_t slba, std::uint32_t blocks) const noexcept;
     Result<void> build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len);
     void complete(std::uint16_t cid, const Result<void>& status);
     Result<void> check_timeouts();

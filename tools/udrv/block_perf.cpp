@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "output.hpp"
 #include "udrv/ticks.hpp"
 
 namespace udrv::tools {
@@ -18,20 +19,6 @@ namespace {
 
 using nlohmann::json;
 using clock = std::chrono::steady_clock;
-
-int report(const Error& e) {
-    std::fprintf(stderr, "udrv perf: error: %s\n", e.to_string().c_str());
-    return 1;
-}
-
-void out(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
-
-std::string human(double bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
-    return fmt::format("{:.1f} {}", bytes, units[u]);
-}
 
 // ---- perf ----
 
@@ -210,18 +197,18 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
             if (h.b[i]) hist.push_back({{"from_us", us(Histogram::lower(i))}, {"count", h.b[i]}});
         j["histogram"] = hist;
         if (err) j["first_error"] = err->to_string();
-        out(j.dump(2) + "\n");
+        print(j.dump(2) + "\n");
     } else {
-        out(fmt::format("{} {} {} B QD{} x{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size, o.depth, o.threads,
-                        o.mode, iops, human(iops * o.io_size), errors));
-        out(fmt::format("latency us: mean {:.1f}  p50 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n", mean_us, us(h.percentile(50)),
+        print(fmt::format("{} {} {} B QD{} x{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size, o.depth, o.threads,
+                        o.mode, iops, human_bytes(iops * o.io_size), errors));
+        print(fmt::format("latency us: mean {:.1f}  p50 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n", mean_us, us(h.percentile(50)),
                         us(h.percentile(99)), us(h.percentile(99.9)), us(h.max)));
-        out("histogram (us, share of I/Os):\n");
+        print("histogram (us, share of I/Os):\n");
         for (unsigned i = 0; i < h.b.size(); ++i)
             if (h.b[i] * 1000 >= h.count)  // buckets with at least 0.1%
-                out(fmt::format("  >= {:9.1f}  {:6.2f}%  {}\n", us(Histogram::lower(i)), 100.0 * h.b[i] / h.count,
+                print(fmt::format("  >= {:9.1f}  {:6.2f}%  {}\n", us(Histogram::lower(i)), 100.0 * h.b[i] / h.count,
                                 std::string(static_cast<std::size_t>(50.0 * h.b[i] / h.count), '#')));
-        if (err) out("first error: " + err->to_string() + "\n");
+        if (err) print("first error: " + err->to_string() + "\n");
     }
     return errors ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 
 #include "lspci_format.hpp"
 #include "nvme_cmd.hpp"
+#include "output.hpp"
 #include "block_perf.hpp"
 #include "fileblk/fileblk.hpp"
 #include "udrv/bind.hpp"
@@ -22,12 +23,8 @@ namespace {
 
 using udrv::Result;
 
-void print(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
-
-int report(const udrv::Error& e) {
-    std::fprintf(stderr, "udrv: error: %s\n", e.to_string().c_str());
-    return 1;
-}
+using udrv::tools::print;
+using udrv::tools::report;
 
 // Modules are found beside the tool's build tree (bin/../modules) unless UDRV_MODULE_PATH says otherwise.
 std::vector<std::filesystem::path> default_module_dirs() {

@@ -1,6 +1,7 @@
 #include "nvme_cmd.hpp"
 
 #include "block_perf.hpp"
+#include "output.hpp"
 
 #include <atomic>
 #include <cmath>
@@ -21,13 +22,6 @@ namespace {
 
 using nlohmann::json;
 using clock = std::chrono::steady_clock;
-
-int report(const Error& e) {
-    std::fprintf(stderr, "udrv nvme: error: %s\n", e.to_string().c_str());
-    return 1;
-}
-
-void out(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
 
 // The udrv_nvme driver bound to every NVMe controller on vfio-pci.
 struct Session {
@@ -77,13 +71,6 @@ json controller_json(const std::string& addr, const nvme::Controller& c) {
                                    {"block_size", n.block_size()}, {"flbas", n.current_format}, {"lba_formats", formats}});
     }
     return j;
-}
-
-std::string human(double bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
-    return fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
 // ---- read / write ----
@@ -152,7 +139,7 @@ int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint
         return 0;
     }
     if (file.empty() || file == "-") {
-        out(std::string(data.begin(), data.end()));
+        print(std::string(data.begin(), data.end()));
     } else {
         std::ofstream o(file, std::ios::binary);
         o.write(data.data(), static_cast<std::streamsize>(data.size()));
@@ -220,21 +207,21 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
                     arr.push_back(controller_json(addr, *c));
                     continue;
                 }
-                out(fmt::format("{}  {}  serial {}  firmware {}  udrv_nvme\n", addr, c->info().model, c->info().serial, c->info().firmware));
+                print(fmt::format("{}  {}  serial {}  firmware {}  udrv_nvme\n", addr, c->info().model, c->info().serial, c->info().firmware));
                 for (auto& ns : c->namespaces())
-                    out(fmt::format("    ns{}: {} blocks of {} B ({})\n", ns->nvme_info().nsid, ns->info().blocks, ns->info().block_size,
-                                    human(double(ns->info().blocks) * ns->info().block_size)));
+                    print(fmt::format("    ns{}: {} blocks of {} B ({})\n", ns->nvme_info().nsid, ns->info().blocks, ns->info().block_size,
+                                    human_bytes(double(ns->info().blocks) * ns->info().block_size)));
             }
             for (auto& [addr, drv] : s.kernel_owned)
-                if (!st->json) out(fmt::format("{}  (kernel driver {}: `udrv bind {}` to use it here)\n", addr, drv, addr));
-            if (st->json) out(arr.dump(2) + "\n");
+                if (!st->json) print(fmt::format("{}  (kernel driver {}: `udrv bind {}` to use it here)\n", addr, drv, addr));
+            if (st->json) print(arr.dump(2) + "\n");
             return 0;
         }
         auto c = s.find(st->addr);
         if (!c) return report(c.error());
         json j = controller_json(st->addr.empty() ? s.controllers.front().first : st->addr, **c);
         if (st->json) {
-            out(j.dump(2) + "\n");
+            print(j.dump(2) + "\n");
             return 0;
         }
         if (st->format == "nvme-cli") {  // for comparisons with `nvme id-ctrl` / `nvme id-ns`
@@ -247,20 +234,20 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
             const auto& n = (*c)->namespaces().front()->nvme_info();
             for (auto l : {fmt::format("ncap={}", n.capacity), fmt::format("nsze={}", n.size), fmt::format("nuse={}", n.utilization)})
                 lines.push_back(l);
-            for (auto& l : lines) out(l + "\n");
-            out(fmt::format("flbas={}\n", n.current_format));
+            for (auto& l : lines) print(l + "\n");
+            print(fmt::format("flbas={}\n", n.current_format));
             for (std::size_t f = 0; f < n.lba_formats.size(); ++f)
-                out(fmt::format("lbaf{} ms={} lbads={} rp={}\n", f, n.lba_formats[f].metadata_size, n.lba_formats[f].lba_shift,
+                print(fmt::format("lbaf{} ms={} lbads={} rp={}\n", f, n.lba_formats[f].metadata_size, n.lba_formats[f].lba_shift,
                                 n.lba_formats[f].relative_performance));
             return 0;
         }
         for (auto& [k, v] : j.items())
-            if (k != "namespaces") out(fmt::format("{:<18}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump()));
+            if (k != "namespaces") print(fmt::format("{:<18}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump()));
         for (auto& n : j["namespaces"]) {
-            out(fmt::format("namespace {}: nsze {} ncap {} nuse {}, block size {}\n", n["nsid"].dump(), n["nsze"].dump(), n["ncap"].dump(),
+            print(fmt::format("namespace {}: nsze {} ncap {} nuse {}, block size {}\n", n["nsid"].dump(), n["nsze"].dump(), n["ncap"].dump(),
                             n["nuse"].dump(), n["block_size"].dump()));
             for (auto& f : n["lba_formats"])
-                out(fmt::format("    lbaf {:>2}: ms {:<3} lbads {:<5} rp {}{}\n", f["index"].dump(), f["metadata_size"].dump(),
+                print(fmt::format("    lbaf {:>2}: ms {:<3} lbads {:<5} rp {}{}\n", f["index"].dump(), f["metadata_size"].dump(),
                                 f["data_size"].dump(), f["relative_performance"].dump(), f["in_use"].get<bool>() ? " (in use)" : ""));
         }
         return 0;
