@@ -85,4 +85,30 @@ multi_ns_data() {
 vm_test "nvme: data on a 4 KiB-block namespace" multi_ns_data
 udrv unbind "$MULTI" >/dev/null
 
+# Network: udrv's virtio-net driver on 00:07.0 and the guest kernel's own NIC on 00:08.0, one hub.
+VNET=0000:00:07.0
+ip addr add 10.0.0.1/24 dev "$IFACE" && ip link set "$IFACE" up
+udrv bind "$VNET" >/dev/null
+ping_udrv() {
+  udrv net respond -s "$VNET" --ip 10.0.0.2 -t 15 > /tmp/respond.out 2>&1 &
+  pid=$!
+  sleep 3
+  out=$(ping -c 100 -i 0.05 -W 2 10.0.0.2 | tail -2)
+  wait $pid
+  echo "$out"; tail -1 /tmp/respond.out
+  echo "$out" | grep -q "100 packets transmitted, 100 packets received, 0% packet loss"
+}
+vm_test "net: the kernel pings udrv net respond (virtio-net): 100 echoes, no loss" ping_udrv
+pktgen_to_kernel() {
+  before=$(cat /sys/class/net/$IFACE/statistics/rx_packets)
+  udrv net pktgen -s "$VNET" -n 1000 --size 128 -b 32 2>&1 | tail -1 || return 1
+  sleep 1
+  after=$(cat /sys/class/net/$IFACE/statistics/rx_packets)
+  echo "kernel $IFACE rx_packets +$((after - before))"
+  [ $((after - before)) -eq 1000 ]
+}
+vm_test "net: udrv net pktgen sends 1000 frames, the kernel receives 1000" pktgen_to_kernel
+udrv unbind "$VNET" >/dev/null
+ip link set "$IFACE" down
+
 vm_summary

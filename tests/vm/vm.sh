@@ -11,7 +11,9 @@
 #   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
 #   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
 # Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
-# UDRV_VM_MEM (default 1G), UDRV_VM_LOG (also write the serial log here).
+# UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here).
+# The modern virtio-net has iommu_platform=on: without it QEMU lets virtio DMA bypass the vIOMMU, and
+# bus addresses from VFIO would be wrong for it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${UDRV_VM_CACHE:-/var/tmp/udrv-vm-cache}
@@ -141,7 +143,7 @@ run() {
   local log="$work/serial.log" rc=0
   local t0=$SECONDS
   timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" qemu-system-x86_64 \
-    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 2 -m "${UDRV_VM_MEM:-1G}" \
+    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp "${UDRV_VM_SMP:-2}" -m "${UDRV_VM_MEM:-1G}" \
     -nographic -vga none -no-reboot -monitor none -serial "file:$log" \
     -device intel-iommu,intremap=on,caching-mode=on \
     -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
@@ -150,7 +152,7 @@ run() {
     -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0 \
     -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0 \
     -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
-    -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
+    -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
     -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
     -device nvme,id=nvme2,serial=udrvmulti,addr=09.0 \
     -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1 \

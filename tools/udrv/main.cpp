@@ -9,6 +9,7 @@
 
 #include "lspci_format.hpp"
 #include "nvme_cmd.hpp"
+#include "net_cmd.hpp"
 #include "output.hpp"
 #include "block_perf.hpp"
 #include "fileblk/fileblk.hpp"
@@ -278,6 +279,7 @@ int main(int argc, char** argv) {
     unbind->add_option("--sysfs", bind_sysfs, "sysfs root (default /sys)");
 
     auto run_nvme = udrv::tools::add_nvme_commands(app);
+    auto run_net = udrv::tools::add_net_commands(app);
     auto* blockcmd = app.add_subcommand("block", "Platform block devices (udrv,file-block)");
     blockcmd->require_subcommand(1);
     std::string bp_file, bp_name;
@@ -307,6 +309,7 @@ int main(int argc, char** argv) {
     }
     if (*platform) return cmd_platform(pf_file, pf_modules, pf_json);
     if (int rc = run_nvme(); rc >= 0) return rc;
+    if (int rc = run_net(); rc >= 0) return rc;
     if (*bperf) return cmd_block_perf(bp_file, bp_name, bp_opts);
     if (*bind) return cmd_bind(bind_addrs, false, bind_sysfs);
     if (*unbind) return cmd_bind(unbind_addrs, true, bind_sysfs);

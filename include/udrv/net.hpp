@@ -1,0 +1,101 @@
+// The packet API: buffers from a per-queue DMA pool, batched rx/tx, device statistics.
+//
+// Ownership: a Packet is a move-only handle to one pool buffer. rx_batch hands the caller packets;
+// tx_batch takes them (the handles it accepted are left empty), and the driver gives the buffer back to
+// the pool once the device is done with it. Dropping a handle returns its buffer. So a packet cannot
+// be freed twice or touched after it was handed to the device. A pool and its queue belong to one
+// thread: no locks.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "udrv/dma.hpp"
+#include "udrv/result.hpp"
+
+namespace udrv::net {
+
+using Mac = std::array<std::uint8_t, 6>;
+std::string format_mac(const Mac& m);
+
+class PacketPool;
+
+class Packet {
+public:
+    Packet() = default;
+    Packet(Packet&& o) noexcept : pool_(o.pool_), index_(o.index_), len_(o.len_) { o.pool_ = nullptr; }
+    Packet& operator=(Packet&& o) noexcept;
+    Packet(const Packet&) = delete;
+    Packet& operator=(const Packet&) = delete;
+    ~Packet() { release(); }
+
+    explicit operator bool() const noexcept { return pool_ != nullptr; }
+    /// The frame: `size()` bytes starting at the Ethernet header.
+    std::span<std::byte> data() const noexcept;
+    std::size_t size() const noexcept { return len_; }
+    /// Sets the frame length (for building packets); EINVAL beyond capacity().
+    Result<void> resize(std::size_t n) noexcept;
+    std::size_t capacity() const noexcept;
+
+private:
+    friend class PacketPool;
+    Packet(PacketPool* p, std::uint32_t i) : pool_(p), index_(i) {}
+    void release() noexcept;
+    PacketPool* pool_ = nullptr;
+    std::uint32_t index_ = 0;
+    std::uint16_t len_ = 0;
+};
+
+/// Fixed-size packet buffers in DMA memory. Each buffer has `headroom` bytes before the frame for the
+/// driver's descriptors/headers (virtio's net header lives there).
+class PacketPool {
+public:
+    static Result<std::unique_ptr<PacketPool>> create(const dma::Allocator& dma, std::uint32_t count, std::uint32_t buffer_size = 2048,
+                                                      std::uint32_t headroom = 64);
+    /// ENOMEM when every buffer is in use.
+    Result<Packet> alloc() noexcept;
+    std::uint32_t available() const noexcept { return pool_.available(); }
+    std::uint32_t capacity() const noexcept { return pool_.capacity(); }
+    std::uint32_t headroom() const noexcept { return headroom_; }
+    bool owns(const Packet& p) const noexcept { return p.pool_ == this; }
+
+    // For drivers: the whole buffer (headroom included) and its bus address.
+    std::span<std::byte> buffer(const Packet& p) const noexcept { return pool_.buffer(p.index_).bytes; }
+    std::uint64_t buffer_iova(const Packet& p) const noexcept { return pool_.buffer(p.index_).iova; }
+
+private:
+    friend class Packet;
+    PacketPool(dma::Pool pool, std::uint32_t headroom) : pool_(std::move(pool)), headroom_(headroom) {}
+    dma::Pool pool_;
+    std::uint32_t headroom_;
+};
+
+/// Counters; from the device's own registers where it has them, else counted by the driver.
+struct Stats {
+    std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_errors = 0;
+    std::uint64_t tx_packets = 0, tx_bytes = 0, tx_errors = 0;
+};
+
+/// A network device as drivers expose it. Queue n belongs to one thread.
+class Device {
+public:
+    virtual ~Device() = default;
+    virtual Mac mac() const = 0;
+    virtual bool link_up() const = 0;
+    virtual Result<Stats> stats() = 0;
+    virtual Result<void> set_promiscuous(bool on) = 0;
+    virtual unsigned queues() const = 0;
+    /// Receives up to out.size() packets into out[0..n); returns n.
+    virtual Result<unsigned> rx_batch(unsigned queue, std::span<Packet> out) = 0;
+    /// Queues the first n packets for transmission and returns n; those handles are left empty.
+    virtual Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) = 0;
+    /// The pool that transmit buffers for `queue` come from.
+    virtual PacketPool& tx_pool(unsigned queue) = 0;
+};
+
+}  // namespace udrv::net
