@@ -8,6 +8,7 @@ pkgs=(
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)
+  tshark                             # reads back the pcaps udrv net dump writes
 )
 missing=()
 for p in "${pkgs[@]}"; do

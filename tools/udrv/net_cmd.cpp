@@ -202,6 +202,55 @@ int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size,
     return 0;
 }
 
+// A tcpdump-like capture in the classic pcap format (microsecond timestamps, Ethernet link type).
+int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, bool json) {
+    NetSession s;
+    auto dev = s.open(addr);
+    if (!dev) return report(dev.error());
+    net::Device& d = **dev;
+    std::FILE* f = std::fopen(file.c_str(), "wb");
+    if (!f) return report(Error(errno, fmt::format("cannot create {}: {}", file, std::strerror(errno))));
+    struct {
+        std::uint32_t magic = 0xa1b2c3d4;
+        std::uint16_t major = 2, minor = 4;
+        std::int32_t zone = 0;
+        std::uint32_t sigfigs = 0, snaplen = 65535, linktype = 1;
+    } header;
+    std::fwrite(&header, sizeof header, 1, f);
+    std::signal(SIGINT, [](int) { g_stop = 1; });
+    std::signal(SIGTERM, [](int) { g_stop = 1; });
+    std::vector<net::Packet> rx(32);
+    std::uint64_t captured = 0, bytes = 0;
+    auto t0 = clock::now(), next_report = t0 + std::chrono::seconds(1);
+    while (!g_stop && (count == 0 || captured < count) && (seconds <= 0 || clock::now() - t0 < std::chrono::duration<double>(seconds))) {
+        auto n = d.rx_batch(0, rx);
+        if (!n) {
+            std::fclose(f);
+            return report(n.error());
+        }
+        auto now = std::chrono::system_clock::now().time_since_epoch();
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+        for (unsigned i = 0; i < *n && (count == 0 || captured < count); ++i) {
+            const std::uint32_t rec[4] = {static_cast<std::uint32_t>(us / 1000000), static_cast<std::uint32_t>(us % 1000000),
+                                          static_cast<std::uint32_t>(rx[i].size()), static_cast<std::uint32_t>(rx[i].size())};
+            std::fwrite(rec, sizeof rec, 1, f);
+            std::fwrite(rx[i].data().data(), 1, rx[i].size(), f);
+            ++captured;
+            bytes += rx[i].size();
+            rx[i] = net::Packet();
+        }
+        if (*n == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        if (clock::now() >= next_report && !json) {
+            std::fprintf(stderr, "captured %llu frames\n", (unsigned long long)captured);
+            next_report += std::chrono::seconds(1);
+        }
+    }
+    std::fclose(f);
+    if (json) print(nlohmann::json{{"file", file}, {"frames", captured}, {"bytes", bytes}}.dump(2) + "\n");
+    else print(fmt::format("captured {} frames ({} bytes) to {}\n", captured, bytes, file));
+    return 0;
+}
+
 }  // namespace
 
 std::function<int()> add_net_commands(CLI::App& app) {
@@ -213,6 +262,8 @@ std::function<int()> add_net_commands(CLI::App& app) {
         std::uint64_t count = 1000;
         std::uint32_t size = 64, batch = 32;
         bool json = false;
+        std::string file;
+        std::uint64_t frames = 0;
     };
     auto st = std::make_shared<State>();
     auto* respond = netc->add_subcommand("respond", "Answer ARP and ICMP echo for an IPv4 address (so ping works against udrv)");
@@ -226,8 +277,15 @@ std::function<int()> add_net_commands(CLI::App& app) {
     pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)");
     pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
     pktgen->add_flag("--json", st->json, "Emit JSON totals");
+    auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
+    dump->add_option("-s,--slot", st->addr, "NIC address")->required();
+    dump->add_option("-w,--write", st->file, "pcap file to write")->required();
+    dump->add_option("-c,--count", st->frames, "Stop after this many frames (default: no limit)");
+    dump->add_option("-t,--time", st->seconds, "Stop after this many seconds (default: when interrupted)");
+    dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
+        if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->json);
         if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->json);
         if (*pktgen) return run_pktgen(st->addr, st->count, st->size, st->batch, st->json);
         return -1;
