@@ -86,29 +86,31 @@ vm_test "nvme: data on a 4 KiB-block namespace" multi_ns_data
 udrv unbind "$MULTI" >/dev/null
 
 # Network: udrv's virtio-net driver on 00:07.0 and the guest kernel's own NIC on 00:08.0, one hub.
-VNET=0000:00:07.0
+VNET=0000:00:07.0 E1K=0000:00:06.0
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6  # no stray router solicitations in the captures
 ip addr add 10.0.0.1/24 dev "$IFACE" && ip link set "$IFACE" up
-udrv bind "$VNET" >/dev/null
-ping_udrv() {
-  udrv net respond -s "$VNET" --ip 10.0.0.2 -t 15 > /tmp/respond.out 2>&1 &
+udrv bind "$VNET" "$E1K" >/dev/null
+ping_udrv() {  # ping_udrv NIC IP
+  udrv net respond -s "$1" --ip "$2" -t 15 > /tmp/respond.out 2>&1 &
   pid=$!
   sleep 3
-  out=$(ping -c 100 -i 0.05 -W 2 10.0.0.2 | tail -2)
+  out=$(ping -c 100 -i 0.05 -W 2 "$2" | tail -2)
   wait $pid
   echo "$out"; tail -1 /tmp/respond.out
   echo "$out" | grep -q "100 packets transmitted, 100 packets received, 0% packet loss"
 }
-vm_test "net: the kernel pings udrv net respond (virtio-net): 100 echoes, no loss" ping_udrv
-pktgen_to_kernel() {
+pktgen_to_kernel() {  # pktgen_to_kernel NIC
   before=$(cat /sys/class/net/$IFACE/statistics/rx_packets)
-  udrv net pktgen -s "$VNET" -n 1000 --size 128 -b 32 2>&1 | tail -1 || return 1
+  udrv net pktgen -s "$1" -n 1000 --size 128 -b 32 2>&1 | tail -1 || return 1
   sleep 1
   after=$(cat /sys/class/net/$IFACE/statistics/rx_packets)
   echo "kernel $IFACE rx_packets +$((after - before))"
   [ $((after - before)) -eq 1000 ]
 }
-vm_test "net: udrv net pktgen sends 1000 frames, the kernel receives 1000" pktgen_to_kernel
+vm_test "net: the kernel pings udrv net respond on virtio-net: 100 echoes, no loss" ping_udrv "$VNET" 10.0.0.2
+vm_test "net: the kernel pings udrv net respond on e1000e: 100 echoes, no loss" ping_udrv "$E1K" 10.0.0.3
+vm_test "net: pktgen on virtio-net sends 1000 frames, the kernel receives 1000" pktgen_to_kernel "$VNET"
+vm_test "net: pktgen on e1000e sends 1000 frames, the kernel receives 1000" pktgen_to_kernel "$E1K"
 dump_kernel_frames() {
   arp -s 10.0.0.9 52:54:00:00:00:07 -i "$IFACE"
   udrv net dump -s "$VNET" -w /tmp/cap.pcap -c 50 -t 20 > /tmp/dump.out 2>&1 &
@@ -122,7 +124,7 @@ dump_kernel_frames() {
   echo "UDRV-FILE cap.pcap"; base64 /tmp/cap.pcap; echo "UDRV-FILE-END"
 }
 vm_test "net: the kernel sends 50 frames, udrv net dump captures 50 into a pcap" dump_kernel_frames
-udrv unbind "$VNET" >/dev/null
+udrv unbind "$VNET" "$E1K" >/dev/null
 ip link set "$IFACE" down
 
 vm_summary

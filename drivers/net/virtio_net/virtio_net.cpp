@@ -176,8 +176,14 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
 }
 
 VirtioNet::~VirtioNet() {
+    if (!r_) return;
+    // Frames already handed to tx_batch go out: wait (bounded) until the device has used them all.
+    for (int i = 0; i < 1000 && txq_ && txq_->free_descs() < txq_->size(); ++i) {
+        reclaim_tx();
+        if (txq_->free_descs() < txq_->size()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
     // Reset stops all DMA before the rings and buffers go.
-    if (r_) (void)r_->w8(r_->common + kDeviceStatus, 0);
+    (void)r_->w8(r_->common + kDeviceStatus, 0);
 }
 
 bool VirtioNet::link_up() const {

@@ -1,0 +1,58 @@
+// Intel 82574L (e1000e) as QEMU emulates it: reset, MAC from RAL/RAH (or the EEPROM), legacy receive
+// and transmit descriptor rings, link status, the device's statistics registers. One queue, polled.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "udrv/net.hpp"
+#include "udrv/pci.hpp"
+
+namespace udrv::e1000e {
+
+class E1000e final : public net::Device {
+public:
+    static constexpr pci::DeviceId ids[] = {pci::DeviceId::vendor_device(0x8086, 0x10d3)};  // 82574L
+    static Result<std::unique_ptr<E1000e>> probe(Bound<pci::Device>& dev, const pci::DeviceId& id);
+    ~E1000e() override;
+
+    net::Mac mac() const override { return mac_; }
+    bool link_up() const override;
+    Result<net::Stats> stats() override;
+    Result<void> set_promiscuous(bool on) override;
+    unsigned queues() const override { return 1; }
+    Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
+    Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
+    net::PacketPool& tx_pool(unsigned) override { return *tx_pool_; }
+
+    struct RxDesc {
+        std::uint64_t addr;
+        std::uint16_t length, checksum;
+        std::uint8_t status, errors;
+        std::uint16_t special;
+    };
+    struct TxDesc {
+        std::uint64_t addr;
+        std::uint16_t length;
+        std::uint8_t cso, cmd, status, css;
+        std::uint16_t special;
+    };
+    static constexpr std::size_t kBarSize = 0x20000;
+
+private:
+    E1000e(const pci::Device& dev, Mmio<kBarSize> regs) : dev_(dev), regs_(regs) {}
+    Result<void> give_rx(std::uint16_t slot);
+
+    const pci::Device& dev_;
+    Mmio<kBarSize> regs_;
+    net::Mac mac_{};
+    std::unique_ptr<dma::Coherent<RxDesc>> rx_ring_;
+    std::unique_ptr<dma::Coherent<TxDesc>> tx_ring_;
+    std::unique_ptr<net::PacketPool> rx_pool_, tx_pool_;
+    std::vector<net::Packet> rx_bufs_, tx_bufs_;  // by descriptor slot
+    std::uint16_t rx_next_ = 0, tx_tail_ = 0, tx_clean_ = 0;
+    net::Stats totals_;                           // the device's counters clear on read; we add them up
+    net::Stats soft_;                             // what the driver itself saw
+};
+
+}  // namespace udrv::e1000e
