@@ -17,5 +17,12 @@ step "NVMe: 4 KiB random reads for 3 s, polled, queue depth 32 (see bench/ for t
      "udrv nvme perf -s $NVME -q 32 -t 3 | head -3"
 step "Give it back to the kernel, which sees udrv's data" \
      "udrv unbind $NVME && for i in \$(seq 50); do d=\$(ls /sys/bus/pci/devices/$NVME/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1\$') && [ -b /dev/\$d ] && break; sleep 0.2; done; dd if=/dev/\$d of=/tmp/k bs=1M count=1 2>/dev/null && cmp /tmp/k /tmp/a && echo \"the kernel (/dev/\$d) reads the same bytes\""
-printf '\nNetwork drivers (virtio-net, e1000e) come next (see the issues).\n'
+VNET=0000:00:07.0
+IFACE=$(ls /sys/bus/pci/devices/0000:00:08.0/virtio*/net)
+echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
+ip link set "$IFACE" down; ip addr add 10.0.0.1/24 dev "$IFACE"; ip link set "$IFACE" up
+step "Networking: udrv's virtio-net driver answers ARP and ping for 10.0.0.2 while the kernel pings it" \
+     "udrv bind $VNET >/dev/null && (udrv net respond -s $VNET --ip 10.0.0.2 -t 8 >/tmp/r.out 2>&1 &) && sleep 3 && ping -c 10 -i 0.2 10.0.0.2 | tail -2; sleep 6; tail -1 /tmp/r.out"
+step "Networking: 1000 numbered frames from udrv's pktgen; the kernel's counter shows them arrive" \
+     "b=\$(cat /sys/class/net/$IFACE/statistics/rx_packets); udrv net pktgen -s $VNET -n 1000 2>/dev/null; sleep 1; echo \"kernel $IFACE received \$((\$(cat /sys/class/net/$IFACE/statistics/rx_packets) - b)) frames\"; udrv unbind $VNET >/dev/null"
 exit 0
