@@ -52,7 +52,9 @@ struct ControllerState {
     dma::Allocator dma;
     ControllerInfo info;
     std::optional<irq::Vectors> vectors;
-    std::mutex mu;                            // admin queue, queue ids, queue list
+    // Admin queue, queue ids, queue list. Recursive: remove() polls queues, and a poll may abort a
+    // timed-out command through the admin queue.
+    std::recursive_mutex mu;
     std::unique_ptr<QueuePair> admin;
     std::vector<bool> qid_used;
     std::vector<QueuePair*> io_queues;

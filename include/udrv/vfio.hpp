@@ -70,7 +70,7 @@ private:
     std::vector<IovaRange> ranges_;
     std::optional<std::uint32_t> dma_avail_;
     std::uint64_t page_size_ = 4096;
-    std::mutex mu_;
+    std::recursive_mutex mu_;  // recursive: a Group that fails half-way through group() detaches under it
     std::map<unsigned, std::weak_ptr<Group>> groups_;
 };
 

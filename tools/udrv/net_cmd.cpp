@@ -150,7 +150,7 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     return 0;
 }
 
-int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size, std::uint32_t batch, bool json) {
+int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size, std::uint32_t batch, double rate, bool json) {
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
@@ -183,6 +183,13 @@ int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size,
     std::uint64_t sent = 0;
     auto t0 = clock::now();
     while (sent < count) {
+        if (rate > 0) {  // pace: never ahead of rate * elapsed
+            double due = rate * std::chrono::duration<double>(clock::now() - t0).count();
+            if (static_cast<double>(sent) >= due) {
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
+                continue;
+            }
+        }
         pkts.clear();
         for (std::uint32_t i = 0; i < batch && sent + pkts.size() < count; ++i) {
             auto p = d.tx_pool(0).alloc();
@@ -262,6 +269,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
         double seconds = 0;
         std::uint64_t count = 1000;
         std::uint32_t size = 64, batch = 32;
+        double rate = 0;
         bool json = false;
         std::string file;
         std::uint64_t frames = 0;
@@ -277,6 +285,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     pktgen->add_option("-n,--count", st->count, "Frames to send (default 1000)");
     pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)");
     pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
+    pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)");
     pktgen->add_flag("--json", st->json, "Emit JSON totals");
     auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
     dump->add_option("-s,--slot", st->addr, "NIC address")->required();
@@ -288,7 +297,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
         if (!*netc) return -1;
         if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->json);
         if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->json);
-        if (*pktgen) return run_pktgen(st->addr, st->count, st->size, st->batch, st->json);
+        if (*pktgen) return run_pktgen(st->addr, st->count, st->size, st->batch, st->rate, st->json);
         return -1;
     };
 }
