@@ -129,6 +129,27 @@ dump_kernel_frames() {
   echo "UDRV-FILE cap.pcap"; base64 /tmp/cap.pcap; echo "UDRV-FILE-END"
 }
 vm_test "net: the kernel sends 50 frames, udrv net dump captures 50 into a pcap" dump_kernel_frames
+fwd_end_to_end() {  # kernel A (hub 0) pings kernel B (hub 1, own netns) through udrv net fwd
+  E2=0000:00:0b.0 KB=0000:00:0a.0
+  IFB=$(ls /sys/bus/pci/devices/$KB/virtio*/net)
+  udrv bind "$E2" >/dev/null || return 1
+  unshare -n sleep 60 &
+  nspid=$!
+  sleep 0.5
+  ip link set "$IFB" netns $nspid
+  nsenter -t $nspid -n ip addr add 10.0.0.5/24 dev "$IFB"
+  nsenter -t $nspid -n ip link set "$IFB" up
+  udrv net fwd -s "$VNET" -d "$E2" -t 15 > /tmp/fwd.out 2>&1 &
+  fpid=$!
+  sleep 3
+  out=$(ping -c 50 -i 0.05 -W 2 10.0.0.5 | tail -2)
+  wait $fpid
+  kill $nspid
+  echo "$out"; tail -1 /tmp/fwd.out
+  udrv unbind "$E2" >/dev/null
+  echo "$out" | grep -q "50 packets transmitted, 50 packets received, 0% packet loss"
+}
+vm_test "net: udrv net fwd (virtio-net <-> e1000e) carries the kernel's ping end to end" fwd_end_to_end
 udrv unbind "$VNET" "$E1K" >/dev/null
 ip link set "$IFACE" down
 

@@ -10,6 +10,7 @@
 #   00:03.0 edu (1234:11e8)      00:04.0 nvme, 64 MiB raw file    00:05.0 nvme, null-co (no data)
 #   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
 #   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
+#   00:0a.0 virtio-net for the guest kernel (hub 1)      00:0b.0 e1000e (hub 1): a second segment for fwd
 # Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
 # UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here).
 # The modern virtio-net has iommu_platform=on: without it QEMU lets virtio DMA bypass the vIOMMU, and
@@ -154,6 +155,8 @@ run() {
     -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
     -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
     -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
+    -netdev hubport,hubid=1,id=p3 -device virtio-net-pci,netdev=p3,addr=0a.0,mac=52:54:00:00:00:0a \
+    -netdev hubport,hubid=1,id=p4 -device e1000e,netdev=p4,addr=0b.0,mac=52:54:00:00:00:0b \
     -device nvme,id=nvme2,serial=udrvmulti,addr=09.0 \
     -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1 \
     -drive file="$work/ns2.img",if=none,id=ns2,format=raw \

@@ -27,8 +27,8 @@ volatile std::sig_atomic_t g_stop = 0;
 struct NetSession {
     Loader loader;
     Result<net::Device*> open(const std::string& addr) {
-        UDRV_TRY(loader.load("udrv_virtio_net"));
-        UDRV_TRY(loader.load("udrv_e1000e"));
+        for (const char* m : {"udrv_virtio_net", "udrv_e1000e"})
+            if (!loader.find(m)) UDRV_TRY(loader.load(m));
         UDRV_TRY(pci::bus().scan());
         auto a = UDRV_TRY(pci::Address::parse(addr));
         pci::Device* d = pci::bus().find(a);
@@ -210,6 +210,57 @@ int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size,
     return 0;
 }
 
+// Forwards every frame between two ports, both ways (copying: each port transmits from its own pool).
+int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool json) {
+    NetSession s;
+    auto a = s.open(a_addr);
+    if (!a) return report(a.error());
+    auto b = s.open(b_addr);
+    if (!b) return report(b.error());
+    net::Device* ports[2] = {*a, *b};
+    for (net::Device* p : ports)
+        if (auto r = p->set_promiscuous(true); !r) return report(r.error());
+    std::signal(SIGINT, [](int) { g_stop = 1; });
+    std::signal(SIGTERM, [](int) { g_stop = 1; });
+    std::vector<net::Packet> rx(batch), tx;
+    std::uint64_t fwd[2] = {0, 0}, dropped = 0;
+    auto t0 = clock::now(), next_report = t0 + std::chrono::seconds(1);
+    while (!g_stop && (seconds <= 0 || clock::now() - t0 < std::chrono::duration<double>(seconds))) {
+        unsigned moved = 0;
+        for (int dir = 0; dir < 2; ++dir) {
+            net::Device& from = *ports[dir];
+            net::Device& to = *ports[1 - dir];
+            auto n = from.rx_batch(0, rx);
+            if (!n) return report(n.error());
+            tx.clear();
+            for (unsigned i = 0; i < *n; ++i) {
+                auto out = to.tx_pool(0).alloc();
+                if (!out || !out->resize(rx[i].size())) {
+                    ++dropped;
+                } else {
+                    std::memcpy(out->data().data(), rx[i].data().data(), rx[i].size());
+                    tx.push_back(std::move(*out));
+                }
+                rx[i] = net::Packet();
+            }
+            auto sent = to.tx_batch(0, tx);
+            if (!sent) return report(sent.error());
+            fwd[dir] += *sent;
+            dropped += tx.size() - *sent;
+            moved += *n;
+        }
+        if (!moved) std::this_thread::sleep_for(std::chrono::microseconds(20));
+        if (clock::now() >= next_report && !json) {
+            std::fprintf(stderr, "%s -> %s %llu, %s -> %s %llu, dropped %llu\n", a_addr.c_str(), b_addr.c_str(), (unsigned long long)fwd[0],
+                         b_addr.c_str(), a_addr.c_str(), (unsigned long long)fwd[1], (unsigned long long)dropped);
+            next_report += std::chrono::seconds(1);
+        }
+    }
+    if (json) print(nlohmann::json{{"a_to_b", fwd[0]}, {"b_to_a", fwd[1]}, {"dropped", dropped}}.dump(2) + "\n");
+    else print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped\n", fwd[0], a_addr, b_addr, fwd[1], b_addr, a_addr, dropped));
+    return 0;
+}
+
 // A tcpdump-like capture in the classic pcap format (microsecond timestamps, Ethernet link type).
 int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, bool json) {
     NetSession s;
@@ -287,6 +338,12 @@ std::function<int()> add_net_commands(CLI::App& app) {
     pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
     pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)");
     pktgen->add_flag("--json", st->json, "Emit JSON totals");
+    auto* fwdc = netc->add_subcommand("fwd", "Forward frames between two ports, both ways");
+    fwdc->add_option("-s,--slot", st->addr, "First port")->required();
+    fwdc->add_option("-d,--dest", st->file, "Second port")->required();
+    fwdc->add_option("-t,--time", st->seconds, "Seconds (default: until interrupted)");
+    fwdc->add_option("-b,--batch", st->batch, "Frames per rx_batch (default 32)");
+    fwdc->add_flag("--json", st->json, "Emit JSON totals");
     auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
     dump->add_option("-s,--slot", st->addr, "NIC address")->required();
     dump->add_option("-w,--write", st->file, "pcap file to write")->required();
@@ -295,6 +352,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
+        if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->json);
         if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->json);
         if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->json);
         if (*pktgen) return run_pktgen(st->addr, st->count, st->size, st->batch, st->rate, st->json);
