@@ -73,7 +73,7 @@ struct ControllerState {
     std::size_t doorbell(std::uint16_t qid, bool cq) const { return kRegDoorbells + (2u * qid + cq) * info.doorbell_stride; }
 
     Result<std::uint64_t> iova_of(const void* p, std::size_t len) {
-        auto addr = reinterpret_cast<std::uintptr_t>(p);  // SAFETY: only compared against registered ranges
+        const std::uintptr_t addr = dma::address_of(p);
         std::shared_lock lock(mem_mu);
         auto it = mem.upper_bound(addr);
         if (it != mem.begin()) {
@@ -641,7 +641,7 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
 
 Result<block::Buffer> Controller::alloc_buffer(std::size_t bytes) {
     auto region = std::make_shared<dma::Region>(UDRV_TRY(s_->dma.region(bytes)));
-    auto start = reinterpret_cast<std::uintptr_t>(region->bytes().data());  // SAFETY: key of the lookup table only
+    const std::uintptr_t start = dma::address_of(region->bytes().data());
     {
         std::unique_lock lock(s_->mem_mu);
         s_->mem[start] = {region->size(), region->iova()};
@@ -659,14 +659,14 @@ Result<block::Buffer> Controller::alloc_buffer(std::size_t bytes) {
 Result<void> Controller::register_memory(std::span<std::byte> memory) {
     auto m = std::make_shared<dma::Streaming>(UDRV_TRY(s_->dma.streaming(memory)));
     std::unique_lock lock(s_->mem_mu);
-    s_->mem[reinterpret_cast<std::uintptr_t>(memory.data())] = {memory.size(), m->iova()};  // SAFETY: lookup key only
+    s_->mem[dma::address_of(memory.data())] = {memory.size(), m->iova()};
     streaming_.push_back(std::move(m));
     return {};
 }
 
 void Controller::unregister_memory(std::span<std::byte> memory) {
     std::unique_lock lock(s_->mem_mu);
-    auto key = reinterpret_cast<std::uintptr_t>(memory.data());  // SAFETY: lookup key only
+    const std::uintptr_t key = dma::address_of(memory.data());
     auto it = s_->mem.find(key);
     if (it == s_->mem.end()) return;
     std::erase_if(streaming_, [&](auto& m) { return m->iova() == it->second.iova; });

@@ -31,6 +31,12 @@ T read_once(const T& x) noexcept {
     return *static_cast<const volatile T*>(&x);
 }
 
+/// The numeric address of CPU memory, for tables keyed by address (registered I/O buffers).
+inline std::uintptr_t address_of(const void* p) noexcept {
+    // SAFETY: the integer is only compared and subtracted, never turned back into a pointer.
+    return reinterpret_cast<std::uintptr_t>(p);
+}
+
 /// First-fit allocator of IOVA space (exposed for tests). Not thread-safe; Space locks around it.
 class IovaAllocator {
 public:

@@ -207,7 +207,7 @@ PoolBuffer Pool::buffer(std::uint32_t index) const noexcept {
 }
 
 Result<Streaming> Streaming::map(std::shared_ptr<Space> space, std::span<std::byte> memory, std::uint64_t limit) {
-    auto addr = reinterpret_cast<std::uintptr_t>(memory.data());  // SAFETY: only inspected for alignment
+    const std::uintptr_t addr = address_of(memory.data());
     if (addr % kPage != 0 || memory.size() % kPage != 0 || memory.empty())
         return fail(EINVAL, "streaming DMA needs page-aligned memory in whole pages (got {:#x}, {} bytes)", addr, memory.size());
     std::uint64_t iova = UDRV_TRY(space->map(memory.data(), memory.size(), kPage, limit));
