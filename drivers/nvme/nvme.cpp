@@ -168,7 +168,8 @@ Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx,
     slots_[cid] = Slot{cb, ctx, split, ticks(), true, false};
     ++outstanding_;
     sq_tail_ = static_cast<std::uint16_t>((sq_tail_ + 1) % depth_);
-    ring_sq();
+    if (in_poll_) ring_pending_ = true;  // a callback resubmitting: one doorbell at the end of poll()
+    else ring_sq();
     return cid;
 }
 
@@ -299,6 +300,7 @@ void QueuePair::fail_all(const Error& why) {
 Result<unsigned> QueuePair::poll() {
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
     unsigned n = 0;
+    in_poll_ = true;
     for (;;) {
         const Cqe& slot = cq_[cq_head_];
         std::uint16_t status = dma::read_once(slot.status);
@@ -316,6 +318,7 @@ Result<unsigned> QueuePair::poll() {
             Error e(EPROTO, fmt::format("{}: queue {} got an invalid completion (cid {}, sq {}, sq head {}): failing all commands",
                                         ctrl_->dev.name(), qid_, c.cid, c.sq_id, c.sq_head));
             dead_ = true;
+            in_poll_ = ring_pending_ = false;
             fail_all(e);
             return std::unexpected(e);
         }
@@ -326,8 +329,13 @@ Result<unsigned> QueuePair::poll() {
         else complete(c.cid, std::unexpected(Error(status_errno(sf), fmt::format("{}: {}", ctrl_->dev.name(), status_name(sf)))));
         ++n;
     }
+    in_poll_ = false;
     if (n) ring_cq();
-    else if (outstanding_) UDRV_TRY(check_timeouts());
+    if (ring_pending_) {
+        ring_pending_ = false;
+        ring_sq();
+    }
+    if (!n && outstanding_) UDRV_TRY(check_timeouts());
     return n;
 }
 

@@ -107,6 +107,7 @@ private:
     unsigned outstanding_ = 0;
     std::uint32_t last_result_ = 0;    // dword 0 of the latest completion (admin commands read it)
     bool dead_ = false;
+    bool in_poll_ = false, ring_pending_ = false;  // commands submitted from callbacks ring once per poll
     irq::Vector* vector_ = nullptr;
     std::unique_ptr<irq::HybridWaiter> hybrid_;
     std::uint64_t last_timeout_check_ = 0;  // ticks()
