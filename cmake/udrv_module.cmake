@@ -12,3 +12,15 @@ function(udrv_add_module name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
 endfunction()
+
+# udrv_add_driver(NAME INCLUDE DIR SOURCES src... [LINK targets...])
+# A driver is built twice from the same sources: NAME_builtin, an object library (objects, so the
+# linker never drops the module registration) that programs link in as a built-in module, and the
+# loadable module NAME.so. Users include the driver's header relative to DIR.
+function(udrv_add_driver name)
+  cmake_parse_arguments(ARG "" "INCLUDE" "SOURCES;LINK" ${ARGN})
+  add_library(${name}_builtin OBJECT ${ARG_SOURCES})
+  target_link_libraries(${name}_builtin PUBLIC udrv ${ARG_LINK})
+  target_include_directories(${name}_builtin PUBLIC ${ARG_INCLUDE})
+  udrv_add_module(${name} ${ARG_SOURCES} LINK ${ARG_LINK})
+endfunction()
