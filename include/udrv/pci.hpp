@@ -340,6 +340,11 @@ public:
     Bus() : udrv::Bus("pci") {}
     ~Bus() override;
     void set_claim(Claim c) noexcept { claim_ = c; }
+    /// Only these devices may be bound to drivers (DPDK's `-a`); empty, the default, allows all that
+    /// the claim policy does. Lets several udrv processes share a machine, each driving its own
+    /// devices: a device another process holds is never probed. Affects later matches only.
+    void allow_only(std::vector<Address> list) { allow_ = std::move(list); }
+    void allow(const Address& a) { allow_.push_back(a); }
     /// Adds every device found under `root` not yet on the bus; returns how many were added.
     Result<std::size_t> scan(const std::filesystem::path& root = kSysfsDevices);
     Device* find(const Address& a) const noexcept;
@@ -351,6 +356,7 @@ protected:
 private:
     Result<void> open_vfio(Device& dev);
     Claim claim_ = Claim::vfio_only;
+    std::vector<Address> allow_;
 };
 
 /// The process-wide PCI bus that UDRV_PCI_DRIVER modules register with.

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "udrv/log.hpp"
 #include "udrv/pci.hpp"
 
@@ -42,6 +44,7 @@ const void* Bus::match(const udrv::Device& dev, const udrv::Driver& drv) const {
     auto* pdrv = dynamic_cast<const Driver*>(&drv);
     const DeviceInfo& info = static_cast<const Device&>(dev).info();
     if (claim_ == Claim::vfio_only && info.driver != "vfio-pci") return nullptr;  // a kernel driver owns it
+    if (!allow_.empty() && std::find(allow_.begin(), allow_.end(), info.address) == allow_.end()) return nullptr;
     return pdrv ? pdrv->match(info) : nullptr;
 }
 

@@ -59,6 +59,25 @@ TEST(PciBus, ByDefaultDevicesOfKernelDriversAreLeftAlone) {
     EXPECT_EQ(NetDriver::probes, before) << "0000:00:03.0 belongs to virtio-pci, not vfio-pci";
 }
 
+TEST(PciBus, AnAllowListLimitsWhichDevicesAreProbed) {
+    udrv::pci::Bus bus;
+    bus.set_claim(udrv::pci::Claim::any);
+    bus.allow_only({*udrv::pci::Address::parse("0000:00:05.0")});
+    ASSERT_TRUE(bus.scan(kFixture));
+    udrv::pci::DriverFor<ClassDriver> cls("test-class");
+    ASSERT_TRUE(bus.register_driver(cls));
+    std::vector<std::string> bound;
+    for (auto* dev : bus.devices())
+        if (dev->driver()) bound.push_back(dev->name());
+    EXPECT_EQ(bound, std::vector<std::string>{"0000:00:05.0"});
+    bus.allow(*udrv::pci::Address::parse("0000:00:01.0"));
+    auto* d = bus.find(*udrv::pci::Address::parse("0000:00:01.0"));
+    ASSERT_NE(d, nullptr);
+    EXPECT_FALSE(d->is_bound()) << "allowing changes later matches, it does not probe by itself";
+    ASSERT_TRUE(bus.attach(*d));
+    EXPECT_TRUE(d->is_bound());
+}
+
 struct Probe {
     static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::vendor_device(0x1af4, 0x1041)};
     static inline std::string error;
