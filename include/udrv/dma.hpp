@@ -81,6 +81,8 @@ public:
     std::uint64_t iova() const noexcept { return iova_; }
     std::size_t size() const noexcept { return size_; }
     bool hugepages() const noexcept { return huge_; }
+    /// The IOMMU address space the region is mapped in (devices in other spaces cannot reach it).
+    const Space* space() const noexcept { return space_.get(); }
 
 private:
     Region(std::shared_ptr<Space> s, void* cpu, std::size_t size, std::uint64_t iova, bool huge)
@@ -128,22 +130,42 @@ struct PoolBuffer {
 class Pool {
 public:
     static Result<Pool> create(std::shared_ptr<Space> space, std::size_t buffer_size, std::uint32_t count, std::uint64_t limit);
+    // Inline: these run once per packet or command, and a call into the shared library costs more
+    // than the work (and far more in an emulated guest, where every indirect jump is a lookup).
     /// ENOMEM when every buffer is in use.
-    Result<PoolBuffer> alloc() noexcept;
+    Result<PoolBuffer> alloc() noexcept {
+        if (free_count_ == 0) [[unlikely]]
+            return exhausted();
+        std::uint32_t i = free_[--free_count_];
+        in_use_[i] = 1;
+        return buffer(i);
+    }
     /// EINVAL for an index out of range or already free (double free).
-    Result<void> free(std::uint32_t index) noexcept;
-    PoolBuffer buffer(std::uint32_t index) const noexcept;
+    Result<void> free(std::uint32_t index) noexcept {
+        if (index >= count_ || !in_use_[index]) [[unlikely]]
+            return bad_free(index);
+        in_use_[index] = 0;
+        free_[free_count_++] = index;  // room for every buffer
+        return {};
+    }
+    PoolBuffer buffer(std::uint32_t index) const noexcept {
+        return PoolBuffer{index, region_.bytes().subspan(index * size_, size_), region_.iova() + index * size_};
+    }
     std::uint32_t capacity() const noexcept { return count_; }
-    std::uint32_t available() const noexcept { return static_cast<std::uint32_t>(free_.size()); }
+    std::uint32_t available() const noexcept { return free_count_; }
     std::size_t buffer_size() const noexcept { return size_; }
+    const Region& region() const noexcept { return region_; }
 
 private:
     Pool(Region r, std::size_t size, std::uint32_t count);
+    std::unexpected<Error> exhausted() const;
+    std::unexpected<Error> bad_free(std::uint32_t index) const;
     Region region_;
     std::size_t size_;
     std::uint32_t count_;
-    std::vector<std::uint32_t> free_;     // stack of free indices
-    std::vector<bool> in_use_;
+    std::unique_ptr<std::uint32_t[]> free_;     // stack of free indices, free_count_ of them
+    std::uint32_t free_count_ = 0;
+    std::unique_ptr<std::uint8_t[]> in_use_;  // per buffer: handed out (bytes, not bits: one store)
 };
 
 /// Caller-owned memory mapped for DMA (zero-copy). The memory must stay valid and must not be freed
@@ -178,6 +200,7 @@ public:
     Result<Pool> pool(std::size_t buffer_size, std::uint32_t count) const { return Pool::create(space_, buffer_size, count, limit_); }
     Result<Streaming> streaming(std::span<std::byte> memory) const { return Streaming::map(space_, memory, limit_); }
     std::uint64_t limit() const noexcept { return limit_; }
+    const Space* space() const noexcept { return space_.get(); }
 
 private:
     std::shared_ptr<Space> space_;

@@ -5,6 +5,12 @@
 // the pool once the device is done with it. Dropping a handle returns its buffer. So a packet cannot
 // be freed twice or touched after it was handed to the device. A pool and its queue belong to one
 // thread: no locks.
+//
+// Zero-copy forwarding: tx_batch also takes packets received on another port, when that port's pool
+// lies in the same IOMMU address space (udrv puts all devices of a process in one VFIO container) and
+// below this device's DMA limit. The transmitting queue then keeps the other pool alive until it is
+// done with the buffer, so ports can be removed in any order. Both queues must belong to the same
+// thread, as the buffer returns to its pool from the transmitting queue's reclaim.
 #pragma once
 
 #include <array>
@@ -29,7 +35,16 @@ class Packet {
 public:
     Packet() = default;
     Packet(Packet&& o) noexcept : pool_(o.pool_), index_(o.index_), len_(o.len_) { o.pool_ = nullptr; }
-    Packet& operator=(Packet&& o) noexcept;
+    Packet& operator=(Packet&& o) noexcept {
+        if (this != &o) {
+            release();
+            pool_ = o.pool_;
+            index_ = o.index_;
+            len_ = o.len_;
+            o.pool_ = nullptr;
+        }
+        return *this;
+    }
     Packet(const Packet&) = delete;
     Packet& operator=(const Packet&) = delete;
     ~Packet() { release(); }
@@ -39,13 +54,21 @@ public:
     std::span<std::byte> data() const noexcept;
     std::size_t size() const noexcept { return len_; }
     /// Sets the frame length (for building packets); EINVAL beyond capacity().
-    Result<void> resize(std::size_t n) noexcept;
+    Result<void> resize(std::size_t n) noexcept {
+        if (!pool_ || n > capacity()) [[unlikely]]
+            return bad_resize(n);
+        len_ = static_cast<std::uint16_t>(n);
+        return {};
+    }
     std::size_t capacity() const noexcept;
+    /// The pool the buffer belongs to (for drivers).
+    PacketPool* pool() const noexcept { return pool_; }
 
 private:
     friend class PacketPool;
     Packet(PacketPool* p, std::uint32_t i) : pool_(p), index_(i) {}
     void release() noexcept;
+    std::unexpected<Error> bad_resize(std::size_t n) const;
     PacketPool* pool_ = nullptr;
     std::uint32_t index_ = 0;
     std::uint16_t len_ = 0;
@@ -53,27 +76,60 @@ private:
 
 /// Fixed-size packet buffers in DMA memory. Each buffer has `headroom` bytes before the frame for the
 /// driver's descriptors/headers (virtio's net header lives there).
-class PacketPool {
+class PacketPool : public std::enable_shared_from_this<PacketPool> {
 public:
-    static Result<std::unique_ptr<PacketPool>> create(const dma::Allocator& dma, std::uint32_t count, std::uint32_t buffer_size = 2048,
+    static Result<std::shared_ptr<PacketPool>> create(const dma::Allocator& dma, std::uint32_t count, std::uint32_t buffer_size = 2048,
                                                       std::uint32_t headroom = 64);
     /// ENOMEM when every buffer is in use.
-    Result<Packet> alloc() noexcept;
+    Result<Packet> alloc() noexcept {
+        auto b = pool_.alloc();
+        if (!b) [[unlikely]]
+            return std::unexpected(std::move(b.error()));
+        return Packet(this, b->index);
+    }
     std::uint32_t available() const noexcept { return pool_.available(); }
     std::uint32_t capacity() const noexcept { return pool_.capacity(); }
     std::uint32_t headroom() const noexcept { return headroom_; }
     bool owns(const Packet& p) const noexcept { return p.pool_ == this; }
 
-    // For drivers: the whole buffer (headroom included) and its bus address.
-    std::span<std::byte> buffer(const Packet& p) const noexcept { return pool_.buffer(p.index_).bytes; }
-    std::uint64_t buffer_iova(const Packet& p) const noexcept { return pool_.buffer(p.index_).iova; }
+    // For drivers. These work on a packet of any pool (each uses the packet's own pool):
+    /// The whole buffer, headroom included.
+    static std::span<std::byte> buffer(const Packet& p) noexcept { return p.pool_->pool_.buffer(p.index_).bytes; }
+    /// Bus address of the frame's first byte (data()); the headroom lies before it.
+    static std::uint64_t frame_iova(const Packet& p) noexcept { return p.pool_->pool_.buffer(p.index_).iova + p.pool_->headroom_; }
+    static std::uint32_t headroom_of(const Packet& p) noexcept { return p.pool_->headroom_; }
+
+    /// For a transmit queue whose own pool this is: checks that the device can DMA from `p`'s buffer
+    /// (this pool, or one in the same IOMMU space below this pool's DMA limit with at least
+    /// `min_headroom` bytes of headroom), and keeps a foreign pool alive as long as this one.
+    Result<void> accept_for_tx(const Packet& p, std::uint32_t min_headroom = 0) {
+        if (p.pool_ == this || (p.pool_ && !foreign_.empty() && foreign_.back().get() == p.pool_)) [[likely]]
+            return {};
+        return accept_foreign(p, min_headroom);
+    }
 
 private:
     friend class Packet;
-    PacketPool(dma::Pool pool, std::uint32_t headroom) : pool_(std::move(pool)), headroom_(headroom) {}
+    PacketPool(dma::Pool pool, std::uint32_t headroom, const dma::Space* space, std::uint64_t limit)
+        : pool_(std::move(pool)), headroom_(headroom), space_(space), limit_(limit) {}
+    Result<void> accept_foreign(const Packet& p, std::uint32_t min_headroom);
     dma::Pool pool_;
     std::uint32_t headroom_;
+    const dma::Space* space_;
+    std::uint64_t limit_;                                // the owning device's DMA limit
+    std::vector<std::shared_ptr<PacketPool>> foreign_;  // pools whose packets this queue transmitted
 };
+
+inline std::span<std::byte> Packet::data() const noexcept {
+    if (!pool_) return {};
+    return PacketPool::buffer(*this).subspan(pool_->headroom_, len_);
+}
+inline std::size_t Packet::capacity() const noexcept { return pool_ ? pool_->pool_.buffer_size() - pool_->headroom_ : 0; }
+inline void Packet::release() noexcept {
+    if (!pool_) return;
+    (void)pool_->pool_.free(index_);  // cannot fail: a handle is the only owner of its index
+    pool_ = nullptr;
+}
 
 /// Counters; from the device's own registers where it has them, else counted by the driver.
 struct Stats {

@@ -173,9 +173,9 @@ void Region::release() noexcept {
     cpu_ = nullptr;
 }
 
-Pool::Pool(Region r, std::size_t size, std::uint32_t count) : region_(std::move(r)), size_(size), count_(count), in_use_(count, false) {
-    free_.reserve(count);
-    for (std::uint32_t i = count; i > 0; --i) free_.push_back(i - 1);  // hand out index 0 first
+Pool::Pool(Region r, std::size_t size, std::uint32_t count)
+    : region_(std::move(r)), size_(size), count_(count), free_(new std::uint32_t[count]), in_use_(new std::uint8_t[count]()) {
+    for (std::uint32_t i = count; i > 0; --i) free_[free_count_++] = i - 1;  // hand out index 0 first
 }
 
 Result<Pool> Pool::create(std::shared_ptr<Space> space, std::size_t buffer_size, std::uint32_t count, std::uint64_t limit) {
@@ -186,24 +186,13 @@ Result<Pool> Pool::create(std::shared_ptr<Space> space, std::size_t buffer_size,
     return Pool(std::move(r), stride, count);
 }
 
-Result<PoolBuffer> Pool::alloc() noexcept {
-    if (free_.empty()) return fail(ENOMEM, "DMA pool exhausted: all {} buffers of {} bytes are in use", count_, size_);
-    std::uint32_t i = free_.back();
-    free_.pop_back();
-    in_use_[i] = true;
-    return buffer(i);
+std::unexpected<Error> Pool::exhausted() const {
+    return fail(ENOMEM, "DMA pool exhausted: all {} buffers of {} bytes are in use", count_, size_);
 }
 
-Result<void> Pool::free(std::uint32_t index) noexcept {
+std::unexpected<Error> Pool::bad_free(std::uint32_t index) const {
     if (index >= count_) return fail(EINVAL, "DMA pool: buffer index {} is out of range ({} buffers)", index, count_);
-    if (!in_use_[index]) return fail(EINVAL, "DMA pool: buffer {} freed twice", index);
-    in_use_[index] = false;
-    free_.push_back(index);
-    return {};
-}
-
-PoolBuffer Pool::buffer(std::uint32_t index) const noexcept {
-    return PoolBuffer{index, region_.bytes().subspan(index * size_, size_), region_.iova() + index * size_};
+    return fail(EINVAL, "DMA pool: buffer {} freed twice", index);
 }
 
 Result<Streaming> Streaming::map(std::shared_ptr<Space> space, std::span<std::byte> memory, std::uint64_t limit) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "udrv/log.hpp"
 #include "udrv/net.hpp"
 #include "udrv/pci.hpp"
+#include "udrv/ticks.hpp"
 #include "e1000e/e1000e.hpp"
 #include "virtio_net/virtio_net.hpp"
 
@@ -23,16 +25,19 @@ namespace {
 using clock = std::chrono::steady_clock;
 volatile std::sig_atomic_t g_stop = 0;
 
-// Network drivers bound to every NIC on vfio-pci.
+// Network drivers bound to the NICs a command names, and to no other device: other udrv processes
+// (a traffic generator, say) may be driving the rest.
 struct NetSession {
     Loader loader;
     Result<net::Device*> open(const std::string& addr) {
+        auto a = UDRV_TRY(pci::Address::parse(addr));
+        pci::bus().allow(a);
         for (const char* m : {"udrv_virtio_net", "udrv_e1000e"})
             if (!loader.find(m)) UDRV_TRY(loader.load(m));
         UDRV_TRY(pci::bus().scan());
-        auto a = UDRV_TRY(pci::Address::parse(addr));
         pci::Device* d = pci::bus().find(a);
         if (!d) return fail(ENODEV, "no PCI device {}", addr);
+        if (!d->is_bound() && d->info().driver == "vfio-pci") UDRV_TRY(pci::bus().attach(*d));  // says why a probe failed
         if (auto* v = d->driver_data<virtio_net::VirtioNet>()) return static_cast<net::Device*>(v);
         if (auto* e = d->driver_data<e1000e::E1000e>()) return static_cast<net::Device*>(e);
         return fail(ENODEV, "{} is not a NIC bound to a udrv network driver (kernel driver: {}; udrv bind {} first)", addr,
@@ -150,59 +155,92 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     return 0;
 }
 
-int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size, std::uint32_t batch, double rate, bool json) {
+// A monotonic clock for loops that check it per batch: the TSC, not clock_gettime (a system call and a
+// slow clock-device read in emulated guests).
+struct Stopwatch {
+    std::uint64_t t0 = ticks();
+    std::uint64_t per_second = static_cast<std::uint64_t>(ticks_per_second());
+    double seconds() const { return static_cast<double>(ticks() - t0) / static_cast<double>(per_second); }
+    double seconds_between(std::uint64_t a, std::uint64_t b) const { return static_cast<double>(b - a) / static_cast<double>(per_second); }
+};
+
+int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, const std::string& dst_text, std::uint32_t size, std::uint32_t batch,
+               double rate, bool json) {
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
     net::Device& d = **dev;
     if (size < 60 || size > 1514) return report(Error(EINVAL, fmt::format("frame size {} (60-1514)", size)));
     if (batch == 0 || batch > 256) return report(Error(EINVAL, fmt::format("batch {} (1-256)", batch)));
-    // UDP from 10.0.0.2:9 to broadcast, payload "UDRV" + a 64-bit sequence number.
-    auto build = [&](net::Packet& p, std::uint64_t seq) {
-        (void)p.resize(size);
-        auto o = p.data();
-        std::memset(o.data(), 0, size);
-        std::memset(&o[0], 0xff, 6);
+    net::Mac dst{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    if (!dst_text.empty()) {
+        unsigned v[6];
+        char tail;
+        if (std::sscanf(dst_text.c_str(), "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6 ||
+            std::any_of(v, v + 6, [](unsigned x) { return x > 0xff; }))
+            return report(Error(EINVAL, fmt::format("'{}' is not a MAC address (like 02:00:00:00:00:01)", dst_text)));
+        for (int i = 0; i < 6; ++i) dst[i] = static_cast<std::uint8_t>(v[i]);
+    }
+    // UDP from 10.0.0.2:9 to 10.0.0.255 (Ethernet broadcast unless --dst), payload "UDRV" + a 64-bit sequence number. Built once; each
+    // frame copies the headers and writes its number. Pool buffers start zeroed and only ever hold
+    // these frames, so the rest of the payload stays zero.
+    constexpr std::size_t kHeaders = 54;  // Ethernet + IPv4 + UDP + "UDRV" + sequence
+    std::array<std::byte, kHeaders> tmpl{};
+    {
+        auto* o = tmpl.data();
+        std::memcpy(&o[0], dst.data(), 6);
         std::memcpy(&o[6], d.mac().data(), 6);
         put16(&o[12], 0x0800);
         o[14] = std::byte{0x45};
         put16(&o[16], static_cast<std::uint16_t>(size - 14));
         o[22] = std::byte{64};
         o[23] = std::byte{17};
-        const std::uint8_t src[4] = {10, 0, 0, 2}, dst[4] = {10, 0, 0, 255};
-        std::memcpy(&o[26], src, 4);
-        std::memcpy(&o[30], dst, 4);
-        put16(&o[24], checksum(o.subspan(14, 20)));
+        const std::uint8_t src_ip[4] = {10, 0, 0, 2}, dst_ip[4] = {10, 0, 0, 255};
+        std::memcpy(&o[26], src_ip, 4);
+        std::memcpy(&o[30], dst_ip, 4);
+        put16(&o[24], checksum(std::span<const std::byte>(&o[14], 20)));
         put16(&o[34], 9);
         put16(&o[36], 9);
         put16(&o[38], static_cast<std::uint16_t>(size - 34));
         std::memcpy(&o[42], "UDRV", 4);
-        std::memcpy(&o[46], &seq, 8);
-    };
-    std::vector<net::Packet> pkts;
-    std::uint64_t sent = 0;
-    auto t0 = clock::now();
-    while (sent < count) {
-        if (rate > 0) {  // pace: never ahead of rate * elapsed
-            double due = rate * std::chrono::duration<double>(clock::now() - t0).count();
-            if (static_cast<double>(sent) >= due) {
-                std::this_thread::sleep_for(std::chrono::microseconds(50));
-                continue;
-            }
-        }
-        pkts.clear();
-        for (std::uint32_t i = 0; i < batch && sent + pkts.size() < count; ++i) {
-            auto p = d.tx_pool(0).alloc();
-            if (!p) break;  // all buffers in flight: let the device catch up
-            build(*p, sent + pkts.size());
-            pkts.push_back(std::move(*p));
-        }
-        auto n = d.tx_batch(0, pkts);
-        if (!n) return report(n.error());
-        sent += *n;
-        if (*n < pkts.size()) std::this_thread::yield();  // ring full; unsent handles return to the pool
     }
-    double secs = std::chrono::duration<double>(clock::now() - t0).count();  // the driver's remove drains the ring
+    std::signal(SIGINT, [](int) { g_stop = 1; });
+    std::signal(SIGTERM, [](int) { g_stop = 1; });
+    net::PacketPool& pool = d.tx_pool(0);
+    std::array<net::Packet, 256> pkts;
+    std::uint64_t sent = 0, reported = 0;
+    Stopwatch clock;
+    const std::uint64_t report_every = clock.per_second;
+    const std::uint64_t deadline = seconds > 0 ? clock.t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(clock.per_second)) : 0;
+    std::uint64_t next_report = clock.t0 + report_every;
+    while (sent < count && !g_stop && (!deadline || ticks() < deadline)) {
+        if (rate > 0 && static_cast<double>(sent) >= rate * clock.seconds()) {  // pace: never ahead of rate * elapsed
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+            continue;
+        }
+        const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, count - sent));
+        std::uint32_t built = 0;
+        for (; built < want; ++built) {
+            auto p = pool.alloc();
+            if (!p) break;  // all buffers in flight: the next tx_batch reclaims
+            (void)p->resize(size);
+            const std::uint64_t seq = sent + built;
+            std::byte* o = p->data().data();
+            std::memcpy(o, tmpl.data(), 46);
+            std::memcpy(o + 46, &seq, 8);
+            pkts[built] = std::move(*p);
+        }
+        auto n = d.tx_batch(0, std::span(pkts).first(built));
+        if (!n) return report(n.error());
+        for (std::uint32_t i = *n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
+        sent += *n;
+        if (!json && ticks() >= next_report) {
+            std::fprintf(stderr, "sent %llu frames (%llu/s)\n", (unsigned long long)sent, (unsigned long long)(sent - reported));
+            reported = sent;
+            next_report += report_every;
+        }
+    }
+    double secs = clock.seconds();  // the driver's remove drains the ring
     if (json)
         print(nlohmann::json{{"sent", sent}, {"size", size}, {"batch", batch}, {"seconds", secs}, {"pps", sent / secs}}.dump(2) + "\n");
     else
@@ -210,8 +248,11 @@ int run_pktgen(const std::string& addr, std::uint64_t count, std::uint32_t size,
     return 0;
 }
 
-// Forwards every frame between two ports, both ways (copying: each port transmits from its own pool).
-int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool json) {
+// Forwards every frame between two ports, both ways. Zero-copy: a received buffer is handed to the
+// other port's transmit queue as it is (both ports share the process's IOMMU space); with --copy, or
+// when a port cannot reach the other's buffers, frames are copied into the transmitting port's pool.
+int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool copy, bool json) {
+    if (batch == 0 || batch > 256) return report(Error(EINVAL, fmt::format("batch {} (1-256)", batch)));
     NetSession s;
     auto a = s.open(a_addr);
     if (!a) return report(a.error());
@@ -223,41 +264,80 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::vector<net::Packet> rx(batch), tx;
-    std::uint64_t fwd[2] = {0, 0}, dropped = 0;
-    auto t0 = clock::now(), next_report = t0 + std::chrono::seconds(1);
-    while (!g_stop && (seconds <= 0 || clock::now() - t0 < std::chrono::duration<double>(seconds))) {
+    tx.reserve(batch);
+    std::uint64_t fwd[2] = {0, 0}, dropped = 0, reported = 0, first = 0, last = 0;
+    Stopwatch clock;
+    const std::uint64_t deadline = seconds > 0 ? clock.t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(clock.per_second)) : 0;
+    const std::uint64_t idle_limit = clock.per_second / 1000;  // spin 1 ms without traffic, then nap
+    std::uint64_t next_report = clock.t0 + clock.per_second, last_busy = clock.t0;
+    // Copies frames into `to`'s own pool (the fallback path).
+    auto copy_into = [&](net::Device& to, std::span<net::Packet> in) {
+        std::vector<net::Packet> out;
+        for (auto& p : in) {
+            auto c = to.tx_pool(0).alloc();
+            if (c && c->resize(p.size())) {
+                std::memcpy(c->data().data(), p.data().data(), p.size());
+                out.push_back(std::move(*c));
+            } else {
+                ++dropped;
+            }
+            p = net::Packet();
+        }
+        return out;
+    };
+    while (!g_stop) {
+        const std::uint64_t now = ticks();
+        if (deadline && now >= deadline) break;
         unsigned moved = 0;
         for (int dir = 0; dir < 2; ++dir) {
             net::Device& from = *ports[dir];
             net::Device& to = *ports[1 - dir];
             auto n = from.rx_batch(0, rx);
             if (!n) return report(n.error());
+            if (*n == 0) continue;
             tx.clear();
-            for (unsigned i = 0; i < *n; ++i) {
-                auto out = to.tx_pool(0).alloc();
-                if (!out || !out->resize(rx[i].size())) {
-                    ++dropped;
-                } else {
-                    std::memcpy(out->data().data(), rx[i].data().data(), rx[i].size());
-                    tx.push_back(std::move(*out));
-                }
-                rx[i] = net::Packet();
+            if (copy) {
+                tx = copy_into(to, std::span(rx).first(*n));
+            } else {
+                for (unsigned i = 0; i < *n; ++i) tx.push_back(std::move(rx[i]));
             }
             auto sent = to.tx_batch(0, tx);
+            if (!sent && !copy && (sent.error().code() == EXDEV || sent.error().code() == ERANGE || sent.error().code() == EINVAL)) {
+                std::fprintf(stderr, "fwd: zero-copy not possible (%s); copying from now on\n", sent.error().message().c_str());
+                copy = true;
+                tx = copy_into(to, tx);
+                sent = to.tx_batch(0, tx);
+            }
             if (!sent) return report(sent.error());
             fwd[dir] += *sent;
-            dropped += tx.size() - *sent;
+            dropped += tx.size() - *sent;  // ring full: the rest go back to their pool
             moved += *n;
         }
-        if (!moved) std::this_thread::sleep_for(std::chrono::microseconds(20));
-        if (clock::now() >= next_report && !json) {
-            std::fprintf(stderr, "%s -> %s %llu, %s -> %s %llu, dropped %llu\n", a_addr.c_str(), b_addr.c_str(), (unsigned long long)fwd[0],
-                         b_addr.c_str(), a_addr.c_str(), (unsigned long long)fwd[1], (unsigned long long)dropped);
-            next_report += std::chrono::seconds(1);
+        if (moved) {
+            if (!first) first = now;
+            last = last_busy = now;
+        } else if (now - last_busy > idle_limit) {
+            std::this_thread::sleep_for(std::chrono::microseconds(20));
+        }
+        if (!json && now >= next_report) {
+            std::fprintf(stderr, "%s -> %s %llu, %s -> %s %llu, dropped %llu (%llu/s)\n", a_addr.c_str(), b_addr.c_str(),
+                         (unsigned long long)fwd[0], b_addr.c_str(), a_addr.c_str(), (unsigned long long)fwd[1], (unsigned long long)dropped,
+                         (unsigned long long)(fwd[0] + fwd[1] - reported));
+            reported = fwd[0] + fwd[1];
+            next_report += clock.per_second;
         }
     }
-    if (json) print(nlohmann::json{{"a_to_b", fwd[0]}, {"b_to_a", fwd[1]}, {"dropped", dropped}}.dump(2) + "\n");
-    else print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped\n", fwd[0], a_addr, b_addr, fwd[1], b_addr, a_addr, dropped));
+    // Rate over the busy interval, from the first frame forwarded to the last.
+    const double busy = first && last > first ? clock.seconds_between(first, last) : 0;
+    const double pps = busy > 0 ? static_cast<double>(fwd[0] + fwd[1]) / busy : 0;
+    if (json)
+        print(nlohmann::json{{"a_to_b", fwd[0]}, {"b_to_a", fwd[1]}, {"dropped", dropped}, {"zero_copy", !copy}, {"busy_seconds", busy},
+                             {"pps", pps}}
+                  .dump(2) +
+              "\n");
+    else
+        print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped ({}, {:.0f} frames/s while busy)\n", fwd[0], a_addr,
+                          b_addr, fwd[1], b_addr, a_addr, dropped, copy ? "copied" : "zero-copy", pps));
     return 0;
 }
 
@@ -316,12 +396,12 @@ std::function<int()> add_net_commands(CLI::App& app) {
     auto* netc = app.add_subcommand("net", "Network devices bound to vfio-pci, driven by udrv network drivers");
     netc->require_subcommand(1);
     struct State {
-        std::string addr, ip = "10.0.0.2";
+        std::string addr, ip = "10.0.0.2", dst;
         double seconds = 0;
         std::uint64_t count = 1000;
         std::uint32_t size = 64, batch = 32;
         double rate = 0;
-        bool json = false;
+        bool json = false, copy = false;
         std::string file;
         std::uint64_t frames = 0;
     };
@@ -333,7 +413,9 @@ std::function<int()> add_net_commands(CLI::App& app) {
     respond->add_flag("--json", st->json, "Emit JSON totals");
     auto* pktgen = netc->add_subcommand("pktgen", "Send numbered UDP frames");
     pktgen->add_option("-s,--slot", st->addr, "NIC address")->required();
-    pktgen->add_option("-n,--count", st->count, "Frames to send (default 1000)");
+    pktgen->add_option("-n,--count", st->count, "Frames to send (default 1000, or no limit with --time)");
+    pktgen->add_option("-t,--time", st->seconds, "Stop after this many seconds");
+    pktgen->add_option("--dst", st->dst, "Destination MAC address (default ff:ff:ff:ff:ff:ff)");
     pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)");
     pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
     pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)");
@@ -343,6 +425,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     fwdc->add_option("-d,--dest", st->file, "Second port")->required();
     fwdc->add_option("-t,--time", st->seconds, "Seconds (default: until interrupted)");
     fwdc->add_option("-b,--batch", st->batch, "Frames per rx_batch (default 32)");
+    fwdc->add_flag("--copy", st->copy, "Copy each frame into the other port's pool (default: hand the received buffer over)");
     fwdc->add_flag("--json", st->json, "Emit JSON totals");
     auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
     dump->add_option("-s,--slot", st->addr, "NIC address")->required();
@@ -352,10 +435,15 @@ std::function<int()> add_net_commands(CLI::App& app) {
     dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
-        if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->json);
+        if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->copy, st->json);
         if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->json);
         if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->json);
-        if (*pktgen) return run_pktgen(st->addr, st->count, st->size, st->batch, st->rate, st->json);
+        if (*pktgen) {
+            const bool count_given = pktgen->count("--count") > 0;
+            std::uint64_t count = count_given || st->seconds <= 0 ? st->count : UINT64_MAX;
+            return run_pktgen(st->addr, count, st->seconds, st->dst, st->size, st->batch, st->rate,
+                              st->json);
+        }
         return -1;
     };
 }

@@ -20,6 +20,10 @@ constexpr std::uint32_t TCTL_EN = 1u << 1, TCTL_PSP = 1u << 3, TCTL_CT = 0x0fu <
 constexpr std::uint32_t TIPG_DEFAULT = 8 | 8 << 10 | 6 << 20;  // IPGT, IPGR1, IPGR2 for copper
 constexpr std::uint8_t DESC_DD = 1, DESC_EOP = 2, TX_CMD_EOP = 1, TX_CMD_IFCS = 2, TX_CMD_RS = 8;
 constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
+// Transmit descriptors ask for a status write-back (RS) once per group of this many: each write-back is
+// a DMA write by the device, and the driver frees a whole group when its last descriptor is done.
+constexpr std::uint16_t kTxGroup = 32;
+static_assert(kRingSize % kTxGroup == 0);
 constexpr std::uint32_t kBufSize = 2048;  // RCTL.BSIZE 00b
 
 }  // namespace
@@ -129,7 +133,7 @@ Result<net::Stats> E1000e::stats() {
 
 Result<void> E1000e::give_rx(std::uint16_t slot) {
     rx_bufs_[slot] = UDRV_TRY(rx_pool_->alloc());
-    (*rx_ring_)[slot] = RxDesc{rx_pool_->buffer_iova(rx_bufs_[slot]) + rx_pool_->headroom(), 0, 0, 0, 0, 0};
+    (*rx_ring_)[slot] = RxDesc{net::PacketPool::frame_iova(rx_bufs_[slot]), 0, 0, 0, 0, 0};
     return {};
 }
 
@@ -155,7 +159,7 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
             out[n++] = std::move(p);
             rx_bufs_[rx_next_] = std::move(*fresh);
         }
-        (*rx_ring_)[rx_next_] = RxDesc{rx_pool_->buffer_iova(rx_bufs_[rx_next_]) + rx_pool_->headroom(), 0, 0, 0, 0, 0};
+        (*rx_ring_)[rx_next_] = RxDesc{net::PacketPool::frame_iova(rx_bufs_[rx_next_]), 0, 0, 0, 0, 0};
         last = rx_next_;
         rx_next_ = static_cast<std::uint16_t>((rx_next_ + 1) % kRingSize);
     }
@@ -165,19 +169,28 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
 
 Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
-    // Reclaim descriptors the device has sent (DD set); their buffers go back to the pool.
-    while (tx_clean_ != tx_tail_ && (dma::read_once((*tx_ring_)[tx_clean_].status) & DESC_DD)) {
-        tx_bufs_[tx_clean_] = net::Packet();
-        tx_clean_ = static_cast<std::uint16_t>((tx_clean_ + 1) % kRingSize);
+    // Reclaim whole groups the device has sent: DD in a group's last descriptor (the one with RS) means
+    // the device is done with all of it; the buffers go back to their pools. tx_clean_ stays at a group start.
+    for (;;) {
+        const auto last = static_cast<std::uint16_t>(tx_clean_ + kTxGroup - 1);
+        const unsigned queued = (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
+        if (queued < kTxGroup || !(dma::read_once((*tx_ring_)[last].status) & DESC_DD)) break;
+        for (std::uint16_t i = tx_clean_; i <= last; ++i) tx_bufs_[i] = net::Packet();
+        tx_clean_ = static_cast<std::uint16_t>((last + 1) % kRingSize);
     }
     unsigned n = 0;
     for (; n < packets.size(); ++n) {
         auto next = static_cast<std::uint16_t>((tx_tail_ + 1) % kRingSize);
         if (next == tx_clean_) break;  // ring full
         net::Packet& p = packets[n];
-        if (!p || !tx_pool_->owns(p)) return fail(EINVAL, "{}: packet {} is empty or not from this queue's tx_pool()", dev_.name(), n);
-        (*tx_ring_)[tx_tail_] = TxDesc{tx_pool_->buffer_iova(p) + tx_pool_->headroom(), static_cast<std::uint16_t>(p.size()), 0,
-                                       static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS), 0, 0, 0};
+        if (!p) return fail(EINVAL, "{}: tx_batch got an empty packet handle at {}", dev_.name(), n);
+        if (auto ok = tx_pool_->accept_for_tx(p); !ok) {
+            if (n) break;  // send what was good; the caller gets the error with this packet first next time
+            return std::unexpected(std::move(ok.error()).context(dev_.name()));
+        }
+        const bool report = tx_tail_ % kTxGroup == kTxGroup - 1;
+        (*tx_ring_)[tx_tail_] = TxDesc{net::PacketPool::frame_iova(p), static_cast<std::uint16_t>(p.size()), 0,
+                                       static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0)), 0, 0, 0};
         tx_bufs_[tx_tail_] = std::move(p);
         tx_tail_ = next;
     }

@@ -48,7 +48,7 @@ private:
     net::Mac mac_{};
     std::unique_ptr<dma::Coherent<RxDesc>> rx_ring_;
     std::unique_ptr<dma::Coherent<TxDesc>> tx_ring_;
-    std::unique_ptr<net::PacketPool> rx_pool_, tx_pool_;
+    std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;
     std::vector<net::Packet> rx_bufs_, tx_bufs_;  // by descriptor slot
     std::uint16_t rx_next_ = 0, tx_tail_ = 0, tx_clean_ = 0;
     net::Stats totals_;                           // the device's counters clear on read; we add them up

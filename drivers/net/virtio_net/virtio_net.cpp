@@ -207,7 +207,7 @@ Result<void> VirtioNet::refill_rx() {
     while (rxq_->free_descs() && rx_pool_->available()) {
         net::Packet p = UDRV_TRY(rx_pool_->alloc());
         // The device writes the 12-byte header into the headroom, the frame where data() starts.
-        std::uint64_t iova = rx_pool_->buffer_iova(p) + rx_pool_->headroom() - kNetHdr;
+        std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
         auto len = static_cast<std::uint32_t>(kNetHdr + p.capacity());
         std::uint16_t id = rxq_->add(iova, len, Virtqueue::kDescWrite);
         rx_inflight_[id] = std::move(p);
@@ -263,10 +263,14 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
     for (; n < packets.size() && txq_->free_descs(); ++n) {
         net::Packet& p = packets[n];
         if (!p) return fail(EINVAL, "{}: tx_batch got an empty packet handle at {}", dev_->name(), n);
-        if (!tx_pool_->owns(p)) return fail(EINVAL, "{}: packet {} is not from this queue's tx_pool()", dev_->name(), n);
-        auto buf = tx_pool_->buffer(p);
-        std::memset(buf.data() + tx_pool_->headroom() - kNetHdr, 0, kNetHdr);  // no offloads
-        std::uint64_t iova = tx_pool_->buffer_iova(p) + tx_pool_->headroom() - kNetHdr;
+        if (auto ok = tx_pool_->accept_for_tx(p, kNetHdr); !ok) {
+            if (n) break;  // send what was good; the caller gets the error with this packet first next time
+            return std::unexpected(std::move(ok.error()).context(dev_->name()));
+        }
+        // The net header goes in the headroom, right before the frame.
+        auto buf = net::PacketPool::buffer(p);
+        std::memset(buf.data() + net::PacketPool::headroom_of(p) - kNetHdr, 0, kNetHdr);  // no offloads
+        std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
         std::uint16_t id = txq_->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
         ++stats_.tx_packets;
         stats_.tx_bytes += p.size();

@@ -74,7 +74,7 @@ private:
     net::Mac mac_{};
     bool has_status_ = false;
     std::optional<Virtqueue> rxq_, txq_;
-    std::unique_ptr<net::PacketPool> rx_pool_, tx_pool_;
+    std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;
     std::vector<net::Packet> rx_inflight_, tx_inflight_;  // indexed by descriptor id
     net::Stats stats_;
 };
