@@ -69,6 +69,12 @@ struct ControllerState {
     };
     std::map<std::uintptr_t, Mapping> mem;
     bool alive = true;
+    // Controller resets. The resetting thread recreates the admin queue; each I/O queue pair notices the
+    // new epoch on its owner's next submit or poll and recreates itself there (its owner is the only
+    // thread that may touch it). `failed`: the last reset did not bring the controller back.
+    std::atomic<std::uint64_t> epoch{0};
+    bool resetting = false, failed = false;
+    unsigned resets = 0;
 
     std::size_t doorbell(std::uint16_t qid, bool cq) const { return kRegDoorbells + (2u * qid + cq) * info.doorbell_stride; }
 
@@ -90,7 +96,8 @@ struct ControllerState {
         for (;;) {
             std::uint32_t csts = regs.read32<kRegCsts>();
             if (csts == 0xffffffff) return fail(ENODEV, "{}: controller registers read all ones: device gone", dev.name());
-            if (csts & kCstsFatal) return fail(EIO, "{}: controller fatal status (CSTS.CFS) while {}", dev.name(), ready ? "enabling" : "disabling");
+            // Disabling is how a controller with CSTS.CFS is recovered: only enabling fails on it.
+            if (ready && (csts & kCstsFatal)) return fail(EIO, "{}: controller fatal status (CSTS.CFS) while enabling", dev.name());
             if (bool(csts & kCstsReady) == ready) return {};
             if (clock::now() > deadline)
                 return fail(ETIMEDOUT, "{}: controller did not become {} within CAP.TO ({} ms)", dev.name(), ready ? "ready" : "disabled",
@@ -115,11 +122,117 @@ struct ControllerState {
             UDRV_TRY(admin->poll());
             if (!w.done && clock::now() > deadline) {
                 admin->fail_all(Error(ETIMEDOUT, "admin command timed out"));
-                return fail(ETIMEDOUT, "{}: {} timed out after {} s", dev.name(), what, kAdminTimeout.count());
+                Error e(ETIMEDOUT, fmt::format("{}: {} timed out after {} s", dev.name(), what, kAdminTimeout.count()));
+                if (!resetting) (void)reset(e.message(), false);  // the admin queue cannot be trusted any more
+                return std::unexpected(e);
             }
         }
         if (w.error) return std::unexpected(std::move(*w.error).context(fmt::format("{}: {}", dev.name(), what)));
         return admin->last_result_;
+    }
+
+    // Registers the admin queue's rings and enables the controller (bring-up and reset).
+    Result<void> enable() {
+        const auto depth = admin->depth_;
+        regs.write32<kRegAqa>(static_cast<std::uint32_t>(depth - 1) << 16 | (depth - 1u));
+        regs.write64<kRegAsq>(admin->sq_.iova());
+        regs.write64<kRegAcq>(admin->cq_.iova());
+        regs.write32<kRegIntms>(0xffffffff);  // admin interrupts masked: we poll it
+        regs.write32<kRegCc>(kCcEnable | kCcIosqes | kCcIocqes);
+        return wait_ready(true);
+    }
+
+    // Set Features (Number of Queues); returns how many I/O queue pairs the controller grants.
+    Result<std::uint16_t> negotiate_queues() {
+        Sqe sf{};
+        sf.cdw0 = kAdminSetFeatures;
+        sf.cdw10 = kFeatureNumQueues;
+        sf.cdw11 = static_cast<std::uint32_t>(kWantedIoQueues - 1) << 16 | (kWantedIoQueues - 1u);
+        std::uint32_t granted = UDRV_TRY(admin_cmd(sf, "set features (number of queues)"));
+        return static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues}));
+    }
+
+    // Hands the shadow doorbell buffers (zeroed: no queue exists yet) to the controller.
+    Result<void> config_shadow_doorbells() {
+        for (auto& v : shadow_db->span()) v = 0;
+        for (auto& v : shadow_ei->span()) v = 0;
+        Sqe db{};
+        db.cdw0 = kAdminDoorbellBuffer;
+        db.prp1 = shadow_db->iova();
+        db.prp2 = shadow_ei->iova();
+        UDRV_TRY(admin_cmd(db, "doorbell buffer config"));
+        return {};
+    }
+
+    // Creates I/O queue pair `qid` on the controller: the CQ, then the SQ (deleting the CQ if that fails).
+    Result<void> create_io_queue(std::uint16_t qid, std::uint16_t depth, std::uint64_t cq_iova, std::uint64_t sq_iova, bool irq) {
+        Sqe c{};
+        c.cdw0 = kAdminCreateCq;
+        c.prp1 = cq_iova;
+        c.cdw10 = static_cast<std::uint32_t>(depth - 1) << 16 | qid;
+        c.cdw11 = (irq ? (static_cast<std::uint32_t>(qid) << 16 | 0x2) : 0) | 0x1;  // IV, IEN, PC
+        UDRV_TRY(admin_cmd(c, "create I/O completion queue"));
+        Sqe q{};
+        q.cdw0 = kAdminCreateSq;
+        q.prp1 = sq_iova;
+        q.cdw10 = static_cast<std::uint32_t>(depth - 1) << 16 | qid;
+        q.cdw11 = static_cast<std::uint32_t>(qid) << 16 | 0x1;  // CQID, PC
+        if (auto r = admin_cmd(q, "create I/O submission queue"); !r) {
+            Sqe d{};
+            d.cdw0 = kAdminDeleteCq;
+            d.cdw10 = qid;
+            (void)admin_cmd(d, "delete I/O completion queue");
+            return std::unexpected(r.error());
+        }
+        return {};
+    }
+
+    // Controller reset (NVMe 1.4, 7.3.2; Linux's nvme_reset_ctrl): disable, which drops every queue and
+    // stops the controller's DMA, then bring the admin queue and the features back. Commands in the
+    // admin queue fail here; each I/O queue pair fails its own and recreates itself on its owner's
+    // next call. Callers hold mu.
+    Result<void> reset(std::string_view why, bool graceful) {
+        if (resetting) return fail(EBUSY, "{}: controller reset already in progress", dev.name());
+        resetting = true;
+        struct Done {
+            bool& flag;
+            ~Done() { flag = false; }
+        } done{resetting};
+        ++resets;
+        dev_warn(dev, "resetting the controller: {}", why);
+        epoch.fetch_add(1, std::memory_order_release);
+        auto r = [&]() -> Result<void> {
+            // A controller that still answers deletes its I/O queues first (as Linux's nvme_dev_disable
+            // does): it finishes or aborts their commands before it is disabled. QEMU 7.2's controller
+            // crashes when disabled with reads still in flight in its block layer.
+            if (graceful && !(regs.read32<kRegCsts>() & kCstsFatal)) {
+                for (std::uint16_t qid = 1; qid < qid_used.size(); ++qid) {
+                    if (!qid_used[qid]) continue;
+                    Sqe del{};
+                    del.cdw0 = kAdminDeleteSq;
+                    del.cdw10 = qid;
+                    auto d = admin_cmd(del, "delete I/O submission queue");
+                    if (!d && d.error().code() == ETIMEDOUT) break;
+                    del.cdw0 = kAdminDeleteCq;
+                    (void)admin_cmd(del, "delete I/O completion queue");  // fails for a queue not recreated since the last reset
+                }
+            }
+            regs.write32<kRegCc>(regs.read32<kRegCc>() & ~kCcEnable);
+            UDRV_TRY(wait_ready(false));
+            admin->reset_rings();
+            admin->fail_all(Error(EIO, fmt::format("{}: controller reset ({})", dev.name(), why)));
+            admin->epoch_ = epoch.load(std::memory_order_acquire);
+            UDRV_TRY(enable());
+            const std::uint16_t granted = UDRV_TRY(negotiate_queues());
+            if (granted < info.io_queues)
+                return fail(EIO, "{}: after reset the controller grants {} I/O queues, {} were in use", dev.name(), granted, info.io_queues);
+            if (shadow_db) UDRV_TRY(config_shadow_doorbells());
+            return {};
+        }();
+        failed = !r;
+        if (r) dev_info(dev, "controller reset done; I/O queues are recreated by their threads");
+        else dev_err(dev, "controller reset failed: {}", r.error().message());
+        return r;
     }
 };
 
@@ -158,7 +271,77 @@ void QueuePair::ring_cq() noexcept {
         (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, true), cq_head_);
 }
 
+// Called by the owner thread when the controller was reset since this queue last looked: the rings
+// start over empty, the queue is recreated on the controller, and the commands it had outstanding
+// fail (their callbacks run; they may resubmit, into the new queue).
+Result<void> QueuePair::recover() {
+    ControllerState& s = *ctrl_;
+    std::lock_guard lock(s.mu);
+    const std::uint64_t epoch = s.epoch.load(std::memory_order_acquire);
+    // Completions the controller posted before it was reset are real: collect them (the controller is
+    // stopped, the ring no longer changes) and report them once the queue exists again.
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> posted;  // cid, status field
+    for (std::uint16_t head = cq_head_, phase = phase_;;) {
+        const Cqe& c = cq_[head];
+        const std::uint16_t status = dma::read_once(c.status);
+        if ((status & 1) != phase) break;
+        dma_rmb();
+        if (c.cid < depth_ && slots_[c.cid].busy && c.sq_id == qid_) posted.emplace_back(c.cid, status >> 1);
+        if (++head == depth_) head = 0, phase ^= 1;
+        if (posted.size() > depth_) break;  // a ring full of garbage: stop
+    }
+    reset_rings();
+    if (s.failed || !s.alive) {
+        dead_ = true;
+        fail_all(Error(ENODEV, fmt::format("{}: controller reset failed: queue {} is gone", s.dev.name(), qid_)));
+        return fail(ENODEV, "{}: controller reset failed: queue {} is gone (rebind the controller)", s.dev.name(), qid_);
+    }
+    if (s.shadow_db) {  // this queue's doorbells start from zero again, as the controller's do
+        const std::size_t sq = std::size_t{2} * qid_ * (s.info.doorbell_stride / 4), cq = sq + s.info.doorbell_stride / 4;
+        (*s.shadow_db)[sq] = (*s.shadow_db)[cq] = 0;
+        (*s.shadow_ei)[sq] = (*s.shadow_ei)[cq] = 0;
+    }
+    if (auto r = s.create_io_queue(qid_, depth_, cq_.iova(), sq_.iova(), mode_ != block::Mode::polled); !r) {
+        dead_ = true;
+        fail_all(r.error());
+        return r;
+    }
+    epoch_ = epoch;
+    for (auto [cid, sf] : posted) {
+        if (!slots_[cid].busy) continue;  // the device named it twice
+        if (sf == 0) complete(cid, {});
+        else complete(cid, std::unexpected(Error(status_errno(sf), fmt::format("{}: {}", s.dev.name(), status_name(sf)))));
+    }
+    fail_all(Error(EIO, fmt::format("{}: the controller was reset before the command completed (resubmit it)", s.dev.name())));
+    dev_info(s.dev, "queue {} recreated after the controller reset", qid_);
+    return {};
+}
+
+void QueuePair::reset_rings() noexcept {
+    for (auto& c : cq_.span()) c = Cqe{};  // phase 0 everywhere: nothing posted yet
+    sq_tail_ = sq_head_ = cq_head_ = 0;
+    phase_ = 1;
+    in_poll_ = ring_pending_ = false;
+    dead_ = false;
+}
+
+// Resets the controller after a fault this queue saw, then brings this queue back.
+Result<void> QueuePair::reset_controller(const std::string& why, bool graceful) {
+    std::lock_guard lock(ctrl_->mu);
+    if (qid_ != 0 && ctrl_->epoch.load(std::memory_order_acquire) != epoch_) return recover();  // another thread just reset it
+    auto r = ctrl_->reset(why, graceful);
+    if (qid_ == 0) return r;  // the reset rebuilt the admin queue itself
+    if (!r) {
+        dead_ = true;
+        fail_all(r.error());
+        return r;
+    }
+    return recover();
+}
+
 Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx, Split* split) {
+    if (qid_ != 0 && ctrl_->epoch.load(std::memory_order_acquire) != epoch_) [[unlikely]]
+        UDRV_TRY(recover());
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
     if (free_cids_.empty()) return fail(EAGAIN, "{}: queue {} is full ({} commands outstanding)", ctrl_->dev.name(), qid_, outstanding_);
     std::uint16_t cid = free_cids_.back();
@@ -298,6 +481,8 @@ void QueuePair::fail_all(const Error& why) {
 }
 
 Result<unsigned> QueuePair::poll() {
+    if (qid_ != 0 && ctrl_->epoch.load(std::memory_order_acquire) != epoch_) [[unlikely]]
+        UDRV_TRY(recover());
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
     unsigned n = 0;
     in_poll_ = true;
@@ -343,12 +528,7 @@ Result<void> QueuePair::check_timeouts() {
     const std::uint64_t now = ticks();  // not clock_gettime: this runs on every empty poll
     if (now - last_timeout_check_ < check_interval_ticks_) return {};
     last_timeout_check_ = now;
-    if (ctrl_->regs.read32<kRegCsts>() & kCstsFatal) {
-        Error e(EIO, fmt::format("{}: controller fatal status (CSTS.CFS): failing all commands; reset the controller (rebind)", ctrl_->dev.name()));
-        dead_ = true;
-        fail_all(e);
-        return std::unexpected(e);
-    }
+    if (ctrl_->regs.read32<kRegCsts>() & kCstsFatal) return reset_controller("controller fatal status (CSTS.CFS)", false);
     for (std::uint16_t cid = 0; cid < depth_; ++cid) {
         Slot& s = slots_[cid];
         if (!s.busy || now - s.submitted < timeout_ticks_) continue;
@@ -364,12 +544,10 @@ Result<void> QueuePair::check_timeouts() {
             dev_warn(ctrl_->dev, "queue {} command {} timed out; abort {}", qid_, cid, r ? "sent" : r.error().message());
             continue;
         }
-        // The abort did not help: the command fails; the queue cannot be trusted with more.
+        // The abort did not help: the command fails, and a controller reset brings the queues back
+        // (their other outstanding commands fail too, and may be resubmitted).
         complete(cid, std::unexpected(Error(ETIMEDOUT, fmt::format("{}: command timed out and could not be aborted", ctrl_->dev.name()))));
-        Error e(EIO, fmt::format("{}: queue {} stopped after a command timeout; recreate it (or rebind the controller)", ctrl_->dev.name(), qid_));
-        dead_ = true;
-        fail_all(e);
-        return std::unexpected(e);
+        return reset_controller(fmt::format("queue {} command {} timed out and the abort did not help", qid_, cid), true);
     }
     return {};
 }
@@ -411,7 +589,7 @@ QueuePair::~QueuePair() {
     if (qid_ == 0) return;  // the admin queue goes with the controller
     std::lock_guard lock(ctrl_->mu);
     std::erase(ctrl_->io_queues, this);
-    if (ctrl_->alive && !dead_) {
+    if (ctrl_->alive && !dead_ && epoch_ == ctrl_->epoch.load(std::memory_order_acquire)) {
         // Let in-flight commands finish (bounded), then delete the SQ before its CQ, as the spec requires.
         auto deadline = clock::now() + std::chrono::seconds(5);
         while (outstanding_ && clock::now() < deadline)
@@ -423,8 +601,8 @@ QueuePair::~QueuePair() {
         if (auto r = ctrl_->admin_cmd(del, "delete I/O submission queue"); !r) dev_warn(ctrl_->dev, "{}", r.error().message());
         del.cdw0 = kAdminDeleteCq;
         if (auto r = ctrl_->admin_cmd(del, "delete I/O completion queue"); !r) dev_warn(ctrl_->dev, "{}", r.error().message());
-    } else {
-        fail_all(Error(ENODEV, "queue deleted after the controller went away"));
+    } else {  // gone with the controller, or with a reset (then it no longer exists on the controller)
+        fail_all(Error(ENODEV, "queue deleted after the controller went away or was reset"));
     }
     if (qid_ < ctrl_->qid_used.size()) ctrl_->qid_used[qid_] = false;
 }
@@ -458,15 +636,11 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
     auto asq = UDRV_TRY(state->dma.coherent<Sqe>(adepth));
     auto acq = UDRV_TRY(state->dma.coherent<Cqe>(adepth));
     auto aprps = UDRV_TRY(state->dma.pool(kPage, adepth));
-    regs.write32<kRegAqa>(static_cast<std::uint32_t>(adepth - 1) << 16 | (adepth - 1u));
-    regs.write64<kRegAsq>(asq.iova());
-    regs.write64<kRegAcq>(acq.iova());
     state->admin.reset(new QueuePair(state, 0, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
 
-    // 4. Enable: 4 KiB pages, NVM command set, 64-byte SQEs and 16-byte CQEs; admin interrupts masked (we poll).
-    regs.write32<kRegIntms>(0xffffffff);
-    regs.write32<kRegCc>(kCcEnable | kCcIosqes | kCcIocqes);
-    UDRV_TRY(state->wait_ready(true));
+    // 4. Enable: admin queue registers (AQA/ASQ/ACQ), then 4 KiB pages, NVM command set, 64-byte SQEs and
+    //    16-byte CQEs; admin interrupts masked (we poll).
+    UDRV_TRY(state->enable());
 
     // 5. Interrupt vectors: one per I/O queue (vector = queue id; vector 0 unused by the polled admin queue).
     auto vectors = dev.alloc_irq_vectors(irq::IrqKind::msix, kWantedIoQueues + 1);
@@ -507,12 +681,7 @@ Result<void> Controller::identify_all() {
     info.max_transfer = static_cast<std::uint32_t>(std::min<std::uint64_t>(mdts_bytes, kMaxTransfer));
 
     // Number of queues: ask for kWantedIoQueues pairs; the answer is what we may use.
-    Sqe sf{};
-    sf.cdw0 = kAdminSetFeatures;
-    sf.cdw10 = kFeatureNumQueues;
-    sf.cdw11 = static_cast<std::uint32_t>(kWantedIoQueues - 1) << 16 | (kWantedIoQueues - 1u);
-    std::uint32_t granted = UDRV_TRY(s.admin_cmd(sf, "set features (number of queues)"));
-    info.io_queues = static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues}));
+    info.io_queues = UDRV_TRY(s.negotiate_queues());
     s.qid_used.assign(info.io_queues + 1u, false);
     s.qid_used[0] = true;
 
@@ -521,16 +690,14 @@ Result<void> Controller::identify_all() {
         auto dbs = s.dma.coherent<std::uint32_t>(kPage / 4);
         auto eis = s.dma.coherent<std::uint32_t>(kPage / 4);
         if (dbs && eis) {
-            Sqe db{};
-            db.cdw0 = kAdminDoorbellBuffer;
-            db.prp1 = dbs->iova();
-            db.prp2 = eis->iova();
-            if (auto r = s.admin_cmd(db, "doorbell buffer config"); r) {
-                s.shadow_db.emplace(std::move(*dbs));
-                s.shadow_ei.emplace(std::move(*eis));
+            s.shadow_db.emplace(std::move(*dbs));
+            s.shadow_ei.emplace(std::move(*eis));
+            if (auto r = s.config_shadow_doorbells(); r) {
                 info.shadow_doorbells = true;
             } else {
                 dev_warn(s.dev, "{}: using MMIO doorbells only", r.error().message());
+                s.shadow_db.reset();
+                s.shadow_ei.reset();
             }
         }
     }
@@ -595,6 +762,17 @@ Result<std::vector<std::byte>> Controller::identify(std::uint32_t cns, std::uint
 
 const ControllerInfo& Controller::info() const noexcept { return s_->info; }
 
+Result<void> Controller::reset() {
+    std::lock_guard lock(s_->mu);
+    if (!s_->alive) return fail(ENODEV, "{}: controller is being removed", s_->dev.name());
+    return s_->reset("requested", true);
+}
+
+unsigned Controller::resets() const noexcept {
+    std::lock_guard lock(s_->mu);
+    return s_->resets;
+}
+
 Result<Namespace*> Controller::find_namespace(std::uint32_t nsid) const {
     for (auto& n : namespaces_)
         if (n->nvme_info().nsid == nsid) return n.get();
@@ -619,27 +797,10 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
     auto sq = UDRV_TRY(s.dma.coherent<Sqe>(qdepth));
     auto cq = UDRV_TRY(s.dma.coherent<Cqe>(qdepth));
     auto prps = UDRV_TRY(s.dma.pool(kPage, qdepth));
-
-    Sqe c{};
-    c.cdw0 = kAdminCreateCq;
-    c.prp1 = cq.iova();
-    c.cdw10 = static_cast<std::uint32_t>(qdepth - 1) << 16 | qid;
-    c.cdw11 = (mode != block::Mode::polled ? (static_cast<std::uint32_t>(qid) << 16 | 0x2) : 0) | 0x1;  // IV, IEN, PC
-    UDRV_TRY(s.admin_cmd(c, "create I/O completion queue"));
-    Sqe q{};
-    q.cdw0 = kAdminCreateSq;
-    q.prp1 = sq.iova();
-    q.cdw10 = static_cast<std::uint32_t>(qdepth - 1) << 16 | qid;
-    q.cdw11 = static_cast<std::uint32_t>(qid) << 16 | 0x1;  // CQID, PC
-    if (auto r = s.admin_cmd(q, "create I/O submission queue"); !r) {
-        Sqe d{};
-        d.cdw0 = kAdminDeleteCq;
-        d.cdw10 = qid;
-        (void)s.admin_cmd(d, "delete I/O completion queue");
-        return std::unexpected(r.error());
-    }
+    UDRV_TRY(s.create_io_queue(qid, qdepth, cq.iova(), sq.iova(), mode != block::Mode::polled));
     std::unique_ptr<QueuePair> qp(new QueuePair(s_, qid, qdepth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq),
                                                 std::move(prps)));
+    qp->epoch_ = s.epoch.load(std::memory_order_acquire);
     if (mode != block::Mode::polled) qp->vector_ = &(*s.vectors)[qid];
     if (mode == block::Mode::hybrid) qp->hybrid_ = std::make_unique<irq::HybridWaiter>(*qp->vector_);
     s.qid_used[qid] = true;
@@ -687,6 +848,11 @@ Controller::~Controller() {
     // Outstanding I/O completes (bounded wait) or fails; queues are deleted; then a normal shutdown so
     // that the controller flushes its volatile cache: acknowledged writes are on the medium.
     for (QueuePair* q : std::vector<QueuePair*>(s.io_queues)) {
+        if (q->epoch_ != s.epoch.load(std::memory_order_acquire)) {  // reset, not yet recreated: nothing on the controller
+            q->fail_all(Error(ECANCELED, fmt::format("{}: controller removed after a reset, with the command outstanding", s.dev.name())));
+            q->dead_ = true;
+            continue;
+        }
         auto deadline = clock::now() + std::chrono::seconds(5);
         while (q->outstanding_ && !q->dead_ && clock::now() < deadline)
             if (!q->poll()) break;

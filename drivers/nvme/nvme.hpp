@@ -88,6 +88,9 @@ private:
     Result<void> build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len);
     void complete(std::uint16_t cid, const Result<void>& status);
     Result<void> check_timeouts();
+    Result<void> recover();
+    Result<void> reset_controller(const std::string& why, bool graceful);
+    void reset_rings() noexcept;
     void fail_all(const Error& why);
     void ring_sq() noexcept;
     void ring_cq() noexcept;
@@ -111,6 +114,7 @@ private:
     irq::Vector* vector_ = nullptr;
     std::unique_ptr<irq::HybridWaiter> hybrid_;
     std::uint64_t last_timeout_check_ = 0;  // ticks()
+    std::uint64_t epoch_ = 0;               // the controller reset epoch this queue exists in
     std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0;
 };
 
@@ -140,6 +144,12 @@ public:
     ~Controller();
 
     const ControllerInfo& info() const noexcept;
+    /// Resets the controller (disable, re-enable, restore features), as after a timeout or CSTS.CFS.
+    /// Outstanding commands fail with EIO (their callbacks run; they may be resubmitted); each queue
+    /// pair recreates itself on its owner thread's next submit or poll.
+    Result<void> reset();
+    /// Resets so far, requested or after faults.
+    unsigned resets() const noexcept;
     const std::vector<std::unique_ptr<Namespace>>& namespaces() const noexcept { return namespaces_; }
     Result<Namespace*> find_namespace(std::uint32_t nsid) const;
     /// A new I/O queue pair for namespace `nsid`, for the calling thread.

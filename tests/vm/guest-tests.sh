@@ -65,7 +65,7 @@ data_kernel_to_udrv() {
 vm_test "nvme data safety: udrv writes, kernel reads" data_udrv_to_kernel
 vm_test "nvme data safety: kernel writes, udrv reads" data_kernel_to_udrv
 udrv bind "$NVME" >/dev/null
-vm_test "nvme: status decoding, non-DMA memory, unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
+vm_test "nvme: status decoding, non-DMA memory, resets and unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
 vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"

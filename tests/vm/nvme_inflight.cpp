@@ -1,8 +1,12 @@
 // NVMe driver checks that need a program: device status decoding, a buffer that is not DMA memory,
-// and unbinding with I/O in flight: every command must complete or fail (its callback runs), and the
-// controller must shut down cleanly. Usage: udrv-vmtest-nvme ADDRESS
+// controller resets with I/O in flight on two threads' queues, and unbinding with I/O in flight: every
+// command must complete or fail (its callback runs), and the controller must shut down cleanly.
+// Usage: udrv-vmtest-nvme ADDRESS
+#include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nvme/nvme.hpp"
@@ -24,6 +28,46 @@ struct Tally {
         auto* t = static_cast<Tally*>(c);
         if (r) ++t->ok;
         else ++t->failed, t->last_error = r.error().message();
+    }
+};
+
+// Writes a pattern to 8 blocks at `lba` and reads it back through `q`; true if it matches.
+bool write_read_back(udrv::block::Queue& q, udrv::block::Device& ns, std::uint64_t lba, unsigned char seed) {
+    const std::uint32_t blocks = 8;
+    const std::size_t bytes = std::size_t{blocks} * ns.info().block_size;
+    auto out = ns.alloc_buffer(bytes), in = ns.alloc_buffer(bytes);
+    if (!out || !in) return false;
+    for (std::size_t i = 0; i < bytes; ++i) out->bytes()[i] = std::byte(static_cast<unsigned char>(seed + i * 7));
+    Tally t;
+    if (!q.write(lba, blocks, out->bytes(), &Tally::cb, &t)) return false;
+    while (t.ok + t.failed < 1) (void)q.wait(std::chrono::milliseconds(100));
+    if (!q.read(lba, blocks, in->bytes(), &Tally::cb, &t)) return false;
+    while (t.ok + t.failed < 2) (void)q.wait(std::chrono::milliseconds(100));
+    return t.ok == 2 && std::memcmp(out->bytes().data(), in->bytes().data(), bytes) == 0;
+}
+
+// A second thread with its own polled queue: keeps 8 reads in flight until told to stop, then drains
+// and checks that its queue still moves data.
+struct Reader {
+    udrv::block::Device* ns = nullptr;
+    std::atomic<bool> stop{false};
+    int submitted = 0;
+    Tally t;
+    bool works_after = false;
+    std::string error;
+    void run() {
+        auto q = ns->open_queue(16, udrv::block::Mode::polled);
+        if (!q) return void(error = q.error().message());
+        auto buf = ns->alloc_buffer(8 * 4096);
+        if (!buf) return void(error = buf.error().message());
+        for (unsigned next = 0; !stop; ++next) {
+            if ((*q)->outstanding() < 8) {
+                if ((*q)->read(1000 + next % 64, 1, buf->bytes().subspan((next % 8) * 4096, 4096), &Tally::cb, &t)) ++submitted;
+            }
+            if (auto r = (*q)->poll(); !r) return void(error = r.error().message());
+        }
+        for (int i = 0; i < 100 && t.ok + t.failed < submitted; ++i) (void)(*q)->wait(std::chrono::milliseconds(100));
+        works_after = write_read_back(**q, *ns, 3000, 0x5a);
     }
 };
 
@@ -59,6 +103,39 @@ int main(int argc, char** argv) {
     std::vector<std::byte> plain(4096);
     auto r = (*q)->read(0, 1, plain, &Tally::cb, &t);
     check(!r && r.error().code() == EFAULT, "plain heap memory is refused: " + (r ? std::string("accepted") : r.error().message()));
+
+    // Controller reset with commands in flight here (interrupt-driven queue) and in another thread
+    // (polled queue): each command completes or fails with the reset's error, none is lost, and both
+    // queues recreate themselves and move data afterwards.
+    {
+        Reader reader;
+        reader.ns = ns;
+        std::thread th([&] { reader.run(); });
+        Tally mine;
+        auto wbuf = *ns->alloc_buffer(32 * 4096);
+        int in_flight = 0;
+        for (int i = 0; i < 32; ++i)
+            if ((*q)->write(std::uint64_t(i) * 8, 8, wbuf.bytes().subspan(std::size_t(i) * 4096, 4096), &Tally::cb, &mine)) ++in_flight;
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        auto r1 = ctrl->reset();
+        for (int i = 0; i < 100 && mine.ok + mine.failed < in_flight; ++i) (void)(*q)->wait(std::chrono::milliseconds(100));
+        check(r1.has_value(), "controller reset with I/O in flight" + (r1 ? std::string() : ": " + r1.error().message()));
+        check(mine.ok + mine.failed == in_flight, "every command in flight at the reset came back: " + std::to_string(mine.ok) + " ok, " +
+                                                      std::to_string(mine.failed) + " failed of " + std::to_string(in_flight));
+        check(mine.failed == 0 || mine.last_error.find("reset") != std::string::npos, "failures name the reset: " + mine.last_error);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        auto r2 = ctrl->reset();  // again, with only the other thread busy
+        check(r2.has_value(), "a second reset" + (r2 ? std::string() : ": " + r2.error().message()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        reader.stop = true;
+        th.join();
+        check(reader.error.empty() && reader.submitted > 0 && reader.t.ok + reader.t.failed == reader.submitted,
+              "the other thread's queue: " + std::to_string(reader.submitted) + " reads submitted, " + std::to_string(reader.t.ok) +
+                  " ok, " + std::to_string(reader.t.failed) + " failed by the resets" + (reader.error.empty() ? "" : "; " + reader.error));
+        check(reader.works_after, "the other thread's queue moves data after the resets");
+        check(write_read_back(**q, *ns, 2000, 0xa5), "this thread's queue moves data after the resets");
+        check(ctrl->resets() == 2, "the controller counts 2 resets: " + std::to_string(ctrl->resets()));
+    }
 
     // Unbind with I/O in flight.
     Tally inflight;
