@@ -520,7 +520,9 @@ Result<unsigned> QueuePair::poll() {
         ring_pending_ = false;
         ring_sq();
     }
-    if (!n && outstanding_) UDRV_TRY(check_timeouts());
+    // Timeouts are looked for on every 64th empty poll: under TCG reading the TSC is a call into the
+    // emulator (13% of a polling vCPU's time in a host profile of QD1 reads when read on every poll).
+    if (!n && outstanding_ && (++empty_polls_ & 63) == 0) UDRV_TRY(check_timeouts());
     return n;
 }
 
@@ -557,11 +559,12 @@ Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     if (n || outstanding_ == 0) return n;
     auto deadline = clock::now() + timeout;
     switch (mode_) {
-        case block::Mode::polled: {
+        case block::Mode::polled: {  // the clock is read every 64 polls, as in poll()
             const std::uint64_t end = ticks() + ns_to_ticks(std::chrono::duration<double, std::nano>(timeout).count());
-            while (ticks() < end)
+            for (unsigned i = 1;; ++i) {
                 if ((n = UDRV_TRY(poll()))) return n;
-            return 0;
+                if (i % 64 == 0 && ticks() >= end) return 0;
+            }
         }
         case block::Mode::interrupt:
             while (clock::now() < deadline) {

@@ -114,6 +114,7 @@ private:
     irq::Vector* vector_ = nullptr;
     std::unique_ptr<irq::HybridWaiter> hybrid_;
     std::uint64_t last_timeout_check_ = 0;  // ticks()
+    std::uint32_t empty_polls_ = 0;
     std::uint64_t epoch_ = 0;               // the controller reset epoch this queue exists in
     std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0;
 };
