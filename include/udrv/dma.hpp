@@ -140,6 +140,14 @@ public:
         in_use_[i] = 1;
         return buffer(i);
     }
+    /// Bulk fast path: takes a free buffer's index; false when none is free.
+    bool take(std::uint32_t& index) noexcept {
+        if (free_count_ == 0) [[unlikely]]
+            return false;
+        index = free_[--free_count_];
+        in_use_[index] = 1;
+        return true;
+    }
     /// EINVAL for an index out of range or already free (double free).
     Result<void> free(std::uint32_t index) noexcept {
         if (index >= count_ || !in_use_[index]) [[unlikely]]

@@ -14,14 +14,18 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "udrv/dma.hpp"
+#include "udrv/irq.hpp"
 #include "udrv/result.hpp"
 
 namespace udrv::net {
@@ -67,7 +71,7 @@ public:
 private:
     friend class PacketPool;
     Packet(PacketPool* p, std::uint32_t i) : pool_(p), index_(i) {}
-    void release() noexcept;
+    [[gnu::always_inline]] void release() noexcept;  // once per packet: never a call
     std::unexpected<Error> bad_resize(std::size_t n) const;
     PacketPool* pool_ = nullptr;
     std::uint32_t index_ = 0;
@@ -86,6 +90,12 @@ public:
         if (!b) [[unlikely]]
             return std::unexpected(std::move(b.error()));
         return Packet(this, b->index);
+    }
+    /// Fills out[0..n) with up to out.size() buffers (DPDK's rte_pktmbuf_alloc_bulk); returns n.
+    unsigned alloc_bulk(std::span<Packet> out) noexcept {
+        unsigned n = 0;
+        for (std::uint32_t i; n < out.size() && pool_.take(i); ++n) out[n] = Packet(this, i);
+        return n;
     }
     std::uint32_t available() const noexcept { return pool_.available(); }
     std::uint32_t capacity() const noexcept { return pool_.capacity(); }
@@ -135,7 +145,17 @@ inline void Packet::release() noexcept {
 struct Stats {
     std::uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0, rx_errors = 0;
     std::uint64_t tx_packets = 0, tx_bytes = 0, tx_errors = 0;
+    std::uint64_t rx_interrupts = 0;  ///< receive interrupts taken by rx_wait
 };
+
+/// How rx_wait waits for frames (DPDK's polling or rx interrupt mode).
+enum class WaitMode {
+    poll,       ///< spin on the ring: lowest latency, one busy CPU
+    interrupt,  ///< arm the queue's interrupt (MSI-X -> eventfd) and sleep
+    hybrid,     ///< spin for kHybridSpin, then sleep as in interrupt mode
+};
+inline constexpr std::chrono::microseconds kHybridSpin{200};
+Result<WaitMode> parse_wait_mode(std::string_view s);
 
 /// A network device as drivers expose it. Queue n belongs to one thread.
 class Device {
@@ -152,6 +172,15 @@ public:
     virtual Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) = 0;
     /// The pool that transmit buffers for `queue` come from.
     virtual PacketPool& tx_pool(unsigned queue) = 0;
+    /// Waits until receive queue `queue` has frames (true) or `timeout` passes (false); take them
+    /// with rx_batch. interrupt and hybrid need the device's interrupts: ENOTSUP without them.
+    virtual Result<bool> rx_wait(unsigned queue, WaitMode mode, std::chrono::milliseconds timeout) = 0;
 };
+
+/// For drivers: rx_wait over three hooks. ready(): frames in the ring; arm()/disarm(): enable and
+/// disable the queue's interrupt; `irq`: its vector (nullptr when the device has none). After arm()
+/// the ring is checked again, so frames that arrived before the interrupt was armed are not missed.
+Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::Vector* irq, const std::function<bool()>& ready,
+                         const std::function<void()>& arm, const std::function<void()>& disarm);
 
 }  // namespace udrv::net

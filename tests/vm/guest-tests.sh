@@ -90,14 +90,15 @@ VNET=0000:00:07.0 E1K=0000:00:06.0
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6  # no stray router solicitations in the captures
 ip addr add 10.0.0.1/24 dev "$IFACE" && ip link set "$IFACE" up
 udrv bind "$VNET" "$E1K" >/dev/null
-ping_udrv() {  # ping_udrv NIC IP
-  udrv net respond -s "$1" --ip "$2" -t 15 > /tmp/respond.out 2>&1 &
+ping_udrv() {  # ping_udrv NIC IP [MODE]: in interrupt mode the responder must have been woken by interrupts
+  udrv net respond -s "$1" --ip "$2" -t 15 -m "${3:-poll}" > /tmp/respond.out 2>&1 &
   pid=$!
   sleep 3
   out=$(ping -c 100 -i 0.05 -W 2 "$2" | tail -2)
   wait $pid
   echo "$out"; tail -1 /tmp/respond.out
-  echo "$out" | grep -q "100 packets transmitted, 100 packets received, 0% packet loss"
+  echo "$out" | grep -q "100 packets transmitted, 100 packets received, 0% packet loss" || return 1
+  [ "${3:-poll}" = poll ] || [ "$(tail -1 /tmp/respond.out | sed -n 's/.* \([0-9][0-9]*\) receive interrupts$/\1/p')" -gt 0 ]
 }
 pktgen_to_kernel() {  # pktgen_to_kernel NIC: the kernel's counter and a UDP socket both see all 1000
   before=$(cat /sys/class/net/$IFACE/statistics/rx_packets)
@@ -114,6 +115,8 @@ pktgen_to_kernel() {  # pktgen_to_kernel NIC: the kernel's counter and a UDP soc
 }
 vm_test "net: the kernel pings udrv net respond on virtio-net: 100 echoes, no loss" ping_udrv "$VNET" 10.0.0.2
 vm_test "net: the kernel pings udrv net respond on e1000e: 100 echoes, no loss" ping_udrv "$E1K" 10.0.0.3
+vm_test "net: the same on virtio-net in interrupt mode (MSI-X), woken by interrupts" ping_udrv "$VNET" 10.0.0.2 interrupt
+vm_test "net: the same on e1000e in hybrid mode (spin, then MSI-X), woken by interrupts" ping_udrv "$E1K" 10.0.0.3 hybrid
 vm_test "net: pktgen on virtio-net sends 1000 frames, the kernel receives all, sequence numbers intact" pktgen_to_kernel "$VNET"
 vm_test "net: pktgen on e1000e sends 1000 frames, the kernel receives all, sequence numbers intact" pktgen_to_kernel "$E1K"
 dump_kernel_frames() {

@@ -112,9 +112,11 @@ bool answer(std::span<const std::byte> in, const net::Mac& mac, std::uint32_t ip
     return true;
 }
 
-int run_respond(const std::string& addr, const std::string& ip_text, double seconds, bool json) {
+int run_respond(const std::string& addr, const std::string& ip_text, double seconds, const std::string& mode_text, bool json) {
     std::uint32_t ip = 0;
     if (inet_pton(AF_INET, ip_text.c_str(), &ip) != 1) return report(Error(EINVAL, fmt::format("'{}' is not an IPv4 address", ip_text)));
+    auto mode = net::parse_wait_mode(mode_text);
+    if (!mode) return report(mode.error());
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
@@ -139,7 +141,8 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
         }
         if (!tx.empty())
             if (auto sent = d.tx_batch(0, tx); !sent) return report(sent.error());
-        if (*n == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        if (*n == 0)
+            if (auto w = d.rx_wait(0, *mode, std::chrono::milliseconds(100)); !w) return report(w.error());
         if (clock::now() >= next_report && !json) {
             std::fprintf(stderr, "rx %llu frames, answered %llu ARP, %llu echo\n", (unsigned long long)seen, (unsigned long long)arps,
                          (unsigned long long)pings);
@@ -149,9 +152,12 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     auto st = *d.stats();
     if (json)
         print(nlohmann::json{{"rx_frames", seen}, {"arp_replies", arps}, {"echo_replies", pings}, {"rx_packets", st.rx_packets},
-                             {"tx_packets", st.tx_packets}, {"rx_errors", st.rx_errors}}.dump(2) + "\n");
+                             {"tx_packets", st.tx_packets}, {"rx_errors", st.rx_errors}, {"rx_interrupts", st.rx_interrupts}}
+                  .dump(2) +
+              "\n");
     else
-        print(fmt::format("{} frames received, {} ARP replies, {} echo replies, {} sent\n", seen, arps, pings, st.tx_packets));
+        print(fmt::format("{} frames received, {} ARP replies, {} echo replies, {} sent, {} receive interrupts\n", seen, arps, pings,
+                          st.tx_packets, st.rx_interrupts));
     return 0;
 }
 
@@ -219,20 +225,17 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
             continue;
         }
         const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, count - sent));
-        std::uint32_t built = 0;
-        for (; built < want; ++built) {
-            auto p = pool.alloc();
-            if (!p) break;  // all buffers in flight: the next tx_batch reclaims
-            (void)p->resize(size);
-            const std::uint64_t seq = sent + built;
-            std::byte* o = p->data().data();
+        const unsigned built = pool.alloc_bulk(std::span(pkts).first(want));  // fewer when buffers are in flight
+        for (unsigned i = 0; i < built; ++i) {
+            (void)pkts[i].resize(size);
+            const std::uint64_t seq = sent + i;
+            std::byte* o = pkts[i].data().data();
             std::memcpy(o, tmpl.data(), 46);
             std::memcpy(o + 46, &seq, 8);
-            pkts[built] = std::move(*p);
         }
         auto n = d.tx_batch(0, std::span(pkts).first(built));
         if (!n) return report(n.error());
-        for (std::uint32_t i = *n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
+        for (unsigned i = *n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
         sent += *n;
         if (!json && ticks() >= next_report) {
             std::fprintf(stderr, "sent %llu frames (%llu/s)\n", (unsigned long long)sent, (unsigned long long)(sent - reported));
@@ -342,7 +345,9 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
 }
 
 // A tcpdump-like capture in the classic pcap format (microsecond timestamps, Ethernet link type).
-int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, bool json) {
+int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, const std::string& mode_text, bool json) {
+    auto mode = net::parse_wait_mode(mode_text);
+    if (!mode) return report(mode.error());
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
@@ -378,7 +383,11 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
             bytes += rx[i].size();
             rx[i] = net::Packet();
         }
-        if (*n == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        if (*n == 0)
+            if (auto w = d.rx_wait(0, *mode, std::chrono::milliseconds(100)); !w) {
+                std::fclose(f);
+                return report(w.error());
+            }
         if (clock::now() >= next_report && !json) {
             std::fprintf(stderr, "captured %llu frames\n", (unsigned long long)captured);
             next_report += std::chrono::seconds(1);
@@ -396,7 +405,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     auto* netc = app.add_subcommand("net", "Network devices bound to vfio-pci, driven by udrv network drivers");
     netc->require_subcommand(1);
     struct State {
-        std::string addr, ip = "10.0.0.2", dst;
+        std::string addr, ip = "10.0.0.2", dst, mode = "poll";
         double seconds = 0;
         std::uint64_t count = 1000;
         std::uint32_t size = 64, batch = 32;
@@ -410,6 +419,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     respond->add_option("-s,--slot", st->addr, "NIC address")->required();
     respond->add_option("--ip", st->ip, "IPv4 address to answer for (default 10.0.0.2)");
     respond->add_option("-t,--time", st->seconds, "Seconds to run (default: until interrupted)");
+    respond->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
     respond->add_flag("--json", st->json, "Emit JSON totals");
     auto* pktgen = netc->add_subcommand("pktgen", "Send numbered UDP frames");
     pktgen->add_option("-s,--slot", st->addr, "NIC address")->required();
@@ -432,12 +442,13 @@ std::function<int()> add_net_commands(CLI::App& app) {
     dump->add_option("-w,--write", st->file, "pcap file to write")->required();
     dump->add_option("-c,--count", st->frames, "Stop after this many frames (default: no limit)");
     dump->add_option("-t,--time", st->seconds, "Stop after this many seconds (default: when interrupted)");
+    dump->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
     dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
         if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->copy, st->json);
-        if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->json);
-        if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->json);
+        if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->mode, st->json);
+        if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->mode, st->json);
         if (*pktgen) {
             const bool count_given = pktgen->count("--count") > 0;
             std::uint64_t count = count_given || st->seconds <= 0 ? st->count : UINT64_MAX;

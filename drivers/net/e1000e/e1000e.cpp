@@ -8,7 +8,7 @@ namespace udrv::e1000e {
 namespace {
 
 // Registers (82574 datasheet, chapter 10).
-constexpr std::size_t CTRL = 0x0000, STATUS = 0x0008, EERD = 0x0014, IMC = 0x00d8, RCTL = 0x0100, TCTL = 0x0400, TIPG = 0x0410,
+constexpr std::size_t CTRL = 0x0000, STATUS = 0x0008, EERD = 0x0014, IMS = 0x00d0, IMC = 0x00d8, EIAC = 0x00dc, IVAR = 0x00e4, RCTL = 0x0100, TCTL = 0x0400, TIPG = 0x0410,
                       RDBAL = 0x2800, RDBAH = 0x2804, RDLEN = 0x2808, RDH = 0x2810, RDT = 0x2818, TDBAL = 0x3800, TDBAH = 0x3804,
                       TDLEN = 0x3808, TDH = 0x3810, TDT = 0x3818, MTA = 0x5200, RAL0 = 0x5400, RAH0 = 0x5404;
 // Statistics (clear on read).
@@ -18,6 +18,8 @@ constexpr std::uint32_t CTRL_SLU = 1u << 6, CTRL_ASDE = 1u << 5, CTRL_RST = 1u <
 constexpr std::uint32_t RCTL_EN = 1u << 1, RCTL_UPE = 1u << 3, RCTL_MPE = 1u << 4, RCTL_BAM = 1u << 15, RCTL_SECRC = 1u << 26;
 constexpr std::uint32_t TCTL_EN = 1u << 1, TCTL_PSP = 1u << 3, TCTL_CT = 0x0fu << 4, TCTL_COLD = 0x3fu << 12;
 constexpr std::uint32_t TIPG_DEFAULT = 8 | 8 << 10 | 6 << 20;  // IPGT, IPGR1, IPGR2 for copper
+constexpr std::uint32_t ICR_RXQ0 = 1u << 20;      // receive queue 0 cause in MSI-X mode
+constexpr std::uint32_t IVAR_RXQ0_VECTOR0 = 0x8;  // RxQ0 -> MSI-X vector 0, entry valid; other causes unrouted
 constexpr std::uint8_t DESC_DD = 1, DESC_EOP = 2, TX_CMD_EOP = 1, TX_CMD_IFCS = 2, TX_CMD_RS = 8;
 constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
 // Transmit descriptors ask for a status write-back (RS) once per group of this many: each write-back is
@@ -90,7 +92,17 @@ Result<std::unique_ptr<E1000e>> E1000e::probe(Bound<pci::Device>& dev, const pci
     regs.write32<TIPG>(TIPG_DEFAULT);
     regs.write32<TCTL>(TCTL_EN | TCTL_PSP | TCTL_CT | TCTL_COLD);
 
-    // 6. Wait for the link (up to 2 s; QEMU's link comes up at once).
+    // 6. Receive interrupt (for rx_wait): RxQ0 on MSI-X vector 0, its cause auto-cleared (EIAC);
+    //    masked until rx_wait arms it through IMS.
+    if (auto v = dev.alloc_irq_vectors(irq::IrqKind::msix, 1)) {
+        e->vectors_.emplace(std::move(*v));
+        regs.write32<IVAR>(IVAR_RXQ0_VECTOR0);
+        regs.write32<EIAC>(ICR_RXQ0);
+    } else {
+        dev_warn(dev.device(), "no MSI-X ({}): receive queue can only be polled", v.error().message());
+    }
+
+    // 7. Wait for the link (up to 2 s; QEMU's link comes up at once).
     for (int i = 0; i < 200 && !e->link_up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     (void)e->stats();  // start the counters from zero
     e->totals_ = {};
@@ -126,9 +138,20 @@ Result<net::Stats> E1000e::stats() {
     totals_.rx_dropped += regs_.read32<MPC>();
     totals_.rx_errors += regs_.read32<CRCERRS>() + regs_.read32<RXERRC>();
     net::Stats s = totals_;
+    if (vectors_) s.rx_interrupts = (*vectors_)[0].total();
     s.rx_errors += soft_.rx_errors;
     s.tx_errors += soft_.tx_errors;
     return s;
+}
+
+Result<bool> E1000e::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    irq::Vector* v = vectors_ ? &(*vectors_)[0] : nullptr;
+    auto r = net::wait_for_rx(
+        mode, timeout, v, [&] { return (dma::read_once((*rx_ring_)[rx_next_].status) & DESC_DD) != 0; },
+        [&] { regs_.write32<IMS>(ICR_RXQ0); }, [&] { regs_.write32<IMC>(ICR_RXQ0); });
+    if (!r) return std::unexpected(std::move(r.error()).context(dev_.name()));
+    return r;
 }
 
 Result<void> E1000e::give_rx(std::uint16_t slot) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "udrv/net.hpp"
@@ -24,6 +25,7 @@ public:
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
     net::PacketPool& tx_pool(unsigned) override { return *tx_pool_; }
+    Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
     struct RxDesc {
         std::uint64_t addr;
@@ -46,6 +48,7 @@ private:
     const pci::Device& dev_;
     Mmio<kBarSize> regs_;
     net::Mac mac_{};
+    std::optional<irq::Vectors> vectors_;  // MSI-X vector 0: receive queue 0
     std::unique_ptr<dma::Coherent<RxDesc>> rx_ring_;
     std::unique_ptr<dma::Coherent<TxDesc>> tx_ring_;
     std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;

@@ -57,31 +57,6 @@ Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t siz
     return Virtqueue(size, std::move(d), std::move(a), std::move(u));
 }
 
-std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-    std::uint16_t id = free_.back();
-    free_.pop_back();
-    desc_[id] = Desc{addr, len, flags, 0};
-    avail_[2u + avail_idx_ % size_] = id;
-    ++avail_idx_;
-    return id;
-}
-
-bool Virtqueue::publish() noexcept {
-    dma_wmb();  // descriptors and ring entries before the index that announces them
-    avail_[1] = avail_idx_;
-    dma_mb();   // the index before reading whether the device wants a kick
-    return !(dma::read_once(used_[0]) & 1);  // VRING_USED_F_NO_NOTIFY
-}
-
-std::optional<std::pair<std::uint32_t, std::uint32_t>> Virtqueue::next_used() noexcept {
-    auto idx = static_cast<std::uint16_t>(dma::read_once(used_[0]) >> 16);
-    if (idx == last_used_) return std::nullopt;
-    dma_rmb();  // the element after the index that says it is there
-    std::size_t slot = last_used_ % size_;
-    ++last_used_;
-    return std::make_pair(used_[1 + 2 * slot], used_[2 + 2 * slot]);
-}
-
 // ---- device ----
 
 Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, const pci::DeviceId&) {
@@ -135,8 +110,11 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
         return fail(ENOTSUP, "{}: the device refused the feature set {:#x}", dev->name(), wanted);
     n->has_status_ = wanted & kFeatStatus;
 
-    // 4. Queues: 0 receive, 1 transmit.
+    // 4. Queues: 0 receive, 1 transmit. The receive queue gets MSI-X vector 0 when the device has
+    //    MSI-X (for rx_wait's interrupt mode); the device answers NO_VECTOR if it cannot take it.
     if (UDRV_TRY(r.r16(r.common + kNumQueues)) < 2) return fail(EPROTO, "{}: fewer than 2 virtqueues", dev->name());
+    if (auto v = dev.alloc_irq_vectors(irq::IrqKind::msix, 1)) n->vectors_.emplace(std::move(*v));
+    else dev_warn(dev.device(), "no MSI-X ({}): receive queue can only be polled", v.error().message());
     auto dma = UDRV_TRY(dev.dma());
     for (std::uint16_t q = 0; q < 2; ++q) {
         UDRV_TRY(r.w16(r.common + kQueueSelect, q));
@@ -146,7 +124,12 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
         if (size & (size - 1)) return fail(EPROTO, "{}: virtqueue {} size {} is not a power of two", dev->name(), q, size);
         Virtqueue vq = UDRV_TRY(Virtqueue::create(dma, size));
         UDRV_TRY(r.w16(r.common + kQueueSize, size));
-        UDRV_TRY(r.w16(r.common + kQueueMsixVector, kNoVector));
+        const std::uint16_t vector = q == 0 && n->vectors_ ? 0 : kNoVector;
+        UDRV_TRY(r.w16(r.common + kQueueMsixVector, vector));
+        if (vector != kNoVector && UDRV_TRY(r.r16(r.common + kQueueMsixVector)) != vector) {
+            dev_warn(dev.device(), "the device refused MSI-X vector {} for the receive queue: polling only", vector);
+            n->vectors_.reset();
+        }
         UDRV_TRY(r.w64(r.common + kQueueDesc, vq.desc_iova()));
         UDRV_TRY(r.w64(r.common + kQueueDriver, vq.avail_iova()));
         UDRV_TRY(r.w64(r.common + kQueueDevice, vq.used_iova()));
@@ -200,6 +183,21 @@ Result<void> VirtioNet::set_promiscuous(bool on) {
 
 void VirtioNet::notify(unsigned q) noexcept {
     (void)r_->w16(r_->notify + std::size_t{r_->notify_off[q]} * r_->notify_multiplier, static_cast<std::uint16_t>(q));
+}
+
+Result<net::Stats> VirtioNet::stats() {
+    net::Stats s = stats_;
+    if (vectors_) s.rx_interrupts = (*vectors_)[0].total();
+    return s;
+}
+
+Result<bool> VirtioNet::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_->name(), queue);
+    irq::Vector* v = vectors_ ? &(*vectors_)[0] : nullptr;
+    auto r = net::wait_for_rx(
+        mode, timeout, v, [&] { return rxq_->has_used(); }, [&] { rxq_->set_interrupts(true); }, [&] { rxq_->set_interrupts(false); });
+    if (!r) return std::unexpected(std::move(r.error()).context(dev_->name()));
+    return r;
 }
 
 Result<void> VirtioNet::refill_rx() {
