@@ -66,6 +66,8 @@ vm_test "nvme data safety: udrv writes, kernel reads" data_udrv_to_kernel
 vm_test "nvme data safety: kernel writes, udrv reads" data_kernel_to_udrv
 udrv bind "$NVME" >/dev/null
 vm_test "nvme: status decoding, non-DMA memory, resets and unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
+vm_test "nvme: udrv nvme reset, then identify and a read work" sh -c \
+  "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"serial\": \"udrv0001\"' && udrv nvme read -s $NVME --blocks 8 -o /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
 vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"

@@ -180,6 +180,8 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
     wr->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)");
     wr->add_option("--lba", st->lba, "First block");
     wr->add_option("-i,--input", st->file, "Input file")->required();
+    auto* rst = nvme->add_subcommand("reset", "Reset a controller (disable, re-enable, restore its features), as after a fault");
+    rst->add_option("-s,--slot", st->addr, "Controller address (default: the first)");
     auto* perf = nvme->add_subcommand("perf", "Benchmark, in the spirit of spdk_nvme_perf");
     perf->add_option("-s,--slot", st->perf.addr, "Controller address");
     perf->add_option("-n,--namespace", st->perf.nsid, "Namespace id (default 1)");
@@ -219,6 +221,12 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
         }
         auto c = s.find(st->addr);
         if (!c) return report(c.error());
+        if (*rst) {
+            if (auto r = (*c)->reset(); !r) return report(r.error());
+            print(fmt::format("{}: controller reset ({} so far); ready\n", st->addr.empty() ? s.controllers.front().first : st->addr,
+                              (*c)->resets()));
+            return 0;
+        }
         json j = controller_json(st->addr.empty() ? s.controllers.front().first : st->addr, **c);
         if (st->json) {
             print(j.dump(2) + "\n");
