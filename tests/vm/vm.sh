@@ -12,7 +12,8 @@
 #   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
 #   00:0a.0 virtio-net for the guest kernel (hub 1)      00:0b.0 e1000e (hub 1): a second segment for fwd
 # Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
-# UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here).
+# UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here),
+# UDRV_VM_DPDK=1 (also put dpdk-testpmd and DPDK's virtio/e1000 PMDs in the guest, for bench/net.sh).
 # The modern virtio-net has iommu_platform=on: without it QEMU lets virtio DMA bypass the vIOMMU, and
 # bus addresses from VFIO would be wrong for it.
 set -euo pipefail
@@ -109,6 +110,26 @@ mkinitramfs() {
   # nvme-cli and fio: the kernel driver's side of comparisons and benchmarks.
   command -v nvme >/dev/null && copy_elf "$(command -v nvme)" usr/bin/nvme "$root"
   command -v fio >/dev/null && copy_elf "$(command -v fio)" usr/bin/fio "$root"
+  # DPDK (benchmarks only): testpmd dlopen()s the PMDs in its compiled-in plugin directory, by their
+  # NAME.so.ABI.MINOR names. Only what the benchmark needs: PCI bus, ring mempool, virtio and e1000.
+  if [ "${UDRV_VM_DPDK:-0}" = 1 ]; then
+    command -v dpdk-testpmd >/dev/null || { echo "vm: UDRV_VM_DPDK=1 needs dpdk-testpmd (Debian package dpdk-dev)" >&2; return 1; }
+    copy_elf "$(command -v dpdk-testpmd)" usr/bin/dpdk-testpmd "$root"
+    local f
+    for f in /usr/lib/*/dpdk/pmds-*/librte_{bus_pci,bus_vdev,mempool_ring,net_virtio,net_e1000}.so.*.*; do
+      copy_elf "$f" "$f" "$root"
+    done
+    # DPDK's libraries are symlinks into the plugin directory on the host; keep them so in the guest. A
+    # library loaded twice under two names (two copies) registers its constructors twice and aborts.
+    local lib real
+    for lib in $(cd "$root" && find . -name 'librte_*.so.*' -type f); do
+      lib=/${lib#./}
+      real=$(realpath "$lib")
+      [ "$real" = "$lib" ] && continue
+      [ -e "$root$real" ] || cp "$real" "$root$real"
+      ln -sf "$real" "$root$lib"
+    done
+  fi
   cp "$here"/nvme_identify_agrees.sh "$root/udrv/"
   cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
   cp "$script" "$root/udrv/guest.sh"
