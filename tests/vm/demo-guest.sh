@@ -22,7 +22,7 @@ IFACE=$(ls /sys/bus/pci/devices/0000:00:08.0/virtio*/net)
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6
 ip link set "$IFACE" down; ip addr add 10.0.0.1/24 dev "$IFACE"; ip link set "$IFACE" up
 step "Networking: udrv's virtio-net driver answers ARP and ping for 10.0.0.2 while the kernel pings it" \
-     "udrv bind $VNET >/dev/null && (udrv net respond -s $VNET --ip 10.0.0.2 -t 8 >/tmp/r.out 2>&1 &) && sleep 3 && ping -c 10 -i 0.2 10.0.0.2 | tail -2; sleep 6; tail -1 /tmp/r.out"
+     "udrv bind $VNET >/dev/null && (udrv net respond -s $VNET --ip 10.0.0.2 -t 8 -m interrupt >/tmp/r.out 2>&1 &) && sleep 3 && ping -c 10 -i 0.2 10.0.0.2 | tail -2; sleep 6; tail -1 /tmp/r.out"
 step "Networking: 1000 numbered frames from udrv's pktgen; the kernel's counter shows them arrive" \
      "b=\$(cat /sys/class/net/$IFACE/statistics/rx_packets); udrv net pktgen -s $VNET -n 1000 2>/dev/null; sleep 1; echo \"kernel $IFACE received \$((\$(cat /sys/class/net/$IFACE/statistics/rx_packets) - b)) frames\"; udrv unbind $VNET >/dev/null"
 exit 0
