@@ -10,7 +10,8 @@
 // lies in the same IOMMU address space (udrv puts all devices of a process in one VFIO container) and
 // below this device's DMA limit. The transmitting queue then keeps the other pool alive until it is
 // done with the buffer, so ports can be removed in any order. Both queues must belong to the same
-// thread, as the buffer returns to its pool from the transmitting queue's reclaim.
+// thread, as the buffer returns to its pool from the transmitting queue's reclaim. Handles the
+// application itself holds must be dropped (or transmitted) before the port they came from is removed.
 #pragma once
 
 #include <array>

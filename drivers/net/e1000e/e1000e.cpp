@@ -8,9 +8,10 @@ namespace udrv::e1000e {
 namespace {
 
 // Registers (82574 datasheet, chapter 10).
-constexpr std::size_t CTRL = 0x0000, STATUS = 0x0008, EERD = 0x0014, IMS = 0x00d0, IMC = 0x00d8, EIAC = 0x00dc, IVAR = 0x00e4, RCTL = 0x0100, TCTL = 0x0400, TIPG = 0x0410,
-                      RDBAL = 0x2800, RDBAH = 0x2804, RDLEN = 0x2808, RDH = 0x2810, RDT = 0x2818, TDBAL = 0x3800, TDBAH = 0x3804,
-                      TDLEN = 0x3808, TDH = 0x3810, TDT = 0x3818, MTA = 0x5200, RAL0 = 0x5400, RAH0 = 0x5404;
+constexpr std::size_t CTRL = 0x0000, STATUS = 0x0008, EERD = 0x0014, IMS = 0x00d0, IMC = 0x00d8, EIAC = 0x00dc, IVAR = 0x00e4,
+                      RCTL = 0x0100, TCTL = 0x0400, TIPG = 0x0410, RDBAL = 0x2800, RDBAH = 0x2804, RDLEN = 0x2808, RDH = 0x2810,
+                      RDT = 0x2818, TDBAL = 0x3800, TDBAH = 0x3804, TDLEN = 0x3808, TDH = 0x3810, TDT = 0x3818, MTA = 0x5200,
+                      RAL0 = 0x5400, RAH0 = 0x5404;
 // Statistics (clear on read).
 constexpr std::size_t CRCERRS = 0x4000, RXERRC = 0x400c, MPC = 0x4010, GPRC = 0x4074, GPTC = 0x4080, GORCL = 0x4088, GORCH = 0x408c,
                       GOTCL = 0x4090, GOTCH = 0x4094;
@@ -206,7 +207,10 @@ Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets
         auto next = static_cast<std::uint16_t>((tx_tail_ + 1) % kRingSize);
         if (next == tx_clean_) break;  // ring full
         net::Packet& p = packets[n];
-        if (!p) return fail(EINVAL, "{}: tx_batch got an empty packet handle at {}", dev_.name(), n);
+        if (!p) {
+            if (n) break;  // as below: what was good goes out first
+            return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_.name());
+        }
         if (auto ok = tx_pool_->accept_for_tx(p); !ok) {
             if (n) break;  // send what was good; the caller gets the error with this packet first next time
             return std::unexpected(std::move(ok.error()).context(dev_.name()));

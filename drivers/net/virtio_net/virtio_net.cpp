@@ -260,7 +260,10 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
     unsigned n = 0;
     for (; n < packets.size() && txq_->free_descs(); ++n) {
         net::Packet& p = packets[n];
-        if (!p) return fail(EINVAL, "{}: tx_batch got an empty packet handle at {}", dev_->name(), n);
+        if (!p) {
+            if (n) break;  // as below: what was good goes out first
+            return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_->name());
+        }
         if (auto ok = tx_pool_->accept_for_tx(p, kNetHdr); !ok) {
             if (n) break;  // send what was good; the caller gets the error with this packet first next time
             return std::unexpected(std::move(ok.error()).context(dev_->name()));
