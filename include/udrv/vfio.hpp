@@ -158,6 +158,7 @@ private:
     std::shared_ptr<Group> group_;
     std::string address_;
     int fd_;
+    RegionInfo config_;  // the config space region, read once at open (not an ioctl per access)
 };
 
 }  // namespace udrv::vfio

@@ -177,7 +177,9 @@ Result<std::unique_ptr<Device>> Group::open_device(const std::string& address) {
     // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a NUL-terminated device name.
     int fd = ioctl(fd_, VFIO_GROUP_GET_DEVICE_FD, address.c_str());
     if (fd < 0) return fail_errno("{}: cannot open through VFIO group {} (is it bound to vfio-pci?)", address, number_);
-    return std::unique_ptr<Device>(new Device(shared_from_this(), address, fd));
+    std::unique_ptr<Device> dev(new Device(shared_from_this(), address, fd));
+    dev->config_ = UDRV_TRY(dev->region(VFIO_PCI_CONFIG_REGION_INDEX));
+    return dev;
 }
 
 MappedRegion::~MappedRegion() {
@@ -218,7 +220,7 @@ Result<MappedRegion> Device::map_bar(unsigned index) const {
 }
 
 Result<void> Device::read_config(std::uint32_t offset, std::span<std::uint8_t> out) const {
-    RegionInfo r = UDRV_TRY(region(VFIO_PCI_CONFIG_REGION_INDEX));
+    const RegionInfo& r = config_;
     if (offset > r.size || out.size() > r.size - offset)
         return fail(ERANGE, "{}: config read of {} bytes at {:#x} beyond {} bytes", address_, out.size(), offset, r.size);
     ssize_t n = pread(fd_, out.data(), out.size(), static_cast<off_t>(r.offset + offset));
@@ -227,7 +229,7 @@ Result<void> Device::read_config(std::uint32_t offset, std::span<std::uint8_t> o
 }
 
 Result<void> Device::write_config(std::uint32_t offset, std::span<const std::uint8_t> in) const {
-    RegionInfo r = UDRV_TRY(region(VFIO_PCI_CONFIG_REGION_INDEX));
+    const RegionInfo& r = config_;
     if (offset > r.size || in.size() > r.size - offset)
         return fail(ERANGE, "{}: config write of {} bytes at {:#x} beyond {} bytes", address_, in.size(), offset, r.size);
     ssize_t n = pwrite(fd_, in.data(), in.size(), static_cast<off_t>(r.offset + offset));
