@@ -243,7 +243,7 @@ QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, s
                      std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps)
     : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
       cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
-    timeout_ticks_ = ns_to_ticks(std::chrono::duration<double, std::nano>(kIoTimeout).count());
+    timeout_ticks_ = to_ticks(kIoTimeout);
     check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
     for (std::uint16_t i = depth - 1; i > 0; --i) free_cids_.push_back(i - 1);  // depth-1 ids: the queue is never full
 }
@@ -560,7 +560,7 @@ Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     auto deadline = clock::now() + timeout;
     switch (mode_) {
         case block::Mode::polled: {  // the clock is read every 64 polls, as in poll()
-            const std::uint64_t end = ticks() + ns_to_ticks(std::chrono::duration<double, std::nano>(timeout).count());
+            const std::uint64_t end = ticks() + to_ticks(timeout);
             for (unsigned i = 1;; ++i) {
                 if ((n = UDRV_TRY(poll()))) return n;
                 if (i % 64 == 0 && ticks() >= end) return 0;

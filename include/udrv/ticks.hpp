@@ -28,5 +28,10 @@ inline std::uint64_t ticks() noexcept {
 double ticks_per_second() noexcept;
 inline double ticks_to_ns(std::uint64_t t) noexcept { return static_cast<double>(t) * 1e9 / ticks_per_second(); }
 inline std::uint64_t ns_to_ticks(double ns) noexcept { return static_cast<std::uint64_t>(ns * ticks_per_second() / 1e9); }
+/// A std::chrono duration in ticks.
+template <typename Rep, typename Period>
+std::uint64_t to_ticks(std::chrono::duration<Rep, Period> d) noexcept {
+    return ns_to_ticks(std::chrono::duration<double, std::nano>(d).count());
+}
 
 }  // namespace udrv

@@ -51,10 +51,10 @@ Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::
                          const std::function<void()>& arm, const std::function<void()>& disarm) {
     if (ready()) return true;
     if (mode != WaitMode::poll && !irq) return fail(ENOTSUP, "the device has no receive interrupt: use polling");
-    const std::uint64_t start = ticks(), end = start + ns_to_ticks(std::chrono::duration<double, std::nano>(timeout).count());
+    const std::uint64_t start = ticks(), end = start + to_ticks(timeout);
     if (mode != WaitMode::interrupt) {  // spin; the clock is read every 64 rounds (a call into the emulator under TCG)
         const std::uint64_t spin_end =
-            mode == WaitMode::poll ? end : std::min(end, start + ns_to_ticks(std::chrono::duration<double, std::nano>(kHybridSpin).count()));
+            mode == WaitMode::poll ? end : std::min(end, start + to_ticks(kHybridSpin));
         for (unsigned i = 1;; ++i) {
             if (ready()) return true;
             if (i % 64 == 0 && ticks() >= spin_end) break;

@@ -168,6 +168,10 @@ struct Stopwatch {
     std::uint64_t per_second = static_cast<std::uint64_t>(ticks_per_second());
     double seconds() const { return static_cast<double>(ticks() - t0) / static_cast<double>(per_second); }
     double seconds_between(std::uint64_t a, std::uint64_t b) const { return static_cast<double>(b - a) / static_cast<double>(per_second); }
+    /// The tick `seconds` after the start; 0 (no deadline) for seconds <= 0.
+    std::uint64_t deadline(double seconds) const {
+        return seconds > 0 ? t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(per_second)) : 0;
+    }
 };
 
 int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, const std::string& dst_text, std::uint32_t size, std::uint32_t batch,
@@ -217,7 +221,7 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
     std::uint64_t sent = 0, reported = 0;
     Stopwatch clock;
     const std::uint64_t report_every = clock.per_second;
-    const std::uint64_t deadline = seconds > 0 ? clock.t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(clock.per_second)) : 0;
+    const std::uint64_t deadline = clock.deadline(seconds);
     std::uint64_t next_report = clock.t0 + report_every;
     while (sent < count && !g_stop && (!deadline || ticks() < deadline)) {
         if (rate > 0 && static_cast<double>(sent) >= rate * clock.seconds()) {  // pace: never ahead of rate * elapsed
@@ -270,7 +274,7 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
     tx.reserve(batch);
     std::uint64_t fwd[2] = {0, 0}, dropped = 0, reported = 0, first = 0, last = 0;
     Stopwatch clock;
-    const std::uint64_t deadline = seconds > 0 ? clock.t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(clock.per_second)) : 0;
+    const std::uint64_t deadline = clock.deadline(seconds);
     const std::uint64_t idle_limit = clock.per_second / 1000;  // spin 1 ms without traffic, then nap
     std::uint64_t next_report = clock.t0 + clock.per_second, last_busy = clock.t0;
     // Copies frames into `to`'s own pool (the fallback path).
