@@ -22,7 +22,6 @@
 namespace udrv::tools {
 namespace {
 
-using clock = std::chrono::steady_clock;
 volatile std::sig_atomic_t g_stop = 0;
 
 // Network drivers bound to the NICs a command names, and to no other device: other udrv processes
@@ -112,6 +111,19 @@ bool answer(std::span<const std::byte> in, const net::Mac& mac, std::uint32_t ip
     return true;
 }
 
+// A monotonic clock for loops that check it per batch: the TSC, not clock_gettime (a system call and a
+// slow clock-device read in emulated guests).
+struct Stopwatch {
+    std::uint64_t t0 = ticks();
+    std::uint64_t per_second = static_cast<std::uint64_t>(ticks_per_second());
+    double seconds() const { return static_cast<double>(ticks() - t0) / static_cast<double>(per_second); }
+    double seconds_between(std::uint64_t a, std::uint64_t b) const { return static_cast<double>(b - a) / static_cast<double>(per_second); }
+    /// The tick `seconds` after the start; 0 (no deadline) for seconds <= 0.
+    std::uint64_t deadline(double seconds) const {
+        return seconds > 0 ? t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(per_second)) : 0;
+    }
+};
+
 int run_respond(const std::string& addr, const std::string& ip_text, double seconds, const std::string& mode_text, bool json) {
     std::uint32_t ip = 0;
     if (inet_pton(AF_INET, ip_text.c_str(), &ip) != 1) return report(Error(EINVAL, fmt::format("'{}' is not an IPv4 address", ip_text)));
@@ -127,8 +139,10 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
                  seconds > 0 ? fmt::format("{} s", seconds).c_str() : "until interrupted");
     std::vector<net::Packet> rx(32), tx;
     std::uint64_t arps = 0, pings = 0, seen = 0;
-    auto t0 = clock::now(), next_report = t0 + std::chrono::seconds(1);
-    while (!g_stop && (seconds <= 0 || clock::now() - t0 < std::chrono::duration<double>(seconds))) {
+    Stopwatch watch;
+    const std::uint64_t deadline = watch.deadline(seconds);
+    std::uint64_t next_report = watch.t0 + watch.per_second;
+    while (!g_stop && (!deadline || ticks() < deadline)) {
         auto n = d.rx_batch(0, rx);
         if (!n) return report(n.error());
         tx.clear();
@@ -143,10 +157,10 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
             if (auto sent = d.tx_batch(0, tx); !sent) return report(sent.error());
         if (*n == 0)
             if (auto w = d.rx_wait(0, *mode, std::chrono::milliseconds(100)); !w) return report(w.error());
-        if (clock::now() >= next_report && !json) {
+        if (!json && ticks() >= next_report) {
             std::fprintf(stderr, "rx %llu frames, answered %llu ARP, %llu echo\n", (unsigned long long)seen, (unsigned long long)arps,
                          (unsigned long long)pings);
-            next_report += std::chrono::seconds(1);
+            next_report += watch.per_second;
         }
     }
     auto st = *d.stats();
@@ -161,18 +175,6 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     return 0;
 }
 
-// A monotonic clock for loops that check it per batch: the TSC, not clock_gettime (a system call and a
-// slow clock-device read in emulated guests).
-struct Stopwatch {
-    std::uint64_t t0 = ticks();
-    std::uint64_t per_second = static_cast<std::uint64_t>(ticks_per_second());
-    double seconds() const { return static_cast<double>(ticks() - t0) / static_cast<double>(per_second); }
-    double seconds_between(std::uint64_t a, std::uint64_t b) const { return static_cast<double>(b - a) / static_cast<double>(per_second); }
-    /// The tick `seconds` after the start; 0 (no deadline) for seconds <= 0.
-    std::uint64_t deadline(double seconds) const {
-        return seconds > 0 ? t0 + static_cast<std::uint64_t>(seconds * static_cast<double>(per_second)) : 0;
-    }
-};
 
 int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, const std::string& dst_text, std::uint32_t size, std::uint32_t batch,
                double rate, bool json) {
@@ -191,11 +193,11 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
             return report(Error(EINVAL, fmt::format("'{}' is not a MAC address (like 02:00:00:00:00:01)", dst_text)));
         for (int i = 0; i < 6; ++i) dst[i] = static_cast<std::uint8_t>(v[i]);
     }
-    // UDP from 10.0.0.2:9 to 10.0.0.255 (Ethernet broadcast unless --dst), payload "UDRV" + a 64-bit sequence number. Built once; each
-    // frame copies the headers and writes its number. Pool buffers start zeroed and only ever hold
-    // these frames, so the rest of the payload stays zero.
-    constexpr std::size_t kHeaders = 54;  // Ethernet + IPv4 + UDP + "UDRV" + sequence
-    std::array<std::byte, kHeaders> tmpl{};
+    // UDP from 10.0.0.2:9 to 10.0.0.255 (Ethernet broadcast unless --dst), payload "UDRV" + a 64-bit
+    // sequence number. Built once; each frame copies the headers and writes its number. Pool buffers
+    // start zeroed and only ever hold these frames, so the rest of the payload stays zero.
+    constexpr std::size_t kSeq = 46;  // Ethernet + IPv4 + UDP + "UDRV"; the 8-byte sequence number follows
+    std::array<std::byte, kSeq> tmpl{};
     {
         auto* o = tmpl.data();
         std::memcpy(&o[0], dst.data(), 6);
@@ -219,12 +221,12 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
     net::PacketPool& pool = d.tx_pool(0);
     std::array<net::Packet, 256> pkts;
     std::uint64_t sent = 0, reported = 0;
-    Stopwatch clock;
-    const std::uint64_t report_every = clock.per_second;
-    const std::uint64_t deadline = clock.deadline(seconds);
-    std::uint64_t next_report = clock.t0 + report_every;
+    Stopwatch watch;
+    const std::uint64_t report_every = watch.per_second;
+    const std::uint64_t deadline = watch.deadline(seconds);
+    std::uint64_t next_report = watch.t0 + report_every;
     while (sent < count && !g_stop && (!deadline || ticks() < deadline)) {
-        if (rate > 0 && static_cast<double>(sent) >= rate * clock.seconds()) {  // pace: never ahead of rate * elapsed
+        if (rate > 0 && static_cast<double>(sent) >= rate * watch.seconds()) {  // pace: never ahead of rate * elapsed
             std::this_thread::sleep_for(std::chrono::microseconds(50));
             continue;
         }
@@ -234,8 +236,8 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
             (void)pkts[i].resize(size);
             const std::uint64_t seq = sent + i;
             std::byte* o = pkts[i].data().data();
-            std::memcpy(o, tmpl.data(), 46);
-            std::memcpy(o + 46, &seq, 8);
+            std::memcpy(o, tmpl.data(), kSeq);
+            std::memcpy(o + kSeq, &seq, 8);
         }
         auto n = d.tx_batch(0, std::span(pkts).first(built));
         if (!n) return report(n.error());
@@ -247,7 +249,7 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
             next_report += report_every;
         }
     }
-    double secs = clock.seconds();  // the driver's remove drains the ring
+    double secs = watch.seconds();  // the driver's remove drains the ring
     if (json)
         print(nlohmann::json{{"sent", sent}, {"size", size}, {"batch", batch}, {"seconds", secs}, {"pps", sent / secs}}.dump(2) + "\n");
     else
@@ -273,13 +275,12 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
     std::vector<net::Packet> rx(batch), tx;
     tx.reserve(batch);
     std::uint64_t fwd[2] = {0, 0}, dropped = 0, reported = 0, first = 0, last = 0;
-    Stopwatch clock;
-    const std::uint64_t deadline = clock.deadline(seconds);
-    const std::uint64_t idle_limit = clock.per_second / 1000;  // spin 1 ms without traffic, then nap
-    std::uint64_t next_report = clock.t0 + clock.per_second, last_busy = clock.t0;
-    // Copies frames into `to`'s own pool (the fallback path).
-    auto copy_into = [&](net::Device& to, std::span<net::Packet> in) {
-        std::vector<net::Packet> out;
+    Stopwatch watch;
+    const std::uint64_t deadline = watch.deadline(seconds);
+    const std::uint64_t idle_limit = watch.per_second / 1000;  // spin 1 ms without traffic, then nap
+    std::uint64_t next_report = watch.t0 + watch.per_second, last_busy = watch.t0;
+    // Copies frames into `to`'s own pool, appending the copies to `out` (the fallback path).
+    auto copy_into = [&](net::Device& to, std::span<net::Packet> in, std::vector<net::Packet>& out) {
         for (auto& p : in) {
             auto c = to.tx_pool(0).alloc();
             if (c && c->resize(p.size())) {
@@ -290,8 +291,8 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
             }
             p = net::Packet();
         }
-        return out;
     };
+    std::vector<net::Packet> refused;  // frames a port could not take by reference, to copy
     while (!g_stop) {
         const std::uint64_t now = ticks();
         if (deadline && now >= deadline) break;
@@ -304,7 +305,7 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
             if (*n == 0) continue;
             tx.clear();
             if (copy) {
-                tx = copy_into(to, std::span(rx).first(*n));
+                copy_into(to, std::span(rx).first(*n), tx);
             } else {
                 for (unsigned i = 0; i < *n; ++i) tx.push_back(std::move(rx[i]));
             }
@@ -312,7 +313,10 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
             if (!sent && !copy && (sent.error().code() == EXDEV || sent.error().code() == ERANGE || sent.error().code() == EINVAL)) {
                 std::fprintf(stderr, "fwd: zero-copy not possible (%s); copying from now on\n", sent.error().message().c_str());
                 copy = true;
-                tx = copy_into(to, tx);
+                refused.swap(tx);
+                tx.clear();
+                copy_into(to, refused, tx);
+                refused.clear();
                 sent = to.tx_batch(0, tx);
             }
             if (!sent) return report(sent.error());
@@ -331,11 +335,11 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
                          (unsigned long long)fwd[0], b_addr.c_str(), a_addr.c_str(), (unsigned long long)fwd[1], (unsigned long long)dropped,
                          (unsigned long long)(fwd[0] + fwd[1] - reported));
             reported = fwd[0] + fwd[1];
-            next_report += clock.per_second;
+            next_report += watch.per_second;
         }
     }
     // Rate over the busy interval, from the first frame forwarded to the last.
-    const double busy = first && last > first ? clock.seconds_between(first, last) : 0;
+    const double busy = first && last > first ? watch.seconds_between(first, last) : 0;
     const double pps = busy > 0 ? static_cast<double>(fwd[0] + fwd[1]) / busy : 0;
     if (json)
         print(nlohmann::json{{"a_to_b", fwd[0]}, {"b_to_a", fwd[1]}, {"dropped", dropped}, {"zero_copy", !copy}, {"busy_seconds", busy},
@@ -369,8 +373,10 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::vector<net::Packet> rx(32);
     std::uint64_t captured = 0, bytes = 0;
-    auto t0 = clock::now(), next_report = t0 + std::chrono::seconds(1);
-    while (!g_stop && (count == 0 || captured < count) && (seconds <= 0 || clock::now() - t0 < std::chrono::duration<double>(seconds))) {
+    Stopwatch watch;
+    const std::uint64_t deadline = watch.deadline(seconds);
+    std::uint64_t next_report = watch.t0 + watch.per_second;
+    while (!g_stop && (count == 0 || captured < count) && (!deadline || ticks() < deadline)) {
         auto n = d.rx_batch(0, rx);
         if (!n) {
             std::fclose(f);
@@ -392,9 +398,9 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
                 std::fclose(f);
                 return report(w.error());
             }
-        if (clock::now() >= next_report && !json) {
+        if (!json && ticks() >= next_report) {
             std::fprintf(stderr, "captured %llu frames\n", (unsigned long long)captured);
-            next_report += std::chrono::seconds(1);
+            next_report += watch.per_second;
         }
     }
     std::fclose(f);
