@@ -165,11 +165,12 @@ struct ControllerState {
     }
 
     // Creates I/O queue pair `qid` on the controller: the CQ, then the SQ (deleting the CQ if that fails).
-    Result<void> create_io_queue(std::uint16_t qid, std::uint16_t depth, std::uint64_t cq_iova, std::uint64_t sq_iova, bool irq) {
+    Result<void> create_io_queue(std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth, std::uint64_t cq_iova,
+                                 std::uint64_t sq_iova, bool irq) {
         Sqe c{};
         c.cdw0 = kAdminCreateCq;
         c.prp1 = cq_iova;
-        c.cdw10 = static_cast<std::uint32_t>(depth - 1) << 16 | qid;
+        c.cdw10 = static_cast<std::uint32_t>(cq_depth - 1) << 16 | qid;
         c.cdw11 = (irq ? (static_cast<std::uint32_t>(qid) << 16 | 0x2) : 0) | 0x1;  // IV, IEN, PC
         UDRV_TRY(admin_cmd(c, "create I/O completion queue"));
         Sqe q{};
@@ -239,9 +240,10 @@ struct ControllerState {
 // ---------------------------------------------------------------------------------------------------
 // Queue pairs
 
-QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint32_t nsid,
-                     std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps)
-    : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
+QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth,
+                     std::uint32_t nsid, std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq,
+                     dma::Pool prps)
+    : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), cq_depth_(cq_depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
       cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
     timeout_ticks_ = to_ticks(kIoTimeout);
     check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
@@ -266,7 +268,13 @@ void QueuePair::ring_sq() noexcept {
         (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, false), sq_tail_);
 }
 
+// The CQ head doorbell only frees CQ entries for the controller; it need not follow every poll. A
+// polled I/O queue has a CQ larger than its SQ and reports its head only when the entries it consumed
+// since the last report (cq_unreported_), plus every command that may still complete, could otherwise
+// fill the CQ (see submit): at QD1 one doorbell per ~250 completions instead of one per completion, and
+// each doorbell an emulated controller sees is a trap. Interrupt-driven queues report on every poll.
 void QueuePair::ring_cq() noexcept {
+    cq_unreported_ = 0;
     if (shadow_needs_mmio((std::size_t{2} * qid_ + 1) * (ctrl_->info.doorbell_stride / 4), cq_head_))
         (void)ctrl_->regs.try_write32(ctrl_->doorbell(qid_, true), cq_head_);
 }
@@ -287,8 +295,8 @@ Result<void> QueuePair::recover() {
         if ((status & 1) != phase) break;
         dma_rmb();
         if (c.cid < depth_ && slots_[c.cid].busy && c.sq_id == qid_) posted.emplace_back(c.cid, status >> 1);
-        if (++head == depth_) head = 0, phase ^= 1;
-        if (posted.size() > depth_) break;  // a ring full of garbage: stop
+        if (++head == cq_depth_) head = 0, phase ^= 1;
+        if (posted.size() > cq_depth_) break;  // a ring full of garbage: stop
     }
     reset_rings();
     if (s.failed || !s.alive) {
@@ -301,7 +309,7 @@ Result<void> QueuePair::recover() {
         (*s.shadow_db)[sq] = (*s.shadow_db)[cq] = 0;
         (*s.shadow_ei)[sq] = (*s.shadow_ei)[cq] = 0;
     }
-    if (auto r = s.create_io_queue(qid_, depth_, cq_.iova(), sq_.iova(), mode_ != block::Mode::polled); !r) {
+    if (auto r = s.create_io_queue(qid_, depth_, cq_depth_, cq_.iova(), sq_.iova(), mode_ != block::Mode::polled); !r) {
         dead_ = true;
         fail_all(r.error());
         return r;
@@ -319,7 +327,7 @@ Result<void> QueuePair::recover() {
 
 void QueuePair::reset_rings() noexcept {
     for (auto& c : cq_.span()) c = Cqe{};  // phase 0 everywhere: nothing posted yet
-    sq_tail_ = sq_head_ = cq_head_ = 0;
+    sq_tail_ = sq_head_ = cq_head_ = cq_unreported_ = 0;
     phase_ = 1;
     in_poll_ = ring_pending_ = false;
     dead_ = false;
@@ -344,6 +352,10 @@ Result<std::uint16_t> QueuePair::submit(Sqe& sqe, block::Callback cb, void* ctx,
         UDRV_TRY(recover());
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
     if (free_cids_.empty()) return fail(EAGAIN, "{}: queue {} is full ({} commands outstanding)", ctrl_->dev.name(), qid_, outstanding_);
+    // The controller must always have a free CQ entry for every command it may complete: the entries
+    // it has posted or may post (outstanding_, this command included) plus those we consumed without
+    // telling it (cq_unreported_) stay below the CQ's size, or we report the head first.
+    if (cq_unreported_ && cq_unreported_ + outstanding_ + 1u > cq_depth_ - 1u) ring_cq();
     std::uint16_t cid = free_cids_.back();
     free_cids_.pop_back();
     sqe.cdw0 = (sqe.cdw0 & 0xffff) | static_cast<std::uint32_t>(cid) << 16;
@@ -493,7 +505,8 @@ Result<unsigned> QueuePair::poll() {
         dma_rmb();  // the rest of the entry is read after its phase bit
         Cqe c = slot;
         cq_head_ = static_cast<std::uint16_t>(cq_head_ + 1);
-        if (cq_head_ == depth_) {
+        ++cq_unreported_;  // before complete(): a callback that submits sees this entry as not yet free
+        if (cq_head_ == cq_depth_) {
             cq_head_ = 0;
             phase_ ^= 1;
         }
@@ -515,11 +528,11 @@ Result<unsigned> QueuePair::poll() {
         ++n;
     }
     in_poll_ = false;
-    if (n) ring_cq();
-    if (ring_pending_) {
+    if (ring_pending_) {  // new work first: the controller starts on it while we report the CQ head
         ring_pending_ = false;
         ring_sq();
     }
+    if (n && (cq_depth_ == depth_ || mode_ != block::Mode::polled)) ring_cq();
     // Timeouts are looked for on every 64th empty poll: under TCG reading the TSC is a call into the
     // emulator (13% of a polling vCPU's time in a host profile of QD1 reads when read on every poll).
     if (!n && outstanding_ && (++empty_polls_ & 63) == 0) UDRV_TRY(check_timeouts());
@@ -639,7 +652,7 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
     auto asq = UDRV_TRY(state->dma.coherent<Sqe>(adepth));
     auto acq = UDRV_TRY(state->dma.coherent<Cqe>(adepth));
     auto aprps = UDRV_TRY(state->dma.pool(kPage, adepth));
-    state->admin.reset(new QueuePair(state, 0, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
+    state->admin.reset(new QueuePair(state, 0, adepth, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
 
     // 4. Enable: admin queue registers (AQA/ASQ/ACQ), then 4 KiB pages, NVM command set, 64-byte SQEs and
     //    16-byte CQEs; admin interrupts masked (we poll).
@@ -797,11 +810,16 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
     if (mode != block::Mode::polled && (!s.vectors || s.vectors->kind() != irq::IrqKind::msix || qid >= s.vectors->size()))
         return fail(ENOTSUP, "{}: no MSI-X vector for queue {}: use polled mode", s.dev.name(), qid);
     const std::uint16_t qdepth = static_cast<std::uint16_t>(std::clamp<unsigned>(depth + 1, 2, s.info.max_queue_entries));
+    // A polled queue's CQ is larger than its SQ (4x, at least a page of entries) so that its head
+    // doorbell can wait (see QueuePair::ring_cq).
+    const std::uint16_t cq_depth = mode == block::Mode::polled
+        ? static_cast<std::uint16_t>(std::clamp<unsigned>(std::max<unsigned>(4u * qdepth, kPage / sizeof(Cqe)), qdepth, s.info.max_queue_entries))
+        : qdepth;
     auto sq = UDRV_TRY(s.dma.coherent<Sqe>(qdepth));
-    auto cq = UDRV_TRY(s.dma.coherent<Cqe>(qdepth));
+    auto cq = UDRV_TRY(s.dma.coherent<Cqe>(cq_depth));
     auto prps = UDRV_TRY(s.dma.pool(kPage, qdepth));
-    UDRV_TRY(s.create_io_queue(qid, qdepth, cq.iova(), sq.iova(), mode != block::Mode::polled));
-    std::unique_ptr<QueuePair> qp(new QueuePair(s_, qid, qdepth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq),
+    UDRV_TRY(s.create_io_queue(qid, qdepth, cq_depth, cq.iova(), sq.iova(), mode != block::Mode::polled));
+    std::unique_ptr<QueuePair> qp(new QueuePair(s_, qid, qdepth, cq_depth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq),
                                                 std::move(prps)));
     qp->epoch_ = s.epoch.load(std::memory_order_acquire);
     if (mode != block::Mode::polled) qp->vector_ = &(*s.vectors)[qid];

@@ -79,7 +79,7 @@ private:
         bool busy = false;
         bool abort_sent = false;
     };
-    QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint32_t nsid,
+    QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth, std::uint32_t nsid,
               std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps);
     Result<void> rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len, block::Callback cb,
                     void* ctx);
@@ -97,7 +97,8 @@ private:
     bool shadow_needs_mmio(std::size_t index, std::uint16_t value) noexcept;
 
     std::shared_ptr<ControllerState> ctrl_;
-    std::uint16_t qid_, depth_;
+    std::uint16_t qid_, depth_;        // depth_: SQ entries (depth_ - 1 command ids)
+    std::uint16_t cq_depth_;           // CQ entries: >= depth_; more lets the CQ head doorbell wait (see ring_cq)
     std::uint32_t nsid_, block_size_;
     block::Mode mode_;
     dma::Coherent<Sqe> sq_;
@@ -107,6 +108,7 @@ private:
     std::vector<std::uint16_t> free_cids_;
     std::uint16_t sq_tail_ = 0, sq_head_ = 0, cq_head_ = 0;
     std::uint16_t phase_ = 1;
+    std::uint16_t cq_unreported_ = 0;  // CQ entries consumed since the controller was last told the head
     unsigned outstanding_ = 0;
     std::uint32_t last_result_ = 0;    // dword 0 of the latest completion (admin commands read it)
     bool dead_ = false;
