@@ -166,7 +166,16 @@ public:
     virtual bool link_up() const = 0;
     virtual Result<Stats> stats() = 0;
     virtual Result<void> set_promiscuous(bool on) = 0;
+    /// Queue pairs in use (rx and tx queue n belong together); traffic may arrive on any of them.
     virtual unsigned queues() const = 0;
+    /// Queue pairs the device and driver can use at most.
+    virtual unsigned max_queues() const { return queues(); }
+    /// Spreads traffic over n queue pairs (1 <= n <= max_queues()). Call it before handing queues to
+    /// their threads: it touches every queue.
+    virtual Result<void> set_queues(unsigned n) {
+        if (n == queues()) return {};
+        return std::unexpected(Error(ENOTSUP, "the device has " + std::to_string(queues()) + " queue pair(s) and no way to change that"));
+    }
     /// Receives up to out.size() packets into out[0..n); returns n.
     virtual Result<unsigned> rx_batch(unsigned queue, std::span<Packet> out) = 0;
     /// Queues the first n packets for transmission and returns n; those handles are left empty.

@@ -11,9 +11,15 @@
 #   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
 #   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
 #   00:0a.0 virtio-net for the guest kernel (hub 1)      00:0b.0 e1000e (hub 1): a second segment for fwd
+#   00:0c.0 virtio-net modern with 2 queue pairs (mq=on, on a multi-queue tap) and 00:0d.0 virtio-net for
+#           the guest kernel (a tap): both taps on a bridge in a network namespace of QEMU's own, so
+#           nothing reaches this machine's network. Needs root and /dev/net/tun; without them these two
+#           slots stay empty and the guest tests that need them say so.
 # Environment: UDRV_VM_CACHE (default /var/tmp/udrv-vm-cache), UDRV_VM_TIMEOUT (default 300 s),
 # UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here),
-# UDRV_VM_DPDK=1 (also put dpdk-testpmd and DPDK's virtio/e1000 PMDs in the guest, for bench/net.sh).
+# UDRV_VM_DPDK=1 (also put dpdk-testpmd and DPDK's virtio/e1000 PMDs in the guest, for bench/net.sh),
+# UDRV_VM_NVME_OPTS (appended to the 00:04.0 and 00:05.0 nvme devices, e.g. ",ioeventfd=on"),
+# UDRV_VM_PIN=1 (benchmarks: vCPU 0 gets the last host CPU to itself, every other QEMU thread the first).
 # The modern virtio-net has iommu_platform=on: without it QEMU lets virtio DMA bypass the vIOMMU, and
 # bus addresses from VFIO would be wrong for it.
 set -euo pipefail
@@ -34,7 +40,7 @@ modules=(
 
 need_pkgs() {
   local missing=()
-  for p in qemu-system-x86 busybox-static cpio; do
+  for p in qemu-system-x86 busybox-static cpio iproute2; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -152,6 +158,23 @@ INIT
   rm -rf "$root"
 }
 
+# For benchmarks (UDRV_VM_PIN=1): once QEMU named NAME is up, its vCPU 0 thread gets the last host CPU
+# and all its other threads (the main loop that emulates the devices, vCPU 1, workers) the first, so
+# the guest's polling CPU and the device emulation never share a host CPU or migrate.
+pin_threads() {
+  local name=$1 pid="" t last=$(($(nproc) - 1))
+  for _ in $(seq 300); do
+    pid=$(pgrep -f -n "^qemu-system-x86_64 -name $name," || true)
+    [ -n "$pid" ] && grep -qs "CPU 0/TCG" /proc/"$pid"/task/*/comm && break
+    sleep 0.1
+  done
+  [ -n "$pid" ] || { echo "vm: could not find QEMU to pin its threads" >&2; return 0; }
+  for t in /proc/"$pid"/task/*; do
+    if [ "$(cat "$t/comm")" = "CPU 0/TCG" ]; then taskset -p -c "$last" "${t##*/}" >/dev/null
+    else taskset -p -c 0 "${t##*/}" >/dev/null; fi
+  done
+}
+
 run() {
   local build script
   build=$(cd "$1" && pwd); script=$2
@@ -164,15 +187,28 @@ run() {
   truncate -s 32M "$work/ns2.img"
   local log="$work/serial.log" rc=0
   local t0=$SECONDS
-  timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" qemu-system-x86_64 \
-    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp "${UDRV_VM_SMP:-2}" -m "${UDRV_VM_MEM:-1G}" \
+  # The multi-queue NIC pair (00:0c.0, 00:0d.0): taps on a bridge in a private network namespace.
+  local netns=() tapnics=()
+  if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && unshare -n true 2>/dev/null; then
+    netns=(unshare -n -- sh -c 'for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done 2>/dev/null;
+      ip link add udrvbr type bridge && ip tuntap add dev udrvmq mode tap multi_queue &&
+      ip tuntap add dev udrvk mode tap && ip link set udrvmq master udrvbr && ip link set udrvk master udrvbr &&
+      ip link set udrvbr up && ip link set udrvmq up && ip link set udrvk up && exec "$0" "$@"')
+    tapnics=(-netdev tap,id=mq,ifname=udrvmq,script=no,downscript=no,queues=2,vhost=off
+      -device virtio-net-pci,disable-legacy=on,iommu_platform=on,mq=on,vectors=6,netdev=mq,addr=0c.0,mac=52:54:00:00:00:0c
+      -netdev tap,id=kt,ifname=udrvk,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=kt,addr=0d.0,mac=52:54:00:00:00:0d)
+  fi
+  if [ "${UDRV_VM_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then pin_threads "udrv-$$" & fi
+  local nvme_opts=${UDRV_VM_NVME_OPTS:-}
+  timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" "${netns[@]}" qemu-system-x86_64 \
+    -name "udrv-$$,debug-threads=on" -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp "${UDRV_VM_SMP:-2}" -m "${UDRV_VM_MEM:-1G}" \
     -nographic -vga none -no-reboot -monitor none -serial "file:$log" \
     -device intel-iommu,intremap=on,caching-mode=on \
     -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
     -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
     -device edu,addr=03.0 \
-    -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0 \
-    -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0 \
+    -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0"$nvme_opts" \
+    -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0"$nvme_opts" \
     -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
     -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
     -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
@@ -182,6 +218,7 @@ run() {
     -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1 \
     -drive file="$work/ns2.img",if=none,id=ns2,format=raw \
     -device nvme-ns,drive=ns2,bus=nvme2,nsid=2,logical_block_size=4096,physical_block_size=4096 \
+    "${tapnics[@]}" \
     >/dev/null 2>"$work/qemu.err" || rc=$?
   [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
   # Print the guest's output without the kernel's boot noise.

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "output.hpp"
@@ -353,13 +354,18 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
 }
 
 // A tcpdump-like capture in the classic pcap format (microsecond timestamps, Ethernet link type).
-int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, const std::string& mode_text, bool json) {
+// With --queues N the device spreads traffic over N receive queues and this one thread takes from all.
+int run_dump(const std::string& addr, const std::string& file, std::uint64_t count, double seconds, const std::string& mode_text,
+             unsigned queues, bool json) {
     auto mode = net::parse_wait_mode(mode_text);
     if (!mode) return report(mode.error());
+    if (queues > 1 && *mode != net::WaitMode::poll)
+        return report(Error(EINVAL, fmt::format("--queues {} needs -m poll: one thread cannot sleep on several queues' interrupts", queues)));
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
     net::Device& d = **dev;
+    if (auto r = d.set_queues(queues); !r) return report(std::move(r.error()).context(addr));
     std::FILE* f = std::fopen(file.c_str(), "wb");
     if (!f) return report(Error(errno, fmt::format("cannot create {}: {}", file, std::strerror(errno))));
     struct {
@@ -373,11 +379,12 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::vector<net::Packet> rx(32);
     std::uint64_t captured = 0, bytes = 0;
+    std::vector<std::uint64_t> per_queue(queues, 0);
     Stopwatch watch;
     const std::uint64_t deadline = watch.deadline(seconds);
     std::uint64_t next_report = watch.t0 + watch.per_second;
-    while (!g_stop && (count == 0 || captured < count) && (!deadline || ticks() < deadline)) {
-        auto n = d.rx_batch(0, rx);
+    for (unsigned q = 0; !g_stop && (count == 0 || captured < count) && (!deadline || ticks() < deadline); q = (q + 1) % queues) {
+        auto n = d.rx_batch(q, rx);
         if (!n) {
             std::fclose(f);
             return report(n.error());
@@ -390,10 +397,11 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
             std::fwrite(rec, sizeof rec, 1, f);
             std::fwrite(rx[i].data().data(), 1, rx[i].size(), f);
             ++captured;
+            ++per_queue[q];
             bytes += rx[i].size();
             rx[i] = net::Packet();
         }
-        if (*n == 0)
+        if (*n == 0 && queues == 1)
             if (auto w = d.rx_wait(0, *mode, std::chrono::milliseconds(100)); !w) {
                 std::fclose(f);
                 return report(w.error());
@@ -404,8 +412,9 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
         }
     }
     std::fclose(f);
-    if (json) print(nlohmann::json{{"file", file}, {"frames", captured}, {"bytes", bytes}}.dump(2) + "\n");
-    else print(fmt::format("captured {} frames ({} bytes) to {}\n", captured, bytes, file));
+    if (json) print(nlohmann::json{{"file", file}, {"frames", captured}, {"bytes", bytes}, {"per_queue", per_queue}}.dump(2) + "\n");
+    else print(fmt::format("captured {} frames ({} bytes) to {}{}\n", captured, bytes, file,
+                           queues > 1 ? fmt::format(" (per queue: {})", fmt::join(per_queue, ", ")) : ""));
     return 0;
 }
 
@@ -423,6 +432,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
         bool json = false, copy = false;
         std::string file;
         std::uint64_t frames = 0;
+        unsigned queues = 1;
     };
     auto st = std::make_shared<State>();
     auto* respond = netc->add_subcommand("respond", "Answer ARP and ICMP echo for an IPv4 address (so ping works against udrv)");
@@ -453,11 +463,13 @@ std::function<int()> add_net_commands(CLI::App& app) {
     dump->add_option("-c,--count", st->frames, "Stop after this many frames (default: no limit)");
     dump->add_option("-t,--time", st->seconds, "Stop after this many seconds (default: when interrupted)");
     dump->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
+    dump->add_option("-q,--queues", st->queues, "Receive queues to spread traffic over and capture from (default 1; more need -m poll)")
+        ->check(CLI::Range(1u, 64u));
     dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
         if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->copy, st->json);
-        if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->mode, st->json);
+        if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->mode, st->queues, st->json);
         if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->mode, st->json);
         if (*pktgen) {
             const bool count_given = pktgen->count("--count") > 0;

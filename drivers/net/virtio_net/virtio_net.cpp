@@ -14,7 +14,13 @@ constexpr std::size_t kDeviceFeatureSelect = 0x00, kDeviceFeature = 0x04, kDrive
                       kQueueEnable = 0x1c, kQueueNotifyOff = 0x1e, kQueueDesc = 0x20, kQueueDriver = 0x28, kQueueDevice = 0x30;
 constexpr std::uint8_t kStatusAck = 1, kStatusDriver = 2, kStatusDriverOk = 4, kStatusFeaturesOk = 8, kStatusNeedsReset = 0x40,
                        kStatusFailed = 0x80;
-constexpr std::uint64_t kFeatMac = 1ull << 5, kFeatStatus = 1ull << 16, kFeatVersion1 = 1ull << 32, kFeatAccessPlatform = 1ull << 33;
+constexpr std::uint64_t kFeatMac = 1ull << 5, kFeatStatus = 1ull << 16, kFeatCtrlVq = 1ull << 17, kFeatCtrlRx = 1ull << 18,
+                        kFeatMq = 1ull << 22, kFeatVersion1 = 1ull << 32, kFeatAccessPlatform = 1ull << 33;
+// Control queue requests (virtio 1.2, 5.1.6.5): class, command, then the command's data.
+constexpr std::uint8_t kCtrlRx = 0, kCtrlRxPromisc = 0, kCtrlMq = 4, kCtrlMqPairsSet = 0, kCtrlOk = 0;
+constexpr std::size_t kCtrlAck = 16;               // where the device writes its answer in ctrl_buf_
+constexpr unsigned kMaxPairs = 8;                  // pairs udrv sets up at most (the spec allows 0x8000)
+constexpr std::uint16_t kCtrlQueueSize = 16;
 constexpr std::uint16_t kNoVector = 0xffff;
 constexpr std::uint16_t kQueueSizeWanted = 256;
 constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
@@ -27,7 +33,7 @@ struct VirtioNet::Regions {
     Mmio<kBarSize> bar;
     std::size_t common = 0, device = 0, notify = 0;
     std::uint32_t notify_multiplier = 0;
-    std::uint16_t notify_off[2] = {0, 0};
+    std::vector<std::uint16_t> notify_off;  // by virtqueue index
 
     Result<std::uint8_t> r8(std::size_t o) const { return bar.try_read8(o); }
     Result<std::uint16_t> r16(std::size_t o) const { return bar.try_read16(o); }
@@ -81,7 +87,7 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     std::unique_ptr<VirtioNet> n(new VirtioNet());
     n->dev_ = &dev.device();
     n->r_ = std::make_unique<Regions>(Regions{UDRV_TRY(dev.map_bar<kBarSize>(common->bar)), common->offset, device->offset,
-                                              notify->offset, notify->notify_multiplier.value_or(0), {0, 0}});
+                                              notify->offset, notify->notify_multiplier.value_or(0), {}});
     const Regions& r = *n->r_;
     UDRV_TRY(dev.enable_bus_master());
 
@@ -100,7 +106,8 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     }
     if (!(offered & kFeatVersion1))
         return fail(ENOTSUP, "{}: the device does not offer VIRTIO_F_VERSION_1: legacy-only, not supported", dev->name());
-    std::uint64_t wanted = offered & (kFeatVersion1 | kFeatMac | kFeatStatus | kFeatAccessPlatform);
+    std::uint64_t wanted = offered & (kFeatVersion1 | kFeatMac | kFeatStatus | kFeatAccessPlatform | kFeatCtrlVq);
+    if (wanted & kFeatCtrlVq) wanted |= offered & (kFeatMq | kFeatCtrlRx);  // both need the control queue
     for (std::uint32_t sel = 0; sel < 2; ++sel) {
         UDRV_TRY(r.w32(r.common + kDriverFeatureSelect, sel));
         UDRV_TRY(r.w32(r.common + kDriverFeature, static_cast<std::uint32_t>(wanted >> (32 * sel))));
@@ -109,61 +116,91 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     if (!(UDRV_TRY(r.r8(r.common + kDeviceStatus)) & kStatusFeaturesOk))
         return fail(ENOTSUP, "{}: the device refused the feature set {:#x}", dev->name(), wanted);
     n->has_status_ = wanted & kFeatStatus;
+    n->has_ctrl_rx_ = wanted & kFeatCtrlRx;
 
-    // 4. Queues: 0 receive, 1 transmit. The receive queue gets MSI-X vector 0 when the device has
-    //    MSI-X (for rx_wait's interrupt mode); the device answers NO_VECTOR if it cannot take it.
-    if (UDRV_TRY(r.r16(r.common + kNumQueues)) < 2) return fail(EPROTO, "{}: fewer than 2 virtqueues", dev->name());
-    if (auto v = dev.alloc_irq_vectors(irq::IrqKind::msix, 1)) n->vectors_.emplace(std::move(*v));
-    else dev_warn(dev.device(), "no MSI-X ({}): receive queue can only be polled", v.error().message());
-    auto dma = UDRV_TRY(dev.dma());
-    for (std::uint16_t q = 0; q < 2; ++q) {
+    // 4. Queues: receive 2i and transmit 2i+1 for each pair, then the control queue, which comes after
+    //    all the pairs the device has (index 2 * max_virtqueue_pairs), however many we use. Receive
+    //    queue i gets MSI-X vector i (for rx_wait's interrupt mode) when the device has the vectors;
+    //    the device answers NO_VECTOR if it cannot take one.
+    std::uint16_t device_pairs = 1;
+    if (wanted & kFeatMq) {
+        device_pairs = UDRV_TRY(r.r16(r.device + 8));  // max_virtqueue_pairs
+        if (device_pairs < 1 || device_pairs > 0x8000)
+            return fail(EPROTO, "{}: max_virtqueue_pairs is {} (the spec allows 1 to 32768)", dev->name(), device_pairs);
+    }
+    const unsigned pairs = std::min<unsigned>(device_pairs, kMaxPairs);
+    const bool ctrl = wanted & kFeatCtrlVq;
+    const unsigned device_queues = 2u * device_pairs + (ctrl ? 1u : 0u);
+    if (const std::uint16_t num = UDRV_TRY(r.r16(r.common + kNumQueues)); num < device_queues)
+        return fail(EPROTO, "{}: the device has {} virtqueues; {} pair(s){} need {}", dev->name(), num, device_pairs,
+                    ctrl ? " and a control queue" : "", device_queues);
+    auto vectors = dev.alloc_irq_vectors(irq::IrqKind::msix, pairs);
+    if (!vectors && pairs > 1) vectors = dev.alloc_irq_vectors(irq::IrqKind::msix, 1);  // then pair 0 alone can sleep
+    if (vectors) n->vectors_.emplace(std::move(*vectors));
+    else dev_warn(dev.device(), "no MSI-X ({}): receive queues can only be polled", vectors.error().message());
+    n->dma_.emplace(UDRV_TRY(dev.dma()));
+    const dma::Allocator& dma = *n->dma_;
+    n->r_->notify_off.resize(device_queues);
+    n->pairs_.resize(pairs);
+    // Sets up virtqueue `q` of at most `wanted_size` entries with MSI-X `vector` (or kNoVector).
+    auto setup = [&](std::uint16_t q, std::uint16_t wanted_size, std::uint16_t vector) -> Result<Virtqueue> {
         UDRV_TRY(r.w16(r.common + kQueueSelect, q));
         std::uint16_t max = UDRV_TRY(r.r16(r.common + kQueueSize));
         if (max == 0) return fail(EPROTO, "{}: virtqueue {} is not available", dev->name(), q);
-        std::uint16_t size = std::min(max, kQueueSizeWanted);
+        std::uint16_t size = std::min(max, wanted_size);
         if (size & (size - 1)) return fail(EPROTO, "{}: virtqueue {} size {} is not a power of two", dev->name(), q, size);
         Virtqueue vq = UDRV_TRY(Virtqueue::create(dma, size));
         UDRV_TRY(r.w16(r.common + kQueueSize, size));
-        const std::uint16_t vector = q == 0 && n->vectors_ ? 0 : kNoVector;
         UDRV_TRY(r.w16(r.common + kQueueMsixVector, vector));
         if (vector != kNoVector && UDRV_TRY(r.r16(r.common + kQueueMsixVector)) != vector) {
-            dev_warn(dev.device(), "the device refused MSI-X vector {} for the receive queue: polling only", vector);
+            dev_warn(dev.device(), "the device refused MSI-X vector {} for virtqueue {}: polling only", vector, q);
             n->vectors_.reset();
         }
         UDRV_TRY(r.w64(r.common + kQueueDesc, vq.desc_iova()));
         UDRV_TRY(r.w64(r.common + kQueueDriver, vq.avail_iova()));
         UDRV_TRY(r.w64(r.common + kQueueDevice, vq.used_iova()));
-        n->r_->notify_off[q] = UDRV_TRY(r.r16(r.common + kQueueNotifyOff));
-        std::size_t kick = r.notify + std::size_t{n->r_->notify_off[q]} * r.notify_multiplier;
+        const std::uint16_t off = UDRV_TRY(r.r16(r.common + kQueueNotifyOff));
+        std::size_t kick = r.notify + std::size_t{off} * r.notify_multiplier;
         if (kick + 2 > r.notify + notify->length)
-            return fail(ERANGE, "{}: notify offset of queue {} lies outside the notify structure", dev->name(), q);
+            return fail(ERANGE, "{}: notify offset of virtqueue {} lies outside the notify structure", dev->name(), q);
+        n->r_->notify_off[q] = off;
         UDRV_TRY(r.w16(r.common + kQueueEnable, 1));
-        (q == 0 ? n->rxq_ : n->txq_).emplace(std::move(vq));
+        return vq;
+    };
+    for (unsigned i = 0; i < pairs; ++i) {
+        const auto rx = static_cast<std::uint16_t>(2 * i);
+        const std::uint16_t vector = n->vectors_ && i < n->vectors_->size() ? static_cast<std::uint16_t>(i) : kNoVector;
+        n->pairs_[i].rxq.emplace(UDRV_TRY(setup(rx, kQueueSizeWanted, vector)));
+        n->pairs_[i].txq.emplace(UDRV_TRY(setup(static_cast<std::uint16_t>(rx + 1), kQueueSizeWanted, kNoVector)));
     }
-    n->rx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * n->rxq_->size()));
-    n->tx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * n->txq_->size()));
-    n->rx_inflight_.resize(n->rxq_->size());
-    n->tx_inflight_.resize(n->txq_->size());
+    if (ctrl) {
+        n->ctrl_index_ = static_cast<std::uint16_t>(2u * device_pairs);
+        n->ctrlq_.emplace(UDRV_TRY(setup(n->ctrl_index_, kCtrlQueueSize, kNoVector)));
+        n->ctrl_buf_.emplace(UDRV_TRY(dma.coherent<std::uint8_t>(kCtrlAck + 1)));
+    }
+    UDRV_TRY(n->start_pair(0));
 
     // 5. MAC (from the device when it has one), receive buffers, DRIVER_OK.
     if (wanted & kFeatMac)
         for (std::size_t i = 0; i < 6; ++i) n->mac_[i] = UDRV_TRY(r.r8(r.device + i));
-    UDRV_TRY(n->refill_rx());
     UDRV_TRY(r.w8(r.common + kDeviceStatus, kStatusAck | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk));
     std::uint8_t st = UDRV_TRY(r.r8(r.common + kDeviceStatus));
     if (st & (kStatusNeedsReset | kStatusFailed)) return fail(EIO, "{}: device status {:#x} after DRIVER_OK", dev->name(), st);
     n->notify(0);
-    dev_info(dev.device(), "virtio-net, MAC {}, link {}, queues of {}/{} entries", net::format_mac(n->mac_), n->link_up() ? "up" : "down",
-             n->rxq_->size(), n->txq_->size());
+    dev_info(dev.device(), "virtio-net, MAC {}, link {}, {} queue pair(s) of {}/{} entries (1 in use){}", net::format_mac(n->mac_),
+             n->link_up() ? "up" : "down", pairs, n->pairs_[0].rxq->size(), n->pairs_[0].txq->size(), ctrl ? ", control queue" : "");
     return n;
 }
 
 VirtioNet::~VirtioNet() {
     if (!r_) return;
     // Frames already handed to tx_batch go out: wait (bounded) until the device has used them all.
-    for (int i = 0; i < 1000 && txq_ && txq_->free_descs() < txq_->size(); ++i) {
-        reclaim_tx();
-        if (txq_->free_descs() < txq_->size()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    for (Pair& p : pairs_) {
+        if (!p.tx_pool) continue;
+        for (int i = 0; i < 1000 && p.txq->free_descs() < p.txq->size(); ++i) {
+            reclaim_tx(p);
+            if (p.txq->free_descs() < p.txq->size()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
     }
     // Reset stops all DMA before the rings and buffers go.
     (void)r_->w8(r_->common + kDeviceStatus, 0);
@@ -176,95 +213,165 @@ bool VirtioNet::link_up() const {
 }
 
 Result<void> VirtioNet::set_promiscuous(bool on) {
-    // Without the control queue QEMU's virtio-net receives everything.
-    if (on) return {};
-    return fail(ENOTSUP, "{}: receive filtering needs the virtio control queue, which this driver does not negotiate", dev_->name());
+    if (!has_ctrl_rx_) {
+        // Without VIRTIO_NET_F_CTRL_RX the device cannot filter: it receives everything.
+        if (on) return {};
+        return fail(ENOTSUP, "{}: the device does not offer VIRTIO_NET_F_CTRL_RX: it cannot filter receive traffic", dev_->name());
+    }
+    const std::uint8_t v = on ? 1 : 0;
+    return control(kCtrlRx, kCtrlRxPromisc, std::span(&v, 1));
 }
 
-void VirtioNet::notify(unsigned q) noexcept {
-    (void)r_->w16(r_->notify + std::size_t{r_->notify_off[q]} * r_->notify_multiplier, static_cast<std::uint16_t>(q));
+Result<void> VirtioNet::set_queues(unsigned n) {
+    if (n < 1 || n > pairs_.size())
+        return fail(EINVAL, "{}: {} queue pairs asked for; this device has {} (udrv sets up at most {})", dev_->name(), n, pairs_.size(),
+                    kMaxPairs);
+    if (n == active_) return {};
+    for (unsigned i = active_; i < n; ++i) UDRV_TRY(start_pair(i));
+    const std::uint16_t pairs = static_cast<std::uint16_t>(n);  // virtqueue_pairs, little-endian
+    const std::uint8_t data[2] = {static_cast<std::uint8_t>(pairs), static_cast<std::uint8_t>(pairs >> 8)};
+    UDRV_TRY(control(kCtrlMq, kCtrlMqPairsSet, data));
+    active_ = n;
+    return {};
+}
+
+// One control request, synchronously (virtio 1.2, 5.1.6.5): class, command and data in one buffer the
+// device reads, its one-byte ack in one it writes. Only the thread that configures the device sends them.
+Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data) {
+    if (!ctrlq_) return fail(ENOTSUP, "{}: the device has no control queue (VIRTIO_NET_F_CTRL_VQ)", dev_->name());
+    if (data.size() > kCtrlAck - 2) return fail(EINVAL, "{}: control request of {} bytes", dev_->name(), data.size());
+    dma::Coherent<std::uint8_t>& buf = *ctrl_buf_;
+    buf[0] = cls;
+    buf[1] = cmd;
+    for (std::size_t i = 0; i < data.size(); ++i) buf[2 + i] = data[i];
+    buf[kCtrlAck] = 0xff;
+    const std::uint16_t head = ctrlq_->add_request(buf.iova(), static_cast<std::uint32_t>(2 + data.size()), buf.iova() + kCtrlAck, 1);
+    if (ctrlq_->publish()) notify(ctrl_index_);
+    for (int i = 0; i < 100000; ++i) {  // QEMU answers at once; a real device within microseconds; give up after ~1 s
+        if (auto used = ctrlq_->next_used()) {
+            ctrlq_->free_chain(head);
+            if (used->first != head)
+                return fail(EPROTO, "{}: control queue returned descriptor {}, sent {}", dev_->name(), used->first, head);
+            const std::uint8_t ack = dma::read_once(buf[kCtrlAck]);
+            if (ack != kCtrlOk) return fail(EIO, "{}: the device refused control command {}.{} (ack {})", dev_->name(), cls, cmd, ack);
+            return {};
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(10));
+    }
+    // The request stays in the ring; the descriptors are lost until reset, which is what a hung device gets.
+    return fail(ETIMEDOUT, "{}: no answer to control command {}.{} within 1 s", dev_->name(), cls, cmd);
+}
+
+void VirtioNet::notify(unsigned vq) noexcept {
+    (void)r_->w16(r_->notify + std::size_t{r_->notify_off[vq]} * r_->notify_multiplier, static_cast<std::uint16_t>(vq));
 }
 
 Result<net::Stats> VirtioNet::stats() {
-    net::Stats s = stats_;
-    if (vectors_) s.rx_interrupts = (*vectors_)[0].total();
+    net::Stats s;
+    for (const Pair& p : pairs_) {
+        s.rx_packets += p.stats.rx_packets;
+        s.rx_bytes += p.stats.rx_bytes;
+        s.rx_errors += p.stats.rx_errors;
+        s.tx_packets += p.stats.tx_packets;
+        s.tx_bytes += p.stats.tx_bytes;
+        s.tx_errors += p.stats.tx_errors;
+    }
+    if (vectors_)
+        for (unsigned i = 0; i < vectors_->size(); ++i) s.rx_interrupts += (*vectors_)[i].total();
     return s;
 }
 
+Result<VirtioNet::Pair*> VirtioNet::pair(unsigned queue) {
+    if (queue >= active_) return fail(EINVAL, "{}: queue {} does not exist ({} in use)", dev_->name(), queue, active_);
+    return &pairs_[queue];
+}
+
+// A pair's pools and receive buffers, made when it is first used.
+Result<void> VirtioNet::start_pair(unsigned i) {
+    Pair& p = pairs_[i];
+    if (p.rx_pool) return {};
+    p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.rxq->size()));
+    p.tx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.txq->size()));
+    p.rx_inflight.resize(p.rxq->size());
+    p.tx_inflight.resize(p.txq->size());
+    return refill_rx(i);
+}
+
 Result<bool> VirtioNet::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) {
-    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_->name(), queue);
-    irq::Vector* v = vectors_ ? &(*vectors_)[0] : nullptr;
+    Pair& p = *UDRV_TRY(pair(queue));
+    irq::Vector* v = vectors_ && queue < vectors_->size() ? &(*vectors_)[queue] : nullptr;
     auto r = net::wait_for_rx(
-        mode, timeout, v, [&] { return rxq_->has_used(); }, [&] { rxq_->set_interrupts(true); }, [&] { rxq_->set_interrupts(false); });
+        mode, timeout, v, [&] { return p.rxq->has_used(); }, [&] { p.rxq->set_interrupts(true); }, [&] { p.rxq->set_interrupts(false); });
     if (!r) return std::unexpected(std::move(r.error()).context(dev_->name()));
     return r;
 }
 
-Result<void> VirtioNet::refill_rx() {
+Result<void> VirtioNet::refill_rx(unsigned i) {
+    Pair& q = pairs_[i];
     bool added = false;
-    while (rxq_->free_descs() && rx_pool_->available()) {
-        net::Packet p = UDRV_TRY(rx_pool_->alloc());
+    while (q.rxq->free_descs() && q.rx_pool->available()) {
+        net::Packet p = UDRV_TRY(q.rx_pool->alloc());
         // The device writes the 12-byte header into the headroom, the frame where data() starts.
         std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
         auto len = static_cast<std::uint32_t>(kNetHdr + p.capacity());
-        std::uint16_t id = rxq_->add(iova, len, Virtqueue::kDescWrite);
-        rx_inflight_[id] = std::move(p);
+        std::uint16_t id = q.rxq->add(iova, len, Virtqueue::kDescWrite);
+        q.rx_inflight[id] = std::move(p);
         added = true;
     }
-    if (added && rxq_->publish()) notify(0);
+    if (added && q.rxq->publish()) notify(2 * i);
     return {};
 }
 
 Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
-    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_->name(), queue);
+    Pair& q = *UDRV_TRY(pair(queue));
     unsigned n = 0;
     while (n < out.size()) {
-        auto used = rxq_->next_used();
+        auto used = q.rxq->next_used();
         if (!used) break;
         auto [id, len] = *used;
         // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
-        if (id >= rx_inflight_.size() || !rx_inflight_[id]) {
-            ++stats_.rx_errors;
-            return fail(EPROTO, "{}: receive queue returned descriptor {} that is not in flight", dev_->name(), id);
+        if (id >= q.rx_inflight.size() || !q.rx_inflight[id]) {
+            ++q.stats.rx_errors;
+            return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
         }
-        net::Packet p = std::move(rx_inflight_[id]);
-        rxq_->free_desc(static_cast<std::uint16_t>(id));
+        net::Packet p = std::move(q.rx_inflight[id]);
+        q.rxq->free_desc(static_cast<std::uint16_t>(id));
         if (len < kNetHdr || len - kNetHdr > p.capacity()) {
-            ++stats_.rx_errors;
+            ++q.stats.rx_errors;
             continue;  // dropped; the buffer goes back to the pool with p
         }
         (void)p.resize(len - kNetHdr);
-        ++stats_.rx_packets;
-        stats_.rx_bytes += p.size();
+        ++q.stats.rx_packets;
+        q.stats.rx_bytes += p.size();
         out[n++] = std::move(p);
     }
-    UDRV_TRY(refill_rx());
+    UDRV_TRY(refill_rx(queue));
     return n;
 }
 
-void VirtioNet::reclaim_tx() {
-    while (auto used = txq_->next_used()) {
+void VirtioNet::reclaim_tx(Pair& q) {
+    while (auto used = q.txq->next_used()) {
         auto id = used->first;
-        if (id >= tx_inflight_.size() || !tx_inflight_[id]) {
-            ++stats_.tx_errors;
+        if (id >= q.tx_inflight.size() || !q.tx_inflight[id]) {
+            ++q.stats.tx_errors;
             continue;
         }
-        tx_inflight_[id] = net::Packet();  // back to the pool: the device is done with it
-        txq_->free_desc(static_cast<std::uint16_t>(id));
+        q.tx_inflight[id] = net::Packet();  // back to the pool: the device is done with it
+        q.txq->free_desc(static_cast<std::uint16_t>(id));
     }
 }
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {
-    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_->name(), queue);
-    reclaim_tx();
+    Pair& q = *UDRV_TRY(pair(queue));
+    reclaim_tx(q);
     unsigned n = 0;
-    for (; n < packets.size() && txq_->free_descs(); ++n) {
+    for (; n < packets.size() && q.txq->free_descs(); ++n) {
         net::Packet& p = packets[n];
         if (!p) {
             if (n) break;  // as below: what was good goes out first
             return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_->name());
         }
-        if (auto ok = tx_pool_->accept_for_tx(p, kNetHdr); !ok) {
+        if (auto ok = q.tx_pool->accept_for_tx(p, kNetHdr); !ok) {
             if (n) break;  // send what was good; the caller gets the error with this packet first next time
             return std::unexpected(std::move(ok.error()).context(dev_->name()));
         }
@@ -272,12 +379,12 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
         auto buf = net::PacketPool::buffer(p);
         std::memset(buf.data() + net::PacketPool::headroom_of(p) - kNetHdr, 0, kNetHdr);  // no offloads
         std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
-        std::uint16_t id = txq_->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
-        ++stats_.tx_packets;
-        stats_.tx_bytes += p.size();
-        tx_inflight_[id] = std::move(p);
+        std::uint16_t id = q.txq->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
+        ++q.stats.tx_packets;
+        q.stats.tx_bytes += p.size();
+        q.tx_inflight[id] = std::move(p);
     }
-    if (n && txq_->publish()) notify(1);
+    if (n && q.txq->publish()) notify(2 * queue + 1);
     return n;
 }
 

@@ -1,7 +1,8 @@
 // virtio-net over the virtio 1.x modern PCI transport (virtio spec 1.2, 4.1 and 5.1): configuration
-// structures found through the vendor capabilities, feature negotiation, split virtqueues. One
-// receive/transmit queue pair, owned by one thread; polled, or woken by the receive queue's MSI-X
-// vector (rx_wait).
+// structures found through the vendor capabilities, feature negotiation, split virtqueues. Receive/
+// transmit queue pairs, each owned by one thread; polled, or woken by its receive queue's MSI-X vector
+// (rx_wait). With VIRTIO_NET_F_MQ the device has several pairs: all are set up at probe, one is in
+// use until set_queues() asks the device (control queue, VQ_PAIRS_SET) to spread traffic over more.
 #pragma once
 
 #include <memory>
@@ -24,13 +25,17 @@ public:
         std::uint16_t flags, next;
     };
     static_assert(sizeof(Desc) == 16);
-    static constexpr std::uint16_t kDescWrite = 2;
+    static constexpr std::uint16_t kDescNext = 1, kDescWrite = 2;
 
     static Result<Virtqueue> create(const dma::Allocator& dma, std::uint16_t size);
     std::uint16_t size() const noexcept { return size_; }
     std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_.size()); }
     /// Adds a one-buffer chain; returns its descriptor id.
     std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept;
+    /// Adds a two-buffer chain, one the device reads then one it writes (a control request and its
+    /// reply); returns the head id. Needs two free descriptors; free it with free_chain().
+    std::uint16_t add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept;
+    void free_chain(std::uint16_t head) noexcept;
     /// Makes everything added visible to the device; true if the device wants a notification.
     bool publish() noexcept;
     /// Next used element, if the device returned one: (descriptor id, length written).
@@ -72,6 +77,27 @@ inline bool Virtqueue::publish() noexcept {
     return !(dma::read_once(used_[0]) & 1);  // VRING_USED_F_NO_NOTIFY
 }
 
+inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept {
+    std::uint16_t head = free_.back();
+    free_.pop_back();
+    std::uint16_t tail = free_.back();
+    free_.pop_back();
+    desc_[head] = Desc{out, out_len, kDescNext, tail};
+    desc_[tail] = Desc{in, in_len, kDescWrite, 0};
+    avail_[2u + avail_idx_ % size_] = head;
+    ++avail_idx_;
+    return head;
+}
+
+inline void Virtqueue::free_chain(std::uint16_t head) noexcept {
+    for (std::uint16_t id = head, n = 0; n < size_; ++n) {  // bounded: the table is ours, but a loop must end
+        const Desc d = desc_[id];
+        free_.push_back(id);
+        if (!(d.flags & kDescNext) || d.next >= size_) break;
+        id = d.next;
+    }
+}
+
 inline bool Virtqueue::has_used() const noexcept { return static_cast<std::uint16_t>(dma::read_once(used_[0]) >> 16) != last_used_; }
 
 inline void Virtqueue::set_interrupts(bool on) noexcept {
@@ -98,28 +124,42 @@ public:
     bool link_up() const override;
     Result<net::Stats> stats() override;
     Result<void> set_promiscuous(bool on) override;
-    unsigned queues() const override { return 1; }
+    unsigned queues() const override { return active_; }
+    unsigned max_queues() const override { return static_cast<unsigned>(pairs_.size()); }
+    Result<void> set_queues(unsigned n) override;
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
-    net::PacketPool& tx_pool(unsigned) override { return *tx_pool_; }
+    net::PacketPool& tx_pool(unsigned queue) override { return *pairs_.at(queue).tx_pool; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
 private:
     struct Regions;
+    /// Receive queue 2i and transmit queue 2i+1: the state one owner thread touches.
+    struct Pair {
+        std::optional<Virtqueue> rxq, txq;
+        std::shared_ptr<net::PacketPool> rx_pool, tx_pool;      // created when the pair is first used
+        std::vector<net::Packet> rx_inflight, tx_inflight;      // indexed by descriptor id
+        net::Stats stats;
+    };
     VirtioNet() = default;
-    Result<void> refill_rx();
-    void reclaim_tx();
-    void notify(unsigned queue) noexcept;
+    Result<void> start_pair(unsigned pair);
+    Result<Pair*> pair(unsigned queue);
+    Result<void> refill_rx(unsigned pair);
+    void reclaim_tx(Pair& p);
+    void notify(unsigned vq) noexcept;
+    Result<void> control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data);
 
     const pci::Device* dev_ = nullptr;
     std::unique_ptr<Regions> r_;
     net::Mac mac_{};
-    bool has_status_ = false;
-    std::optional<Virtqueue> rxq_, txq_;
-    std::optional<irq::Vectors> vectors_;  // MSI-X vector 0: the receive queue
-    std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;
-    std::vector<net::Packet> rx_inflight_, tx_inflight_;  // indexed by descriptor id
-    net::Stats stats_;
+    bool has_status_ = false, has_ctrl_rx_ = false;
+    std::vector<Pair> pairs_;  // every pair set up on the device (at most kMaxPairs)
+    unsigned active_ = 1;      // pairs the device spreads traffic over
+    std::optional<Virtqueue> ctrlq_;                        // with VIRTIO_NET_F_CTRL_VQ
+    std::optional<dma::Coherent<std::uint8_t>> ctrl_buf_;   // [0..15] request, [16] the device's ack
+    std::uint16_t ctrl_index_ = 0;                          // the control queue's virtqueue index
+    std::optional<dma::Allocator> dma_;    // pairs get their pools when first used
+    std::optional<irq::Vectors> vectors_;  // MSI-X vector i: receive queue of pair i
 };
 
 }  // namespace udrv::virtio_net
