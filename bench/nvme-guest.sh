@@ -1,5 +1,6 @@
 # Runs inside the test VM (see nvme.sh): the kernel's NVMe driver through fio, then udrv nvme perf, on
-# the same two controllers in the same boot. Prints "RESULT device qd engine iops mean_us" lines.
+# the same two controllers in the same boot. Prints "RESULT device qd engine iops mean_us" lines. Both
+# run on CPU 0 (taskset), the vCPU that nvme.sh gives a host CPU of its own.
 . /udrv/guest-lib.sh
 T=${UDRV_BENCH_SECONDS:-5}
 FILE_DEV=0000:00:04.0 NULL_DEV=0000:00:05.0
@@ -21,7 +22,7 @@ for dev in $FILE_DEV $NULL_DEV; do
     for engine in io_uring libaio io_uring-hipri; do
       extra=""; eng=$engine
       [ $engine = io_uring-hipri ] && { eng=io_uring; extra="--hipri"; }
-      line=$(fio --name=b --filename=/dev/$disk --direct=1 --rw=randread --bs=4k --iodepth=$qd --ioengine=$eng $extra \
+      line=$(taskset 1 fio --name=b --filename=/dev/$disk --direct=1 --rw=randread --bs=4k --iodepth=$qd --ioengine=$eng $extra \
                  --runtime=$T --time_based --minimal 2>/dev/null)
       echo "RESULT $name $qd kernel-$engine $(echo "$line" | cut -d';' -f8) $(echo "$line" | cut -d';' -f40)"
     done
@@ -32,7 +33,7 @@ for dev in $FILE_DEV $NULL_DEV; do
   name=$([ $dev = $FILE_DEV ] && echo file || echo null-co)
   for qd in 1 32; do
     for mode in polled interrupt; do
-      j=$(udrv nvme perf -s $dev -q $qd -t $T -w randread --mode $mode --json 2>/dev/null)
+      j=$(taskset 1 udrv nvme perf -s $dev -q $qd -t $T -w randread --mode $mode --json 2>/dev/null)
       iops=$(echo "$j" | sed -n 's/^  "iops": \([0-9.]*\).*/\1/p')
       mean=$(echo "$j" | sed -n 's/^    "mean": \([0-9.]*\).*/\1/p')
       echo "RESULT $name $qd udrv-$mode $iops $mean"
