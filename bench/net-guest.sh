@@ -22,6 +22,11 @@ median_tx_pps() {
     sed '1d;$d' | sort -n | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}'
 }
 json_pps() { sed -n 's/^  "pps": \([0-9.e+]*\).*/\1/p' | awk '{printf "%.0f\n", $1}'; }
+# median_udrv_pps < udrv pktgen's stderr: the same for udrv's once-a-second "sent N frames (R/s)" lines,
+# so both sides are measured alike (a whole-run average would count udrv's start-up second too).
+median_udrv_pps() {
+  sed -n 's/^sent [0-9]* frames (\([0-9]*\)\/s)$/\1/p' | sed '1d;$d' | sort -n | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}'
+}
 # testpmd: EAL on vCPUs 0-1 (forwarding on 1), physical addresses as IOVAs (the vIOMMU has 39 bits,
 # fewer than user virtual addresses), the rings as large as udrv's (256), statistics every second.
 EAL="-l 0-1 -n 1 --iova-mode=pa --file-prefix=bench"
@@ -35,7 +40,7 @@ for round in $(seq "$ROUNDS"); do
   for b in 1 8 32 256; do
     for port in virtio:$V e1000e:$E; do
       name=${port%%:*} slot=${port#*:}
-      pps=$(taskset -c 1 udrv net pktgen -s "$slot" -t "$T" -b $b --size 64 --dst $PEER --json 2>/dev/null | json_pps)
+      pps=$(taskset -c 1 udrv net pktgen -s "$slot" -t $((T + 2)) -b $b --size 64 --dst $PEER 2>&1 >/dev/null | median_udrv_pps)
       echo "RESULT pktgen-$name $b udrv ${pps:-0}"
       pps=$(timeout -s INT $((T + 4)) dpdk-testpmd $EAL -a "$slot" -- $APP --forward-mode=txonly --burst=$b --txpkts=64 \
               --eth-peer=0,$PEER 2>&1 | median_tx_pps 0)
