@@ -2,6 +2,7 @@
 // reset, admin queue, enable, identify, queues; then lockless I/O queue pairs owned by one thread each.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -95,6 +96,7 @@ private:
     void ring_sq() noexcept;
     void ring_cq() noexcept;
     bool shadow_needs_mmio(std::size_t index, std::uint16_t value) noexcept;
+    Result<std::uint64_t> iova_of(const std::byte* data, std::size_t len);
 
     std::shared_ptr<ControllerState> ctrl_;
     std::uint16_t qid_, depth_;        // depth_: SQ entries (depth_ - 1 command ids)
@@ -117,6 +119,13 @@ private:
     std::unique_ptr<irq::HybridWaiter> hybrid_;
     std::uint64_t last_timeout_check_ = 0;  // ticks()
     std::uint32_t empty_polls_ = 0;
+    struct MemCacheEntry {
+        std::uint64_t gen = 0;  // ControllerState::mem_gen when filled (it starts at 1: 0 is never valid)
+        std::uintptr_t base = 0;
+        std::size_t size = 0;
+        std::uint64_t iova = 0;
+    };
+    std::array<MemCacheEntry, 64> mem_cache_{};  // by buffer page: see iova_of
     std::uint64_t epoch_ = 0;               // the controller reset epoch this queue exists in
     std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0;
 };
