@@ -246,8 +246,8 @@ struct ControllerState {
 QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth,
                      std::uint32_t nsid, std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq,
                      dma::Pool prps)
-    : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), cq_depth_(cq_depth), nsid_(nsid), block_size_(block_size), mode_(mode), sq_(std::move(sq)),
-      cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
+    : ctrl_(std::move(ctrl)), qid_(qid), depth_(depth), cq_depth_(cq_depth), nsid_(nsid), block_size_(block_size), mode_(mode),
+      sq_(std::move(sq)), cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
     timeout_ticks_ = to_ticks(kIoTimeout);
     check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
     for (std::uint16_t i = depth - 1; i > 0; --i) free_cids_.push_back(i - 1);  // depth-1 ids: the queue is never full
@@ -670,7 +670,8 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
     auto asq = UDRV_TRY(state->dma.coherent<Sqe>(adepth));
     auto acq = UDRV_TRY(state->dma.coherent<Cqe>(adepth));
     auto aprps = UDRV_TRY(state->dma.pool(kPage, adepth));
-    state->admin.reset(new QueuePair(state, 0, adepth, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
+    state->admin.reset(
+        new QueuePair(state, 0, adepth, adepth, 0, 512, block::Mode::polled, std::move(asq), std::move(acq), std::move(aprps)));
 
     // 4. Enable: admin queue registers (AQA/ASQ/ACQ), then 4 KiB pages, NVM command set, 64-byte SQEs and
     //    16-byte CQEs; admin interrupts masked (we poll).
@@ -830,9 +831,9 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
     const std::uint16_t qdepth = static_cast<std::uint16_t>(std::clamp<unsigned>(depth + 1, 2, s.info.max_queue_entries));
     // A polled queue's CQ is larger than its SQ (4x, at least a page of entries) so that its head
     // doorbell can wait (see QueuePair::ring_cq).
-    const std::uint16_t cq_depth = mode == block::Mode::polled
-        ? static_cast<std::uint16_t>(std::clamp<unsigned>(std::max<unsigned>(4u * qdepth, kPage / sizeof(Cqe)), qdepth, s.info.max_queue_entries))
-        : qdepth;
+    const unsigned cq_wanted = std::max<unsigned>(4u * qdepth, kPage / sizeof(Cqe));
+    const std::uint16_t cq_depth =
+        mode == block::Mode::polled ? static_cast<std::uint16_t>(std::clamp<unsigned>(cq_wanted, qdepth, s.info.max_queue_entries)) : qdepth;
     auto sq = UDRV_TRY(s.dma.coherent<Sqe>(qdepth));
     auto cq = UDRV_TRY(s.dma.coherent<Cqe>(cq_depth));
     auto prps = UDRV_TRY(s.dma.pool(kPage, qdepth));

@@ -188,12 +188,13 @@ run() {
   local log="$work/serial.log" rc=0
   local t0=$SECONDS
   # The multi-queue NIC pair (00:0c.0, 00:0d.0): taps on a bridge in a private network namespace.
-  local netns=() tapnics=()
-  if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && unshare -n true 2>/dev/null; then
-    netns=(unshare -n -- sh -c 'for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done 2>/dev/null;
+  # The set-up is tried once on its own first: where it cannot work, the VM boots without the pair.
+  local netns=() tapnics=() setup='for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done 2>/dev/null;
       ip link add udrvbr type bridge && ip tuntap add dev udrvmq mode tap multi_queue &&
       ip tuntap add dev udrvk mode tap && ip link set udrvmq master udrvbr && ip link set udrvk master udrvbr &&
-      ip link set udrvbr up && ip link set udrvmq up && ip link set udrvk up && exec "$0" "$@"')
+      ip link set udrvbr up && ip link set udrvmq up && ip link set udrvk up'
+  if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && unshare -n sh -c "$setup" >/dev/null 2>&1; then
+    netns=(unshare -n -- sh -c "$setup"' && exec "$0" "$@"')
     tapnics=(-netdev tap,id=mq,ifname=udrvmq,script=no,downscript=no,queues=2,vhost=off
       -device virtio-net-pci,disable-legacy=on,iommu_platform=on,mq=on,vectors=6,netdev=mq,addr=0c.0,mac=52:54:00:00:00:0c
       -netdev tap,id=kt,ifname=udrvk,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=kt,addr=0d.0,mac=52:54:00:00:00:0d)

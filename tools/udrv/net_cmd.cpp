@@ -360,7 +360,8 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
     auto mode = net::parse_wait_mode(mode_text);
     if (!mode) return report(mode.error());
     if (queues > 1 && *mode != net::WaitMode::poll)
-        return report(Error(EINVAL, fmt::format("--queues {} needs -m poll: one thread cannot sleep on several queues' interrupts", queues)));
+        return report(Error(EINVAL, fmt::format("--queues {} needs -m poll: one thread cannot sleep on several queues' interrupts",
+                                                queues)));
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());

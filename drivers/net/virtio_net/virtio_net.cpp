@@ -240,6 +240,8 @@ Result<void> VirtioNet::set_queues(unsigned n) {
 Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data) {
     if (!ctrlq_) return fail(ENOTSUP, "{}: the device has no control queue (VIRTIO_NET_F_CTRL_VQ)", dev_->name());
     if (data.size() > kCtrlAck - 2) return fail(EINVAL, "{}: control request of {} bytes", dev_->name(), data.size());
+    if (ctrlq_->free_descs() < 2)
+        return fail(EBUSY, "{}: the control queue is full: an earlier request got no answer (rebind the device)", dev_->name());
     dma::Coherent<std::uint8_t>& buf = *ctrl_buf_;
     buf[0] = cls;
     buf[1] = cmd;
@@ -249,9 +251,9 @@ Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<co
     if (ctrlq_->publish()) notify(ctrl_index_);
     for (int i = 0; i < 100000; ++i) {  // QEMU answers at once; a real device within microseconds; give up after ~1 s
         if (auto used = ctrlq_->next_used()) {
-            ctrlq_->free_chain(head);
-            if (used->first != head)
+            if (used->first != head)  // the device's word is wrong: keep the chain (it may still use it)
                 return fail(EPROTO, "{}: control queue returned descriptor {}, sent {}", dev_->name(), used->first, head);
+            ctrlq_->free_chain(head);
             const std::uint8_t ack = dma::read_once(buf[kCtrlAck]);
             if (ack != kCtrlOk) return fail(EIO, "{}: the device refused control command {}.{} (ack {})", dev_->name(), cls, cmd, ack);
             return {};

@@ -129,7 +129,9 @@ public:
     Result<void> set_queues(unsigned n) override;
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
-    net::PacketPool& tx_pool(unsigned queue) override { return *pairs_.at(queue).tx_pool; }
+    /// A queue not in use gets pair 0's pool: its packets are valid everywhere on this device, and
+    /// tx_batch on that queue says what is wrong.
+    net::PacketPool& tx_pool(unsigned queue) override { return *pairs_[queue < active_ ? queue : 0].tx_pool; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
 private:
