@@ -253,7 +253,7 @@ Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<co
         if (auto used = ctrlq_->next_used()) {
             if (used->first != head)  // the device's word is wrong: keep the chain (it may still use it)
                 return fail(EPROTO, "{}: control queue returned descriptor {}, sent {}", dev_->name(), used->first, head);
-            ctrlq_->free_chain(head);
+            ctrlq_->free_request(head);
             const std::uint8_t ack = dma::read_once(buf[kCtrlAck]);
             if (ack != kCtrlOk) return fail(EIO, "{}: the device refused control command {}.{} (ack {})", dev_->name(), cls, cmd, ack);
             return {};

@@ -33,9 +33,9 @@ public:
     /// Adds a one-buffer chain; returns its descriptor id.
     std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept;
     /// Adds a two-buffer chain, one the device reads then one it writes (a control request and its
-    /// reply); returns the head id. Needs two free descriptors; free it with free_chain().
+    /// reply); returns the head id. Needs two free descriptors; free_request() gives both back.
     std::uint16_t add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept;
-    void free_chain(std::uint16_t head) noexcept;
+    void free_request(std::uint16_t head) noexcept;
     /// Makes everything added visible to the device; true if the device wants a notification.
     bool publish() noexcept;
     /// Next used element, if the device returned one: (descriptor id, length written).
@@ -89,13 +89,9 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
     return head;
 }
 
-inline void Virtqueue::free_chain(std::uint16_t head) noexcept {
-    for (std::uint16_t id = head, n = 0; n < size_; ++n) {  // bounded: the table is ours, but a loop must end
-        const Desc d = desc_[id];
-        free_.push_back(id);
-        if (!(d.flags & kDescNext) || d.next >= size_) break;
-        id = d.next;
-    }
+inline void Virtqueue::free_request(std::uint16_t head) noexcept {
+    free_.push_back(desc_[head].next);  // the tail add_request linked: the table is ours, the device only reads it
+    free_.push_back(head);
 }
 
 inline bool Virtqueue::has_used() const noexcept { return static_cast<std::uint16_t>(dma::read_once(used_[0]) >> 16) != last_used_; }
