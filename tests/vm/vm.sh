@@ -19,7 +19,10 @@
 # UDRV_VM_MEM (default 1G), UDRV_VM_SMP (default 2 vCPUs), UDRV_VM_LOG (also write the serial log here),
 # UDRV_VM_DPDK=1 (also put dpdk-testpmd and DPDK's virtio/e1000 PMDs in the guest, for bench/net.sh),
 # UDRV_VM_NVME_OPTS (appended to the 00:04.0 and 00:05.0 nvme devices, e.g. ",ioeventfd=on"),
-# UDRV_VM_PIN=1 (benchmarks: vCPU 0 gets the last host CPU to itself, every other QEMU thread the first).
+# UDRV_VM_PIN=1 (benchmarks: vCPU 0 gets the last host CPU to itself, every other QEMU thread the first),
+# UDRV_VM_DEVICES=nvme (benchmarks: only the 00:04.0 and 00:05.0 controllers; QEMU's main loop, which
+# emulates every device, then has about half as many file descriptors to poll on each iteration),
+# UDRV_BENCH_* (handed to the guest script as environment variables).
 # The modern virtio-net has iommu_platform=on: without it QEMU lets virtio DMA bypass the vIOMMU, and
 # bus addresses from VFIO would be wrong for it.
 set -euo pipefail
@@ -139,6 +142,8 @@ mkinitramfs() {
   cp "$here"/nvme_identify_agrees.sh "$root/udrv/"
   cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
   cp "$script" "$root/udrv/guest.sh"
+  # Benchmark settings (UDRV_BENCH_*) reach the guest script as environment variables.
+  env | grep -E '^UDRV_BENCH_[A-Z_]+=[0-9A-Za-z_.,-]*$' | sed 's/^/export /' > "$root/udrv/env.sh" || true
   cp -r "$here/guest-lib.sh" "$root/udrv/"
   [ -d "$here/../../docs/examples" ] && cp -r "$here/../../docs/examples" "$root/udrv/examples"
   cat > "$root/init" <<'INIT'
@@ -149,6 +154,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; m
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null || echo "init: insmod $m failed"; done
 echo 1 > /proc/sys/kernel/printk
 cd /udrv
+. /udrv/env.sh
 sh /udrv/guest.sh
 echo "UDRV-GUEST-EXIT $?"
 poweroff -f
@@ -193,12 +199,28 @@ run() {
       ip link add udrvbr type bridge && ip tuntap add dev udrvmq mode tap multi_queue &&
       ip tuntap add dev udrvk mode tap && ip link set udrvmq master udrvbr && ip link set udrvk master udrvbr &&
       ip link set udrvbr up && ip link set udrvmq up && ip link set udrvk up'
-  if [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && unshare -n sh -c "$setup" >/dev/null 2>&1; then
+  if [ "${UDRV_VM_DEVICES:-all}" = all ] && [ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] && unshare -n sh -c "$setup" >/dev/null 2>&1; then
     netns=(unshare -n -- sh -c "$setup"' && exec "$0" "$@"')
     tapnics=(-netdev tap,id=mq,ifname=udrvmq,script=no,downscript=no,queues=2,vhost=off
       -device virtio-net-pci,disable-legacy=on,iommu_platform=on,mq=on,vectors=6,netdev=mq,addr=0c.0,mac=52:54:00:00:00:0c
       -netdev tap,id=kt,ifname=udrvk,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=kt,addr=0d.0,mac=52:54:00:00:00:0d)
   fi
+  local others=()
+  case "${UDRV_VM_DEVICES:-all}" in
+    nvme) ;;
+    all) others=(-device edu,addr=03.0
+      -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06
+      -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07
+      -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08
+      -netdev hubport,hubid=1,id=p3 -device virtio-net-pci,netdev=p3,addr=0a.0,mac=52:54:00:00:00:0a
+      -netdev hubport,hubid=1,id=p4 -device e1000e,netdev=p4,addr=0b.0,mac=52:54:00:00:00:0b
+      -device nvme,id=nvme2,serial=udrvmulti,addr=09.0
+      -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1
+      -drive file="$work/ns2.img",if=none,id=ns2,format=raw
+      -device nvme-ns,drive=ns2,bus=nvme2,nsid=2,logical_block_size=4096,physical_block_size=4096
+      "${tapnics[@]}") ;;
+    *) echo "vm: UDRV_VM_DEVICES must be all or nvme, not '${UDRV_VM_DEVICES}'" >&2; return 2 ;;
+  esac
   if [ "${UDRV_VM_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then pin_threads "udrv-$$" & fi
   local nvme_opts=${UDRV_VM_NVME_OPTS:-}
   timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" "${netns[@]}" qemu-system-x86_64 \
@@ -207,19 +229,9 @@ run() {
     -device intel-iommu,intremap=on,caching-mode=on \
     -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
     -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
-    -device edu,addr=03.0 \
     -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0"$nvme_opts" \
     -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0"$nvme_opts" \
-    -netdev hubport,hubid=0,id=p0 -device e1000e,netdev=p0,addr=06.0,mac=52:54:00:00:00:06 \
-    -netdev hubport,hubid=0,id=p1 -device virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev=p1,addr=07.0,mac=52:54:00:00:00:07 \
-    -netdev hubport,hubid=0,id=p2 -device virtio-net-pci,netdev=p2,addr=08.0,mac=52:54:00:00:00:08 \
-    -netdev hubport,hubid=1,id=p3 -device virtio-net-pci,netdev=p3,addr=0a.0,mac=52:54:00:00:00:0a \
-    -netdev hubport,hubid=1,id=p4 -device e1000e,netdev=p4,addr=0b.0,mac=52:54:00:00:00:0b \
-    -device nvme,id=nvme2,serial=udrvmulti,addr=09.0 \
-    -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1 \
-    -drive file="$work/ns2.img",if=none,id=ns2,format=raw \
-    -device nvme-ns,drive=ns2,bus=nvme2,nsid=2,logical_block_size=4096,physical_block_size=4096 \
-    "${tapnics[@]}" \
+    "${others[@]}" \
     >/dev/null 2>"$work/qemu.err" || rc=$?
   [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
   # Print the guest's output without the kernel's boot noise.
