@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -148,6 +149,29 @@ struct Stats {
     std::uint64_t tx_packets = 0, tx_bytes = 0, tx_errors = 0;
     std::uint64_t rx_interrupts = 0;  ///< receive interrupts taken by rx_wait
 };
+
+/// Counters a queue's owner thread keeps while stats() may read them from another thread: count() is a
+/// relaxed atomic load and store (one writer, so no locked read-modify-write on the packet path) and
+/// read_counter() a relaxed load, so a reader never sees a torn or half-updated value.
+inline void count(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
+    std::atomic_ref<std::uint64_t> c(counter);
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline std::uint64_t read_counter(const std::uint64_t& counter) noexcept {
+    // atomic_ref<const T> is C++26; the load does not write.
+    return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(counter)).load(std::memory_order_relaxed);
+}
+/// Adds the counters of `from` (kept with count()) to `to`.
+inline void add_counters(Stats& to, const Stats& from) noexcept {
+    to.rx_packets += read_counter(from.rx_packets);
+    to.rx_bytes += read_counter(from.rx_bytes);
+    to.rx_dropped += read_counter(from.rx_dropped);
+    to.rx_errors += read_counter(from.rx_errors);
+    to.tx_packets += read_counter(from.tx_packets);
+    to.tx_bytes += read_counter(from.tx_bytes);
+    to.tx_errors += read_counter(from.tx_errors);
+    to.rx_interrupts += read_counter(from.rx_interrupts);
+}
 
 /// How rx_wait waits for frames (DPDK's polling or rx interrupt mode).
 enum class WaitMode {

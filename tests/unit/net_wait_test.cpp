@@ -1,5 +1,8 @@
-// rx_wait's shared logic (net::wait_for_rx) and the mode names, without a device.
+// rx_wait's shared logic (net::wait_for_rx), the mode names and the per-queue counters, without a device.
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 
 #include "udrv/net.hpp"
 
@@ -55,3 +58,45 @@ TEST(NetWait, ModeNames) {
 }
 
 }  // namespace
+
+// Per-queue counters: one owner thread counts, another thread sums them with add_counters.
+TEST(NetCounters, AddCountersSumsEveryField) {
+    udrv::net::Stats q;
+    udrv::net::count(q.rx_packets, 1);
+    udrv::net::count(q.rx_bytes, 2);
+    udrv::net::count(q.rx_dropped, 3);
+    udrv::net::count(q.rx_errors, 4);
+    udrv::net::count(q.tx_packets, 5);
+    udrv::net::count(q.tx_bytes, 6);
+    udrv::net::count(q.tx_errors, 7);
+    udrv::net::count(q.rx_interrupts, 8);
+    udrv::net::Stats total;
+    udrv::net::add_counters(total, q);
+    udrv::net::add_counters(total, q);
+    EXPECT_EQ(total.rx_packets, 2u);
+    EXPECT_EQ(total.rx_bytes, 4u);
+    EXPECT_EQ(total.rx_dropped, 6u);
+    EXPECT_EQ(total.rx_errors, 8u);
+    EXPECT_EQ(total.tx_packets, 10u);
+    EXPECT_EQ(total.tx_bytes, 12u);
+    EXPECT_EQ(total.tx_errors, 14u);
+    EXPECT_EQ(total.rx_interrupts, 16u);
+}
+
+TEST(NetCounters, AReaderOnAnotherThreadSeesAMonotonicCount) {
+    udrv::net::Stats q;
+    std::atomic<bool> done{false};
+    std::thread owner([&] {
+        for (int i = 0; i < 100000; ++i) udrv::net::count(q.rx_packets);
+        done = true;
+    });
+    std::uint64_t last = 0;
+    while (!done) {
+        udrv::net::Stats s;
+        udrv::net::add_counters(s, q);
+        EXPECT_GE(s.rx_packets, last);
+        last = s.rx_packets;
+    }
+    owner.join();
+    EXPECT_EQ(udrv::net::read_counter(q.rx_packets), 100000u);
+}

@@ -132,6 +132,7 @@ Result<void> E1000e::set_promiscuous(bool on) {
 
 Result<net::Stats> E1000e::stats() {
     // Good packets/octets and errors from the device; 64-bit octet counters read low half first.
+    std::lock_guard lock(stats_mu_);
     totals_.rx_packets += regs_.read32<GPRC>();
     totals_.tx_packets += regs_.read32<GPTC>();
     totals_.rx_bytes += regs_.read32<GORCL>() | std::uint64_t{regs_.read32<GORCH>()} << 32;
@@ -140,8 +141,7 @@ Result<net::Stats> E1000e::stats() {
     totals_.rx_errors += regs_.read32<CRCERRS>() + regs_.read32<RXERRC>();
     net::Stats s = totals_;
     if (vectors_) s.rx_interrupts = (*vectors_)[0].total();
-    s.rx_errors += soft_.rx_errors;
-    s.tx_errors += soft_.tx_errors;
+    net::add_counters(s, soft_);
     return s;
 }
 
@@ -174,9 +174,9 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
         // The device's word: a frame split over descriptors (we never asked for that), an error, or a
         // length beyond the buffer is dropped and counted; the buffer stays in the ring.
         bool good = (status & DESC_EOP) && !d.errors && len > 0 && len <= kBufSize;
-        if (!good) ++soft_.rx_errors;
+        if (!good) net::count(soft_.rx_errors);
         auto fresh = good ? rx_pool_->alloc() : Result<net::Packet>(std::unexpected(Error(ENOMEM, "")));
-        if (good && !fresh) ++soft_.rx_dropped;  // no buffer to replace it: drop the frame, keep the buffer
+        if (good && !fresh) net::count(soft_.rx_dropped);  // no buffer to replace it: drop the frame, keep the buffer
         if (fresh) {
             net::Packet p = std::move(rx_bufs_[rx_next_]);
             (void)p.resize(len);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -54,8 +55,9 @@ private:
     std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;
     std::vector<net::Packet> rx_bufs_, tx_bufs_;  // by descriptor slot
     std::uint16_t rx_next_ = 0, tx_tail_ = 0, tx_clean_ = 0;
+    std::mutex stats_mu_;                         // stats() may be called from any thread
     net::Stats totals_;                           // the device's counters clear on read; we add them up
-    net::Stats soft_;                             // what the driver itself saw
+    net::Stats soft_;                             // what the driver itself saw (net::count)
 };
 
 }  // namespace udrv::e1000e

@@ -270,14 +270,7 @@ void VirtioNet::notify(unsigned vq) noexcept {
 
 Result<net::Stats> VirtioNet::stats() {
     net::Stats s;
-    for (const Pair& p : pairs_) {
-        s.rx_packets += p.stats.rx_packets;
-        s.rx_bytes += p.stats.rx_bytes;
-        s.rx_errors += p.stats.rx_errors;
-        s.tx_packets += p.stats.tx_packets;
-        s.tx_bytes += p.stats.tx_bytes;
-        s.tx_errors += p.stats.tx_errors;
-    }
+    for (const Pair& p : pairs_) net::add_counters(s, p.stats);
     if (vectors_)
         for (unsigned i = 0; i < vectors_->size(); ++i) s.rx_interrupts += (*vectors_)[i].total();
     return s;
@@ -333,18 +326,18 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
         auto [id, len] = *used;
         // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
         if (id >= q.rx_inflight.size() || !q.rx_inflight[id]) {
-            ++q.stats.rx_errors;
+            net::count(q.stats.rx_errors);
             return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
         }
         net::Packet p = std::move(q.rx_inflight[id]);
         q.rxq->free_desc(static_cast<std::uint16_t>(id));
         if (len < kNetHdr || len - kNetHdr > p.capacity()) {
-            ++q.stats.rx_errors;
+            net::count(q.stats.rx_errors);
             continue;  // dropped; the buffer goes back to the pool with p
         }
         (void)p.resize(len - kNetHdr);
-        ++q.stats.rx_packets;
-        q.stats.rx_bytes += p.size();
+        net::count(q.stats.rx_packets);
+        net::count(q.stats.rx_bytes, p.size());
         out[n++] = std::move(p);
     }
     UDRV_TRY(refill_rx(queue));
@@ -355,7 +348,7 @@ void VirtioNet::reclaim_tx(Pair& q) {
     while (auto used = q.txq->next_used()) {
         auto id = used->first;
         if (id >= q.tx_inflight.size() || !q.tx_inflight[id]) {
-            ++q.stats.tx_errors;
+            net::count(q.stats.tx_errors);
             continue;
         }
         q.tx_inflight[id] = net::Packet();  // back to the pool: the device is done with it
@@ -382,8 +375,8 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
         std::memset(buf.data() + net::PacketPool::headroom_of(p) - kNetHdr, 0, kNetHdr);  // no offloads
         std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
         std::uint16_t id = q.txq->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
-        ++q.stats.tx_packets;
-        q.stats.tx_bytes += p.size();
+        net::count(q.stats.tx_packets);
+        net::count(q.stats.tx_bytes, p.size());
         q.tx_inflight[id] = std::move(p);
     }
     if (n && q.txq->publish()) notify(2 * queue + 1);

@@ -137,7 +137,7 @@ private:
         std::optional<Virtqueue> rxq, txq;
         std::shared_ptr<net::PacketPool> rx_pool, tx_pool;      // created when the pair is first used
         std::vector<net::Packet> rx_inflight, tx_inflight;      // indexed by descriptor id
-        net::Stats stats;
+        net::Stats stats;  // kept with net::count(): stats() reads it from any thread
     };
     VirtioNet() = default;
     Result<void> start_pair(unsigned pair);
