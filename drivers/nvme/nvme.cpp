@@ -257,6 +257,7 @@ QueuePair::QueuePair(std::shared_ptr<ControllerState> ctrl, std::uint16_t qid, s
       sq_(std::move(sq)), cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
     timeout_ticks_ = to_ticks(kIoTimeout);
     check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
+    ticks_per_ms_ = std::max<std::uint64_t>(ns_to_ticks(1e6), 1);
     for (std::uint16_t i = depth - 1; i > 0; --i) free_cids_.push_back(i - 1);  // depth-1 ids: the queue is never full
 }
 
@@ -594,16 +595,21 @@ Result<void> QueuePair::check_timeouts() {
 Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     unsigned n = UDRV_TRY(poll());
     if (n || outstanding_ == 0) return n;
-    auto deadline = clock::now() + timeout;
     switch (mode_) {
-        case block::Mode::polled: {  // the clock is read every kPollsPerClockRead polls, as in poll()
-            const std::uint64_t end = ticks() + to_ticks(timeout);
+        case block::Mode::polled: {
+            // The TSC only, read every kPollsPerClockRead polls as in poll(): clock_gettime is a system
+            // call and an HPET read in a TCG guest, and the HPET read takes QEMU's big lock, which its
+            // main loop holds while it processes the command just submitted.
+            const std::uint64_t ms = static_cast<std::uint64_t>(std::max<std::chrono::milliseconds::rep>(timeout.count(), 0));
+            const std::uint64_t now = ticks(), span = ms > (UINT64_MAX - now) / ticks_per_ms_ ? UINT64_MAX - now : ms * ticks_per_ms_;
+            const std::uint64_t end = now + span;
             for (unsigned i = 1;; ++i) {
                 if ((n = UDRV_TRY(poll()))) return n;
                 if (i % kPollsPerClockRead == 0 && ticks() >= end) return 0;
             }
         }
-        case block::Mode::interrupt:
+        case block::Mode::interrupt: {
+            const auto deadline = clock::now() + timeout;
             while (clock::now() < deadline) {
                 auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
                 auto r = vector_->wait(std::max(left, std::chrono::milliseconds(1)));
@@ -611,6 +617,7 @@ Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
                 if ((n = UDRV_TRY(poll()))) return n;
             }
             return 0;
+        }
         case block::Mode::hybrid: {
             Result<unsigned> got = 0u;
             auto r = hybrid_->wait([&] {

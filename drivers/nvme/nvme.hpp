@@ -127,7 +127,7 @@ private:
     };
     std::array<MemCacheEntry, 64> mem_cache_{};  // by buffer page: see iova_of
     std::uint64_t epoch_ = 0;               // the controller reset epoch this queue exists in
-    std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0;
+    std::uint64_t timeout_ticks_ = 0, check_interval_ticks_ = 0, ticks_per_ms_ = 0;
 };
 
 /// One namespace as a block device.
