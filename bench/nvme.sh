@@ -3,13 +3,13 @@
 # interrupt), 4 KiB random reads at QD1 and QD32, on QEMU's file-backed and null-co NVMe controllers,
 # all in one VM boot so the ratios compare like with like. TCG is slow and noisy: read the ratios, not
 # the absolute figures. Two boots: QEMU's nvme device as it comes, then with ioeventfd=on (doorbell
-# writes signal an eventfd instead of arming a timer; both drivers use shadow doorbells, so both get
-# it). QEMU's threads are pinned (UDRV_VM_PIN=1), the VM has only the two controllers under test
+# writes signal an eventfd that QEMU's main loop handles, instead of running QEMU's doorbell code in the
+# vCPU thread; it needs shadow doorbells, which both drivers use). QEMU's threads are pinned (UDRV_VM_PIN=1), the VM has only the two controllers under test
 # (UDRV_VM_DEVICES=nvme: every other device's file descriptors would be polled by the same QEMU main
 # loop that emulates NVMe), and the guest runs both drivers on vCPU 0. Each figure is the median of
 # UDRV_BENCH_ROUNDS rounds (default 3) in which the two drivers take turns.
 # Writes bench/results/nvme-DATE.md.
-# Usage: bench/nvme.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5)
+# Usage: bench/nvme.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
