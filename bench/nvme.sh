@@ -7,7 +7,7 @@
 # vCPU thread; it needs shadow doorbells, which both drivers use). QEMU's threads are pinned (UDRV_VM_PIN=1), the VM has only the two controllers under test
 # (UDRV_VM_DEVICES=nvme: every other device's file descriptors would be polled by the same QEMU main
 # loop that emulates NVMe), and the guest runs both drivers on vCPU 0. Each figure is the median of
-# UDRV_BENCH_ROUNDS rounds (default 3) in which the two drivers take turns.
+# UDRV_BENCH_ROUNDS rounds (default 3) in which the two drivers take turns, after a warm-up round.
 # Writes bench/results/nvme-DATE.md.
 # Usage: bench/nvme.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
@@ -46,7 +46,7 @@ table() {  # table RAWFILE
 {
   echo "# NVMe: kernel driver vs udrv, one VM boot per table ($(date -u +%Y-%m-%d))"
   echo
-  echo "Command: \`bench/nvme.sh\` (4 KiB random reads, ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs, only the two nvme controllers; vCPU 0 pinned to a host CPU of its own, QEMU's other threads to the other; fio and udrv on vCPU 0)"
+  echo "Command: \`bench/nvme.sh\` (4 KiB random reads, ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds after a warm-up round; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs, only the two nvme controllers; vCPU 0 pinned to a host CPU of its own, QEMU's other threads to the other; fio and udrv on vCPU 0)"
   echo
   echo "## QEMU's nvme device as it comes"
   echo
