@@ -43,10 +43,21 @@ table() {  # table RAWFILE
     done
   done
 }
+# The figures depend on the build machine more than on anything else: QEMU's main loop makes several
+# system calls per command, so the cost of a system call on the host sets the QD1 ceiling.
+host_line() {
+  local hv syscall=""
+  hv=$(dmesg 2>/dev/null | grep -m1 -o 'Hypervisor detected: [A-Za-z]*' | sed 's/.*: //' || true)
+  command -v perf >/dev/null &&
+    syscall=$(perf bench syscall basic -l 200000 2>/dev/null | awk '/usecs\/op/ {printf "; a system call (getppid, perf bench syscall basic) takes %.2f µs", $1}')
+  echo "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)${hv:+, under $hv}$syscall"
+}
 {
   echo "# NVMe: kernel driver vs udrv, one VM boot per table ($(date -u +%Y-%m-%d))"
   echo
   echo "Command: \`bench/nvme.sh\` (4 KiB random reads, ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds after a warm-up round; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs, only the two nvme controllers; vCPU 0 pinned to a host CPU of its own, QEMU's other threads to the other; fio and udrv on vCPU 0)"
+  echo
+  echo "Host: $(host_line)"
   echo
   echo "## QEMU's nvme device as it comes"
   echo
@@ -55,5 +66,20 @@ table() {  # table RAWFILE
   echo "## nvme device with ioeventfd=on"
   echo
   table "$raw.ioeventfd"
+  echo
+  echo "## Every round (IOPS, in the order run; the warm-up round is not counted)"
+  echo
+  echo "| device | QD | engine | device as it comes | ioeventfd=on |"
+  echo "|---|---|---|---|---|"
+  rounds() {  # rounds RAWFILE: this device's, depth's and engine's IOPS in every round
+    awk -v d=$dev -v q=$qd -v e=$e '$1=="RESULT" && $2==d && $3==q && $4==e {printf "%s%.1fk", sep, $5 / 1000; sep=", "}' "$1"
+  }
+  for dev in null-co file; do
+    for qd in 1 32; do
+      for e in kernel-io_uring kernel-libaio kernel-io_uring-hipri udrv-polled udrv-interrupt; do
+        echo "| $dev | $qd | $e | $(rounds "$raw.default") | $(rounds "$raw.ioeventfd") |"
+      done
+    done
+  done
 } > "$out"
 cat "$out"
