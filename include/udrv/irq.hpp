@@ -26,9 +26,15 @@ public:
     int fd() const noexcept { return fd_; }
     unsigned index() const noexcept { return index_; }
     /// Consumes pending interrupts without blocking; returns how many fired since the last call (0: none).
+    /// Rearms first (see rearm()).
     Result<std::uint64_t> poll() noexcept;
     /// Blocks until an interrupt fires or `timeout` passes (ETIMEDOUT). Returns the number consumed.
+    /// Rearms first (see rearm()).
     Result<std::uint64_t> wait(std::chrono::milliseconds timeout) noexcept;
+    /// INTx only (a no-op for MSI and MSI-X): lets a line that fired and was consumed interrupt again.
+    /// Call it once the device no longer asserts the line (its interrupt status acknowledged); poll()
+    /// and wait() do it on entry, so only an owner that sleeps on fd() itself (an EventLoop) needs it.
+    Result<void> rearm() noexcept;
     /// Interrupts consumed so far.
     std::uint64_t total() const noexcept { return total_; }
 
@@ -40,6 +46,7 @@ private:
     unsigned index_;
     const vfio::Device* dev_;
     bool intx_;
+    bool masked_ = false;  // INTx consumed, the line still masked (see rearm())
     std::uint64_t total_ = 0;
 };
 
@@ -71,7 +78,8 @@ public:
     EventLoop(EventLoop&& o) noexcept : fd_(o.fd_), handlers_(std::move(o.handlers_)) { o.fd_ = -1; }
     EventLoop& operator=(EventLoop&&) = delete;
     ~EventLoop();
-    /// Calls `on_ready` whenever `fd` is readable. The handler must consume the event (Vector::poll).
+    /// Calls `on_ready` whenever `fd` is readable. The handler must consume the event (Vector::poll)
+    /// and, for INTx, call Vector::rearm() once it has acknowledged the device.
     Result<void> add(int fd, std::function<void()> on_ready);
     Result<void> remove(int fd);
     /// Waits up to `timeout` (negative: forever) and runs the handlers of ready fds; returns how many ran.

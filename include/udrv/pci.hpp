@@ -316,16 +316,24 @@ private:
     std::span<const DeviceId> ids_;
 };
 
-/// Adapts a driver type T (ids + static probe returning unique_ptr<T>) to the bus.
+/// Adapts a driver type T (ids + static probe returning unique_ptr<T>) to the bus. A probe that takes
+/// a third argument, `const ThisModule&`, gets its module's parameters (the kernel's module_param).
 template <typename T>
 class DriverFor final : public Driver {
 public:
-    explicit DriverFor(std::string name) : Driver(std::move(name), std::span<const DeviceId>(T::ids)) {}
+    explicit DriverFor(ThisModule module) : Driver(module.name(), std::span<const DeviceId>(T::ids)), module_(std::move(module)) {}
+    explicit DriverFor(std::string name) : DriverFor(ThisModule(std::move(name), {})) {}
     Result<detail::DriverData> probe(Bound<Device>& dev, const DeviceId& id) override {
-        auto r = T::probe(dev, id);
+        auto r = [&] {
+            if constexpr (requires { T::probe(dev, id, module_); }) return T::probe(dev, id, module_);
+            else return T::probe(dev, id);
+        }();
         if (!r) return std::unexpected(std::move(r).error());
         return detail::make_driver_data(std::move(*r));
     }
+
+private:
+    ThisModule module_;
 };
 
 /// Which devices udrv drivers may bind.
@@ -367,13 +375,13 @@ template <typename T>
 class DriverModule {
 public:
     static Result<DriverModule> init(const ThisModule& m) {
-        DriverModule mod(m.name());
+        DriverModule mod(m);
         UDRV_TRY(bus().register_driver(*mod.driver_));
         return mod;
     }
 
 private:
-    explicit DriverModule(const std::string& name) : driver_(std::make_unique<DriverFor<T>>(name)) {}
+    explicit DriverModule(const ThisModule& m) : driver_(std::make_unique<DriverFor<T>>(m)) {}
     std::unique_ptr<DriverFor<T>> driver_;  // its destructor unregisters from the bus
 };
 

@@ -1,4 +1,5 @@
-// udrv-edu-selftest: binds nothing itself (use `udrv bind` first); loads the built-in edu driver, lets the
+// udrv-edu-selftest [PARAM=VALUE...]: binds nothing itself (use `udrv bind` first); loads the built-in
+// edu driver with these module parameters (intx=1: use INTx even though the device offers MSI), lets the
 // PCI bus probe every edu device on vfio-pci, and runs every operation of the device against it:
 // identification, liveness, factorial (polled and by interrupt), software interrupts and DMA both ways
 // through the IOMMU. Prints one line per check; exits 1 if any failed, 2 if no device was found.
@@ -62,13 +63,22 @@ void selftest(const std::string& name, udrv::edu::Edu& edu) {
               return part == part_back ? udrv::Result<void>{} : udrv::fail(EIO, "data differs");
           }());
     check(name, "DMA past the device buffer is refused", edu.dma_to_device(part, 4090) ? udrv::fail(EIO, "accepted") : udrv::Result<void>{});
+    check(name, "every interrupt had a cause in the interrupt status register",
+          edu.spurious_interrupts() == 0 ? udrv::Result<void>{}
+                                         : udrv::fail(EIO, "{} of {} interrupts showed no expected status", edu.spurious_interrupts(),
+                                                      edu.interrupts()));
     std::printf("INFO %s: %llu interrupts taken\n", name.c_str(), static_cast<unsigned long long>(edu.interrupts()));
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
     udrv::Loader loader;
+    const std::vector<std::string> params(argv + 1, argv + argc);  // udrv_edu's parameters, e.g. intx=1
+    if (auto r = loader.load_builtin("udrv_edu", params); !r) {
+        std::fprintf(stderr, "udrv-edu-selftest: %s\n", r.error().to_string().c_str());
+        return 1;
+    }
     if (auto r = loader.load_builtins(); !r) {
         std::fprintf(stderr, "udrv-edu-selftest: %s\n", r.error().to_string().c_str());
         return 1;

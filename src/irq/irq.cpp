@@ -9,13 +9,24 @@
 
 namespace udrv::irq {
 
+// INTx is a level: VFIO masks the line when it fires, and unmasking it while the device still asserts
+// it fires again at once. So a consumed INTx stays masked until the owner comes back for the next one
+// (rearm(), or poll()/wait(), which call it), by which time its driver has quieted the cause.
 Result<std::uint64_t> Vector::consume(std::uint64_t n) noexcept {
     total_ += n;
-    if (intx_ && n) UDRV_TRY(dev_->unmask_intx());  // INTx stays masked until told otherwise
+    if (intx_ && n) masked_ = true;
     return n;
 }
 
+Result<void> Vector::rearm() noexcept {
+    if (!masked_) return {};
+    UDRV_TRY(dev_->unmask_intx());
+    masked_ = false;
+    return {};
+}
+
 Result<std::uint64_t> Vector::poll() noexcept {
+    UDRV_TRY(rearm());
     std::uint64_t n = 0;
     ssize_t r = ::read(fd_, &n, sizeof(n));
     if (r == sizeof(n)) return consume(n);

@@ -97,6 +97,30 @@ TEST(PciBus, BoundOperationsWithoutVfioSayWhatToDo) {
     EXPECT_EQ(Probe::error, "0000:00:03.0 is not opened through VFIO (kernel driver: virtio-pci): bind it with `udrv bind 0000:00:03.0`");
 }
 
+struct ParamDriver {  // a probe with a third argument sees its module's parameters
+    static constexpr udrv::pci::DeviceId ids[] = {udrv::pci::DeviceId::vendor_device(0x1af4, 0x1041)};
+    static constexpr udrv::Param<std::uint32_t> depth{"depth", 8, "queue depth"};
+    static constexpr udrv::Param<bool> fast{"fast", false, "go fast"};
+    static inline std::uint32_t seen_depth = 0;
+    static inline bool seen_fast = false;
+    static udrv::Result<std::unique_ptr<ParamDriver>> probe(udrv::Bound<udrv::pci::Device>&, const udrv::pci::DeviceId&,
+                                                            const udrv::ThisModule& m) {
+        seen_depth = m.param(depth);
+        seen_fast = m.param(fast);
+        return std::make_unique<ParamDriver>();
+    }
+};
+
+TEST(PciBus, ProbeSeesItsModuleParameters) {
+    udrv::pci::Bus bus;
+    bus.set_claim(udrv::pci::Claim::any);
+    ASSERT_TRUE(bus.scan(kFixture));
+    udrv::pci::DriverFor<ParamDriver> drv(udrv::ThisModule("param-drv", {{"fast", udrv::ParamValue(true)}}));
+    ASSERT_TRUE(bus.register_driver(drv));
+    EXPECT_TRUE(ParamDriver::seen_fast) << "the value given at load time";
+    EXPECT_EQ(ParamDriver::seen_depth, 8u) << "the declared default";
+}
+
 TEST(PciBus, ModuleRegistersWithTheGlobalBusAndUnregistersOnUnload) {
     udrv::set_log_sink([](udrv::LogLevel, std::string_view) {});
     udrv::pci::bus().set_claim(udrv::pci::Claim::any);

@@ -19,6 +19,8 @@ vm_test "edu has an IOMMU group" sh -c "udrv lspci -v -s $EDU | grep -E 'IOMMU g
 vm_test "bind edu to vfio-pci" udrv bind "$EDU"
 vm_test "edu is on vfio-pci" sh -c "udrv lspci -v -s $EDU | grep -F 'Kernel driver in use: vfio-pci'"
 vm_test "edu driver: identification, factorial, MSI, DMA both ways" udrv-edu-selftest
+vm_test "edu driver over INTx (intx=1): the same, every interrupt with a cause" sh -c \
+  "udrv-edu-selftest intx=1 > /tmp/edu-intx.txt; rc=\$?; cat /tmp/edu-intx.txt; [ \$rc = 0 ] && grep -q 'by INTx interrupt' /tmp/edu-intx.txt"
 vm_test "unbind edu" udrv unbind "$EDU"
 vm_test "edu has no driver again" sh -c "! udrv lspci -v -s $EDU | grep -q 'Kernel driver in use'"
 vm_test "selftest without a bound device says what to do" expect_fail "no edu device bound to vfio-pci (udrv bind <address> first)" udrv-edu-selftest

@@ -23,7 +23,7 @@ constexpr auto kTimeout = std::chrono::seconds(10);           // TCG is slow; th
 
 }  // namespace
 
-Result<std::unique_ptr<Edu>> Edu::probe(Bound<pci::Device>& dev, const pci::DeviceId&) {
+Result<std::unique_ptr<Edu>> Edu::probe(Bound<pci::Device>& dev, const pci::DeviceId&, const ThisModule& module) {
     Mmio<0x100> regs = UDRV_TRY(dev.map_bar<0x100>(0));
 
     // Identify: 0xRRrr00ed (major, minor).
@@ -42,8 +42,8 @@ Result<std::unique_ptr<Edu>> Edu::probe(Bound<pci::Device>& dev, const pci::Devi
     UDRV_TRY(dev.enable_bus_master());
     auto buffer = UDRV_TRY(dev.alloc_coherent<std::byte>(kBufferSize));
 
-    // Interrupts: one vector, MSI when offered, INTx otherwise.
-    auto irqs = UDRV_TRY(dev.alloc_irq_vectors_any(1));
+    // Interrupts: one vector, MSI when offered, INTx otherwise (or when the intx parameter asks for it).
+    auto irqs = UDRV_TRY(module.param(kIntx) ? dev.alloc_irq_vectors(irq::IrqKind::intx, 1) : dev.alloc_irq_vectors_any(1));
     regs.write32<kIrqAck>(0xffffffff);  // start from a clean interrupt status
 
     dev_info(dev.device(), "edu v{}.{}, {} interrupt, DMA buffer at IOVA {:#x}", version >> 8, version & 0xff,
@@ -101,6 +101,7 @@ Result<void> Edu::wait_irq(std::uint32_t expect_bits) {
         std::uint32_t status = regs_.read32<kIrqStatus>();
         regs_.write32<kIrqAck>(status);
         if ((status & expect_bits) == expect_bits) return {};
+        ++spurious_;
         dev_warn(dev_, "interrupt with status {:#x} while waiting for {:#x}", status, expect_bits);
     }
 }

@@ -15,7 +15,10 @@ namespace udrv::edu {
 class Edu {
 public:
     static constexpr pci::DeviceId ids[] = {pci::DeviceId::vendor_device(0x1234, 0x11e8)};
-    static Result<std::unique_ptr<Edu>> probe(Bound<pci::Device>& dev, const pci::DeviceId& id);
+    /// Module parameter intx=1: take the legacy INTx line even when the device offers MSI (tests the
+    /// level-triggered path that devices without MSI use).
+    static constexpr Param<bool> kIntx{"intx", false, "Use the legacy INTx line even when MSI is offered"};
+    static Result<std::unique_ptr<Edu>> probe(Bound<pci::Device>& dev, const pci::DeviceId& id, const ThisModule& module);
     ~Edu();
 
     /// Major.minor from the identification register (1.0 for QEMU's device).
@@ -37,6 +40,8 @@ public:
     std::uint64_t dma_buffer_iova() const noexcept { return buffer_.iova(); }
     irq::IrqKind irq_kind() const noexcept { return irqs_.kind(); }
     std::uint64_t interrupts() noexcept { return irqs_[0].total(); }
+    /// Interrupts whose status register showed nothing we were waiting for (0 on a correct path).
+    std::uint64_t spurious_interrupts() const noexcept { return spurious_; }
 
     static constexpr std::size_t kBufferSize = 4096;
     /// QEMU's edu (through at least 7.2) checks `end < buffer end` and aborts the whole VM with a
@@ -54,6 +59,7 @@ private:
     irq::Vectors irqs_;
     dma::Coherent<std::byte> buffer_;  // host side of every DMA transfer
     std::uint32_t version_;
+    std::uint64_t spurious_ = 0;
 };
 
 }  // namespace udrv::edu

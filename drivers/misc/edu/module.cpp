@@ -3,5 +3,6 @@
 UDRV_PCI_DRIVER(udrv::edu::Edu,
                 .name = "udrv_edu",
                 .authors = {"The udrv developers"},
-                .description = "Driver for QEMU's edu teaching device: MMIO, MSI, DMA through the IOMMU",
-                .license = "GPL")
+                .description = "Driver for QEMU's edu teaching device: MMIO, MSI or INTx, DMA through the IOMMU",
+                .license = "GPL",
+                .params = {udrv::edu::Edu::kIntx})
