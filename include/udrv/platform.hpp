@@ -98,15 +98,25 @@ private:
     std::span<const std::string_view> compatible_;
 };
 
+/// Adapts a driver type T (compatible strings + static probe) to the bus. A probe that takes a third
+/// argument, `const ThisModule&`, gets its module's parameters, as PCI drivers do.
 template <typename T>
 class DriverFor final : public Driver {
 public:
-    explicit DriverFor(std::string name) : Driver(std::move(name), std::span<const std::string_view>(T::compatible)) {}
+    explicit DriverFor(ThisModule module)
+        : Driver(module.name(), std::span<const std::string_view>(T::compatible)), module_(std::move(module)) {}
+    explicit DriverFor(std::string name) : DriverFor(ThisModule(std::move(name), {})) {}
     Result<detail::DriverData> probe(Bound<Device>& dev, std::string_view matched) override {
-        auto r = T::probe(dev, matched);
+        auto r = [&] {
+            if constexpr (requires { T::probe(dev, matched, module_); }) return T::probe(dev, matched, module_);
+            else return T::probe(dev, matched);
+        }();
         if (!r) return std::unexpected(std::move(r).error());
         return detail::make_driver_data(std::move(*r));
     }
+
+private:
+    ThisModule module_;
 };
 
 class Bus final : public udrv::Bus {
@@ -132,13 +142,13 @@ template <typename T>
 class DriverModule {
 public:
     static Result<DriverModule> init(const ThisModule& m) {
-        DriverModule mod(m.name());
+        DriverModule mod(m);
         UDRV_TRY(bus().register_driver(*mod.driver_));
         return mod;
     }
 
 private:
-    explicit DriverModule(const std::string& name) : driver_(std::make_unique<DriverFor<T>>(name)) {}
+    explicit DriverModule(const ThisModule& m) : driver_(std::make_unique<DriverFor<T>>(m)) {}
     std::unique_ptr<DriverFor<T>> driver_;
 };
 

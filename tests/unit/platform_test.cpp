@@ -201,4 +201,29 @@ TEST_F(RamdiskTest, UnloadingTheModuleUnbindsItsDevices) {
     EXPECT_EQ((*dev)->devres_count(), 0u);
 }
 
+struct ParamPlatformDriver {  // a probe with a third argument sees its module's parameters
+    static constexpr std::string_view compatible[] = {"test,param"};
+    static constexpr udrv::Param<std::string_view> mode{"mode", "slow", "how"};
+    static inline std::string seen;
+    static udrv::Result<std::unique_ptr<ParamPlatformDriver>> probe(udrv::Bound<udrv::platform::Device>&, std::string_view,
+                                                                    const udrv::ThisModule& m) {
+        seen = std::string(m.param(mode));
+        return std::make_unique<ParamPlatformDriver>();
+    }
+};
+
+TEST(PlatformBus, ProbeSeesItsModuleParameters) {
+    udrv::platform::Bus bus;
+    udrv::platform::DriverFor<ParamPlatformDriver> drv(udrv::ThisModule("param-drv", {{"mode", udrv::ParamValue(std::string("fast"))}}));
+    ASSERT_TRUE(bus.register_driver(drv));
+    udrv::platform::DeviceDesc d;
+    d.name = "p0";
+    d.compatible = {"test,param"};
+    auto dev = bus.register_device(d);
+    ASSERT_TRUE(dev) << dev.error().message();
+    EXPECT_TRUE((*dev)->is_bound());
+    EXPECT_EQ(ParamPlatformDriver::seen, "fast");
+    bus.remove_all_devices();
+}
+
 }  // namespace
