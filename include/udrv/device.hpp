@@ -18,6 +18,7 @@ namespace udrv {
 
 class Bus;
 class Driver;
+class ThisModule;
 
 namespace detail {
 /// The per-device object a driver's probe returned; destroying it is the driver's remove().
@@ -29,6 +30,18 @@ struct DriverData {
 template <typename T>
 DriverData make_driver_data(std::unique_ptr<T> p) {
     return DriverData{{p.release(), [](void* q) { delete static_cast<T*>(q); }}, &typeid(T)};
+}
+
+/// Runs driver T's static probe for a bus's DriverFor<T>: with the module's parameters as a last
+/// argument when the probe takes one (`const ThisModule&`), without them otherwise.
+template <typename T, typename... Args>
+Result<DriverData> probe_driver(const ThisModule& module, Args&... args) {
+    auto r = [&] {
+        if constexpr (requires { T::probe(args..., module); }) return T::probe(args..., module);
+        else return T::probe(args...);
+    }();
+    if (!r) return std::unexpected(std::move(r).error());
+    return make_driver_data(std::move(*r));
 }
 }  // namespace detail
 

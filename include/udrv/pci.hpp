@@ -324,12 +324,7 @@ public:
     explicit DriverFor(ThisModule module) : Driver(module.name(), std::span<const DeviceId>(T::ids)), module_(std::move(module)) {}
     explicit DriverFor(std::string name) : DriverFor(ThisModule(std::move(name), {})) {}
     Result<detail::DriverData> probe(Bound<Device>& dev, const DeviceId& id) override {
-        auto r = [&] {
-            if constexpr (requires { T::probe(dev, id, module_); }) return T::probe(dev, id, module_);
-            else return T::probe(dev, id);
-        }();
-        if (!r) return std::unexpected(std::move(r).error());
-        return detail::make_driver_data(std::move(*r));
+        return detail::probe_driver<T>(module_, dev, id);
     }
 
 private:

@@ -107,12 +107,7 @@ public:
         : Driver(module.name(), std::span<const std::string_view>(T::compatible)), module_(std::move(module)) {}
     explicit DriverFor(std::string name) : DriverFor(ThisModule(std::move(name), {})) {}
     Result<detail::DriverData> probe(Bound<Device>& dev, std::string_view matched) override {
-        auto r = [&] {
-            if constexpr (requires { T::probe(dev, matched, module_); }) return T::probe(dev, matched, module_);
-            else return T::probe(dev, matched);
-        }();
-        if (!r) return std::unexpected(std::move(r).error());
-        return detail::make_driver_data(std::move(*r));
+        return detail::probe_driver<T>(module_, dev, matched);
     }
 
 private:
