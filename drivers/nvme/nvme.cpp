@@ -27,23 +27,6 @@ constexpr std::uint32_t kMaxTransfer = 512 * 1024;             // one PRP list p
 constexpr auto kAdminTimeout = std::chrono::seconds(10);
 constexpr auto kIoTimeout = std::chrono::seconds(30);            // as Linux's nvme io_timeout
 
-template <typename T>
-T le(const std::vector<std::byte>& b, std::size_t off) {
-    T v{};
-    std::memcpy(&v, b.data() + off, sizeof v);  // identify data is little-endian, as is x86-64/arm64
-    return v;
-}
-
-std::string ident_string(const std::vector<std::byte>& b, std::size_t off, std::size_t len) {
-    std::string s;
-    for (std::size_t i = 0; i < len; ++i) {
-        char c = static_cast<char>(b[off + i]);
-        s += (c >= 0x20 && c < 0x7f) ? c : '?';  // the device's bytes: printable ASCII only
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '?' || s.back() == '\0')) s.pop_back();
-    return s;
-}
-
 }  // namespace
 
 struct Split {
@@ -152,14 +135,17 @@ struct ControllerState {
         return wait_ready(true);
     }
 
-    // Set Features (Number of Queues); returns how many I/O queue pairs the controller grants.
+    // Set Features (Number of Queues); returns how many I/O queue pairs the controller grants and the
+    // driver can use: no more than have their doorbells in the mapped window (and so their shadow
+    // doorbells in the shadow page), which probe checked is at least one.
     Result<std::uint16_t> negotiate_queues() {
         Sqe sf{};
         sf.cdw0 = kAdminSetFeatures;
         sf.cdw10 = kFeatureNumQueues;
         sf.cdw11 = static_cast<std::uint32_t>(kWantedIoQueues - 1) << 16 | (kWantedIoQueues - 1u);
         std::uint32_t granted = UDRV_TRY(admin_cmd(sf, "set features (number of queues)"));
-        return static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues}));
+        const auto in_window = static_cast<std::uint32_t>(io_queues_in_window(info.doorbell_stride, kBarMin));
+        return static_cast<std::uint16_t>(std::min<std::uint32_t>({(granted & 0xffff) + 1, (granted >> 16) + 1, kWantedIoQueues, in_window}));
     }
 
     // Hands the shadow doorbell buffers (zeroed: no queue exists yet) to the controller.
@@ -417,20 +403,32 @@ Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t
     if (blocks == 0) return fail(EINVAL, "{}: transfer of 0 blocks", ctrl_->dev.name());
     if (len < bytes) return fail(EINVAL, "{}: buffer of {} bytes is smaller than {} blocks of {}", ctrl_->dev.name(), len, blocks, block_size_);
     std::uint64_t iova = UDRV_TRY(iova_of(data, bytes));
+    if (iova & 3) return fail(EINVAL, "{}: buffer at bus address {:#x} is not 4-byte aligned, as NVMe's PRPs require", ctrl_->dev.name(), iova);
     const std::uint32_t max_blocks = ctrl_->info.max_transfer / block_size_;
     const std::uint32_t parts = (blocks + max_blocks - 1) / max_blocks;
     if (parts > free_cids_.size())
         return fail(EAGAIN, "{}: queue {} has room for {} commands, the request needs {}", ctrl_->dev.name(), qid_, free_cids_.size(), parts);
-    Split* split = parts > 1 ? new Split{parts, std::nullopt, cb, ctx} : nullptr;  // above MDTS: several commands
+    // Above MDTS: several commands, and the callback runs once, when the last of them completes.
+    std::unique_ptr<Split> split(parts > 1 ? new Split{parts, std::nullopt, cb, ctx} : nullptr);
     for (std::uint32_t i = 0; i < parts; ++i) {
         std::uint32_t n = std::min(max_blocks, blocks - i * max_blocks);
         std::uint64_t slba = lba + std::uint64_t{i} * max_blocks;
         std::uint64_t off = std::uint64_t{i} * max_blocks * block_size_;
         Sqe sqe = lba_command(opcode, slba, n);
         std::uint16_t cid = free_cids_.back();  // submit() takes exactly this id
-        UDRV_TRY(build_prps(sqe, cid, iova + off, std::size_t{n} * block_size_));
-        UDRV_TRY(submit(sqe, cb, ctx, split));
+        auto r = build_prps(sqe, cid, iova + off, std::size_t{n} * block_size_);
+        if (r) {
+            if (auto sub = submit(sqe, cb, ctx, split.get())) continue;
+            else r = std::unexpected(std::move(sub.error()));
+        }
+        // Either the call fails and the callback never runs, or the call succeeds and it runs once. The
+        // parts already submitted will complete (a controller reset in submit() may have failed them
+        // already): while any is outstanding the callback reports this error once they have.
+        if (i == 0 || (split->remaining -= parts - i) == 0) return r;
+        split->error = r.error();
+        break;
     }
+    (void)split.release();  // the last part's completion deletes it
     return {};
 }
 
@@ -673,6 +671,13 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
     if (!((cap >> 37) & 1)) return fail(ENOTSUP, "{}: controller does not support the NVM command set (CAP.CSS)", dev->name());
     if (((cap >> 48) & 0xf) != 0) return fail(ENOTSUP, "{}: controller's minimum page size is above 4 KiB (CAP.MPSMIN)", dev->name());
     if (info.max_queue_entries < 2) return fail(EPROTO, "{}: CAP.MQES allows no usable queue", dev->name());
+    // Every doorbell write goes through the window's bounds check: a doorbell beyond it would be lost
+    // silently, and a shadow doorbell beyond the shadow page would be written out of bounds.
+    if (io_queues_in_window(info.doorbell_stride, kBarMin) < 1)
+        return fail(ENOTSUP, "{}: doorbell stride of {} bytes (CAP.DSTRD) leaves no I/O queue's doorbells within the {}-byte register window",
+                    dev->name(), info.doorbell_stride, kBarMin);
+    if (const int fit = io_queues_in_window(info.doorbell_stride, kBarMin); fit < kWantedIoQueues)
+        dev_info(dev.device(), "doorbell stride of {} bytes: at most {} I/O queues", info.doorbell_stride, fit);
 
     // 2. Disable, so the admin queue can be set up.
     if (regs.read32<kRegCc>() & kCcEnable) regs.write32<kRegCc>(regs.read32<kRegCc>() & ~kCcEnable);
@@ -711,22 +716,7 @@ Result<void> Controller::identify_all() {
     ControllerState& s = *s_;
     ControllerInfo& info = s.info;
     auto id = UDRV_TRY(identify(kCnsController, 0));
-    info.vid = le<std::uint16_t>(id, 0);
-    info.ssvid = le<std::uint16_t>(id, 2);
-    info.serial = ident_string(id, 4, 20);
-    info.model = ident_string(id, 24, 40);
-    info.firmware = ident_string(id, 64, 8);
-    info.mdts = le<std::uint8_t>(id, 77);
-    info.cntlid = le<std::uint16_t>(id, 78);
-    info.oncs = le<std::uint16_t>(id, 520);
-    info.oacs = le<std::uint16_t>(id, 256);
-    info.vwc = le<std::uint8_t>(id, 525);
-    info.namespaces = le<std::uint32_t>(id, 516);
-    info.subnqn = ident_string(id, 768, 256);
-    if ((le<std::uint8_t>(id, 512) & 0xf) > 6 || (le<std::uint8_t>(id, 513) & 0xf) > 4)
-        return fail(ENOTSUP, "{}: controller requires SQ/CQ entries larger than 64/16 bytes", s.dev.name());
-    std::uint64_t mdts_bytes = info.mdts ? (kPage << std::min<std::uint8_t>(info.mdts, 20)) : kMaxTransfer;
-    info.max_transfer = static_cast<std::uint32_t>(std::min<std::uint64_t>(mdts_bytes, kMaxTransfer));
+    UDRV_TRY_CTX(parse_identify_controller(id, info, kMaxTransfer), "{}", s.dev.name());
 
     // Number of queues: ask for kWantedIoQueues pairs; the answer is what we may use.
     info.io_queues = UDRV_TRY(s.negotiate_queues());
@@ -735,8 +725,8 @@ Result<void> Controller::identify_all() {
 
     // Shadow doorbells, when the controller offers them (emulated controllers do; real SSDs rarely).
     if (info.oacs & kOacsDoorbellBuffer) {
-        auto dbs = s.dma.coherent<std::uint32_t>(kPage / 4);
-        auto eis = s.dma.coherent<std::uint32_t>(kPage / 4);
+        auto dbs = s.dma.coherent<std::uint32_t>(kShadowBufferBytes / 4);
+        auto eis = s.dma.coherent<std::uint32_t>(kShadowBufferBytes / 4);
         if (dbs && eis) {
             s.shadow_db.emplace(std::move(*dbs));
             s.shadow_ei.emplace(std::move(*eis));
@@ -753,36 +743,20 @@ Result<void> Controller::identify_all() {
     // Active namespaces, then each one.
     auto list = UDRV_TRY(identify(kCnsActiveNsList, 0));
     for (std::size_t i = 0; i < 1024; ++i) {
-        std::uint32_t nsid = le<std::uint32_t>(list, i * 4);
+        std::uint32_t nsid;
+        std::memcpy(&nsid, list.data() + i * 4, sizeof nsid);
         if (nsid == 0) break;
         if (info.namespaces && nsid > info.namespaces) {
             dev_warn(s.dev, "active namespace list names {} beyond NN={}: ignored", nsid, info.namespaces);
             continue;
         }
         auto nsd = UDRV_TRY(identify(kCnsNamespace, nsid));
-        NamespaceInfo ns;
-        ns.nsid = nsid;
-        ns.size = le<std::uint64_t>(nsd, 0);
-        ns.capacity = le<std::uint64_t>(nsd, 8);
-        ns.utilization = le<std::uint64_t>(nsd, 16);
-        std::uint8_t nlbaf = le<std::uint8_t>(nsd, 25);
-        ns.current_format = le<std::uint8_t>(nsd, 26) & 0xf;
-        for (std::uint8_t f = 0; f <= std::min<std::uint8_t>(nlbaf, 15); ++f) {
-            std::uint32_t d = le<std::uint32_t>(nsd, 128 + 4u * f);
-            ns.lba_formats.push_back(LbaFormat{static_cast<std::uint16_t>(d & 0xffff), static_cast<std::uint8_t>((d >> 16) & 0xff),
-                                               static_cast<std::uint8_t>((d >> 24) & 0x3)});
-        }
-        // Validate before anyone divides by a block size or trusts a capacity.
-        if (ns.current_format >= ns.lba_formats.size() || ns.lba_formats[ns.current_format].lba_shift < 9 ||
-            ns.lba_formats[ns.current_format].lba_shift > 16 || ns.size == 0 || ns.size > (1ull << 48)) {
-            dev_warn(s.dev, "namespace {}: implausible identify data (format {}, size {}): ignored", nsid, ns.current_format, ns.size);
+        auto parsed = parse_identify_namespace(nsid, nsd, info.max_transfer);
+        if (!parsed) {  // one bad namespace does not cost the others
+            dev_warn(s.dev, "{}: ignored", parsed.error().message());
             continue;
         }
-        if (ns.lba_formats[ns.current_format].metadata_size != 0) {
-            dev_warn(s.dev, "namespace {}: formatted with {} bytes of metadata per block: not supported, ignored", nsid,
-                     ns.lba_formats[ns.current_format].metadata_size);
-            continue;
-        }
+        NamespaceInfo ns = std::move(*parsed);
         block::Info bi;
         bi.name = fmt::format("{}/ns{}", s.dev.name(), nsid);
         bi.block_size = ns.block_size();

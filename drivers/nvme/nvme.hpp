@@ -20,37 +20,6 @@
 
 namespace udrv::nvme {
 
-struct LbaFormat {
-    std::uint16_t metadata_size = 0;
-    std::uint8_t lba_shift = 9;        ///< LBADS: block size is 1 << lba_shift
-    std::uint8_t relative_performance = 0;
-};
-
-struct NamespaceInfo {
-    std::uint32_t nsid = 0;
-    std::uint64_t size = 0, capacity = 0, utilization = 0;  ///< in blocks (NSZE, NCAP, NUSE)
-    std::vector<LbaFormat> lba_formats;
-    std::uint8_t current_format = 0;
-    std::uint32_t block_size() const { return 1u << lba_formats[current_format].lba_shift; }
-};
-
-struct ControllerInfo {
-    std::uint16_t vid = 0, ssvid = 0, cntlid = 0;
-    std::string serial, model, firmware, subnqn;
-    std::uint8_t mdts = 0;              ///< log2 of pages; 0: no limit
-    std::uint32_t version = 0;          ///< VS register
-    std::uint32_t namespaces = 0;       ///< NN
-    std::uint16_t oncs = 0;             ///< optional NVM commands
-    std::uint16_t oacs = 0;             ///< optional admin commands
-    bool shadow_doorbells = false;      ///< Doorbell Buffer Config in use (emulated controllers)
-    std::uint8_t vwc = 0;               ///< volatile write cache
-    std::uint16_t max_queue_entries = 0; ///< CAP.MQES + 1
-    std::uint32_t doorbell_stride = 4;  ///< bytes, from CAP.DSTRD
-    std::uint32_t timeout_ms = 0;       ///< CAP.TO
-    std::uint16_t io_queues = 0;        ///< granted by Set Features (Number of Queues)
-    std::uint32_t max_transfer = 0;     ///< bytes per command this driver uses
-};
-
 class Controller;
 struct ControllerState;
 

@@ -1,10 +1,88 @@
 #include "spec.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
 namespace udrv::nvme {
+namespace {
+
+constexpr std::size_t kIdentifyBytes = 4096;
+
+template <typename T>
+T le(std::span<const std::byte> b, std::size_t off) {
+    T v{};
+    std::memcpy(&v, b.data() + off, sizeof v);  // identify data is little-endian, as is x86-64/arm64
+    return v;
+}
+
+std::string ident_string(std::span<const std::byte> b, std::size_t off, std::size_t len) {
+    std::string s;
+    for (std::size_t i = 0; i < len; ++i) {
+        char c = static_cast<char>(b[off + i]);
+        s += (c >= 0x20 && c < 0x7f) ? c : '?';  // the device's bytes: printable ASCII only
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '?' || s.back() == '\0')) s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+Result<void> parse_identify_controller(std::span<const std::byte> id, ControllerInfo& info, std::uint32_t max_transfer_cap) {
+    if (id.size() < kIdentifyBytes) return fail(EINVAL, "identify controller data is {} bytes, not {}", id.size(), kIdentifyBytes);
+    info.vid = le<std::uint16_t>(id, 0);
+    info.ssvid = le<std::uint16_t>(id, 2);
+    info.serial = ident_string(id, 4, 20);
+    info.model = ident_string(id, 24, 40);
+    info.firmware = ident_string(id, 64, 8);
+    info.mdts = le<std::uint8_t>(id, 77);
+    info.cntlid = le<std::uint16_t>(id, 78);
+    info.oacs = le<std::uint16_t>(id, 256);
+    info.namespaces = le<std::uint32_t>(id, 516);
+    info.oncs = le<std::uint16_t>(id, 520);
+    info.vwc = le<std::uint8_t>(id, 525);
+    info.subnqn = ident_string(id, 768, 256);
+    const unsigned sqes = le<std::uint8_t>(id, 512) & 0xf, cqes = le<std::uint8_t>(id, 513) & 0xf;
+    if (sqes > 6 || cqes > 4)
+        return fail(ENOTSUP, "controller requires {}-byte SQ and {}-byte CQ entries (SQES/CQES); udrv uses 64 and 16", 1u << sqes,
+                    1u << cqes);
+    const std::uint64_t mdts_bytes = info.mdts ? (std::uint64_t{4096} << std::min<std::uint8_t>(info.mdts, 20)) : max_transfer_cap;
+    info.max_transfer = static_cast<std::uint32_t>(std::min<std::uint64_t>(mdts_bytes, max_transfer_cap));
+    return {};
+}
+
+Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid, std::span<const std::byte> id, std::uint32_t max_transfer) {
+    if (id.size() < kIdentifyBytes) return fail(EINVAL, "identify namespace data is {} bytes, not {}", id.size(), kIdentifyBytes);
+    NamespaceInfo ns;
+    ns.nsid = nsid;
+    ns.size = le<std::uint64_t>(id, 0);
+    ns.capacity = le<std::uint64_t>(id, 8);
+    ns.utilization = le<std::uint64_t>(id, 16);
+    const unsigned nlbaf = le<std::uint8_t>(id, 25);  // 0-based
+    ns.current_format = le<std::uint8_t>(id, 26) & 0xf;
+    for (unsigned f = 0; f <= std::min(nlbaf, 15u); ++f) {
+        const auto d = le<std::uint32_t>(id, 128 + 4 * f);
+        ns.lba_formats.push_back(LbaFormat{static_cast<std::uint16_t>(d & 0xffff), static_cast<std::uint8_t>((d >> 16) & 0xff),
+                                           static_cast<std::uint8_t>((d >> 24) & 0x3)});
+    }
+    if (ns.current_format >= ns.lba_formats.size())
+        return fail(EPROTO, "namespace {}: formatted with LBA format {}, but only {} are listed (NLBAF)", nsid, ns.current_format,
+                    ns.lba_formats.size());
+    const LbaFormat& f = ns.lba_formats[ns.current_format];
+    if (f.lba_shift < 9 || f.lba_shift > 16)
+        return fail(EPROTO, "namespace {}: block size 2^{} bytes (LBADS) is outside 512 B-64 KiB", nsid, f.lba_shift);
+    if (ns.size == 0 || ns.size > (std::uint64_t{1} << 48))
+        return fail(EPROTO, "namespace {}: implausible size of {} blocks (NSZE)", nsid, ns.size);
+    if (ns.block_size() > max_transfer)
+        return fail(ENOTSUP, "namespace {}: {}-byte blocks, but the controller moves at most {} bytes per command (MDTS)", nsid,
+                    ns.block_size(), max_transfer);
+    if (f.metadata_size != 0)
+        return fail(ENOTSUP, "namespace {}: formatted with {} bytes of metadata per block, which udrv does not support", nsid,
+                    f.metadata_size);
+    return ns;
+}
 
 std::string status_name(std::uint16_t sf) {
     const std::uint16_t sct = status_code_type(sf), sc = status_code(sf);

@@ -1,6 +1,7 @@
-// NVMe driver checks that need a program: device status decoding, a buffer that is not DMA memory,
-// controller resets with I/O in flight on two threads' queues, and unbinding with I/O in flight: every
-// command must complete or fail (its callback runs), and the controller must shut down cleanly.
+// NVMe driver checks that need a program: device status decoding, buffers that are not DMA memory or
+// not dword aligned, controller resets with I/O in flight on two threads' queues, and unbinding with
+// I/O in flight: every command must complete or fail (its callback runs), and the controller must shut
+// down cleanly.
 // Usage: udrv-vmtest-nvme ADDRESS
 #include <atomic>
 #include <cstdio>
@@ -103,6 +104,12 @@ int main(int argc, char** argv) {
     std::vector<std::byte> plain(4096);
     auto r = (*q)->read(0, 1, plain, &Tally::cb, &t);
     check(!r && r.error().code() == EFAULT, "plain heap memory is refused: " + (r ? std::string("accepted") : r.error().message()));
+    // PRPs address dwords: a buffer that does not start on one is refused, not handed to the device.
+    auto wide = *ns->alloc_buffer(2 * 4096);
+    auto odd = (*q)->read(0, 1, wide.bytes().subspan(2, ns->info().block_size), &Tally::cb, &t);
+    check(!odd && odd.error().code() == EINVAL && odd.error().message().find("4-byte aligned") != std::string::npos,
+          "a buffer 2 bytes into a page is refused: " + (odd ? std::string("accepted") : odd.error().message()));
+    check(t.ok + t.failed == 1, "refused requests never run their callback");
 
     // Controller reset with commands in flight here (interrupt-driven queue) and in another thread
     // (polled queue): each command completes or fails with the reset's error, none is lost, and both
