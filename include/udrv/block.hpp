@@ -18,7 +18,7 @@ struct Info {
     std::string name;                   ///< "0000:00:04.0/ns1", "file:disk.img"
     std::uint32_t block_size = 512;
     std::uint64_t blocks = 0;
-    std::uint32_t max_transfer = 0;     ///< largest single command in bytes (bigger requests are split)
+    std::uint32_t max_transfer = 0;     ///< largest single command in bytes (NVMe splits bigger requests; the file device refuses them)
     bool write_zeroes = false, deallocate = false, volatile_cache = false;
 };
 

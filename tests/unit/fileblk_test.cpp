@@ -2,6 +2,7 @@
 // bounds, queue limits and probe errors.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -100,6 +101,42 @@ TEST_F(FileBlockTest, BoundsAndLimits) {
     drain(*q);
     EXPECT_EQ(d.ok, 2);
     EXPECT_EQ(dev->open_queue(0, udrv::block::Mode::polled).error().code(), EINVAL);
+}
+
+TEST_F(FileBlockTest, RequestsAbove1GiBAreRefusedNotWrapped) {
+    // 8 GiB of 64 KiB blocks (sparse). 65536 blocks are 4 GiB: counted in 32 bits that was a transfer
+    // of 0 bytes, which "succeeded" without reading anything.
+    auto* dev = make(std::int64_t{8} << 30, 65536);
+    ASSERT_NE(dev, nullptr);
+    auto q = *dev->open_queue(2, udrv::block::Mode::polled);
+    // A buffer big enough for 4 GiB, never touched (reserved address space, no memory behind it).
+    const std::size_t big = std::size_t{4} << 30;
+    void* mem = mmap(nullptr, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    const std::span<std::byte> buf(static_cast<std::byte*>(mem), big);
+    Done d;
+    for (std::uint32_t blocks : {65536u, 16385u}) {  // 4 GiB; 1 GiB + one block
+        auto r = q->read(0, blocks, buf, &Done::cb, &d);
+        ASSERT_FALSE(r) << blocks << " blocks accepted";
+        EXPECT_EQ(r.error().code(), EINVAL);
+        EXPECT_NE(r.error().message().find("at most 1073741824 per request"), std::string::npos) << r.error().message();
+    }
+    drain(*q);
+    EXPECT_EQ(d.ok + d.failed, 0);
+    munmap(mem, big);
+}
+
+TEST_F(FileBlockTest, ShortReadIsAnErrorNotStaleData) {
+    auto* dev = make(1 << 20);
+    ASSERT_NE(dev, nullptr);
+    auto q = *dev->open_queue(2, udrv::block::Mode::polled);
+    auto buf = *dev->alloc_buffer(8192);
+    ASSERT_EQ(truncate(path.c_str(), 4096 + 2048), 0);  // someone shrinks the file under the device
+    Done d;
+    ASSERT_TRUE(q->read(8, 16, buf.bytes(), &Done::cb, &d));  // bytes 4096-12287: only 2048 are left
+    drain(*q);
+    EXPECT_EQ(d.failed, 1);
+    EXPECT_NE(d.error.find("short transfer: 2048 of 8192 bytes"), std::string::npos) << d.error;
 }
 
 TEST_F(FileBlockTest, ProbeErrorsLeaveTheDeviceUnbound) {

@@ -14,6 +14,10 @@
 namespace udrv::fileblk {
 namespace {
 
+// Largest read or write one request may ask for. io_uring moves at most 2 GiB - 4 KiB per operation
+// (the kernel's MAX_RW_COUNT) and the length field is 32 bits; 1 GiB keeps well inside both.
+constexpr std::uint64_t kMaxRequestBytes = std::uint64_t{1} << 30;
+
 // One io_uring per queue, owned by one thread like an NVMe queue pair.
 class Queue final : public block::Queue {
 public:
@@ -32,13 +36,13 @@ public:
     }
 
     Result<void> read(std::uint64_t lba, std::uint32_t blocks, std::span<std::byte> buf, block::Callback cb, void* ctx) override {
-        auto* sqe = UDRV_TRY(prepare(lba, blocks, buf.size(), cb, ctx));
-        io_uring_prep_read(sqe, fd_, buf.data(), blocks * info_.block_size, lba * info_.block_size);
+        auto [sqe, bytes] = UDRV_TRY(prepare_rw(lba, blocks, buf.size(), cb, ctx));
+        io_uring_prep_read(sqe, fd_, buf.data(), bytes, lba * info_.block_size);
         return submit();
     }
     Result<void> write(std::uint64_t lba, std::uint32_t blocks, std::span<const std::byte> buf, block::Callback cb, void* ctx) override {
-        auto* sqe = UDRV_TRY(prepare(lba, blocks, buf.size(), cb, ctx));
-        io_uring_prep_write(sqe, fd_, buf.data(), blocks * info_.block_size, lba * info_.block_size);
+        auto [sqe, bytes] = UDRV_TRY(prepare_rw(lba, blocks, buf.size(), cb, ctx));
+        io_uring_prep_write(sqe, fd_, buf.data(), bytes, lba * info_.block_size);
         return submit();
     }
     Result<void> flush(block::Callback cb, void* ctx) override {
@@ -90,28 +94,40 @@ private:
     struct Slot {
         block::Callback cb;
         void* ctx;
+        std::uint32_t bytes;  // a read or write must move exactly this many; 0 for other commands
     };
     Queue(int fd, const block::Info& info, unsigned depth, block::Mode mode) : fd_(fd), info_(info), depth_(depth), mode_(mode), slots_(depth) {
         for (unsigned i = depth; i > 0; --i) free_.push_back(i - 1);
     }
-    Result<io_uring_sqe*> take(block::Callback cb, void* ctx) {
+    Result<io_uring_sqe*> take(block::Callback cb, void* ctx, std::uint32_t bytes = 0) {
         if (free_.empty()) return fail(EAGAIN, "{}: queue is full ({} requests outstanding)", info_.name, outstanding_);
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         if (!sqe) return fail(EAGAIN, "{}: io_uring submission ring is full", info_.name);
         unsigned slot = free_.back();
         free_.pop_back();
-        slots_[slot] = {cb, ctx};
+        slots_[slot] = {cb, ctx, bytes};
         io_uring_sqe_set_data64(sqe, slot);
         ++outstanding_;
         return sqe;
     }
-    Result<io_uring_sqe*> prepare(std::uint64_t lba, std::uint32_t blocks, std::size_t len, block::Callback cb, void* ctx) {
+    Result<io_uring_sqe*> prepare(std::uint64_t lba, std::uint32_t blocks, std::size_t len, block::Callback cb, void* ctx,
+                                  std::uint32_t bytes = 0) {
         if (blocks == 0) return fail(EINVAL, "{}: transfer of 0 blocks", info_.name);
         if (len < std::size_t{blocks} * info_.block_size)
             return fail(EINVAL, "{}: buffer of {} bytes is smaller than {} blocks of {}", info_.name, len, blocks, info_.block_size);
         if (lba >= info_.blocks || blocks > info_.blocks - lba)
             return fail(ERANGE, "{}: blocks {}+{} lie past the end ({} blocks)", info_.name, lba, blocks, info_.blocks);
-        return take(cb, ctx);
+        return take(cb, ctx, bytes);
+    }
+    // A read or write: its length in bytes, computed in 64 bits (blocks * block size overflows 32).
+    Result<std::pair<io_uring_sqe*, std::uint32_t>> prepare_rw(std::uint64_t lba, std::uint32_t blocks, std::size_t len, block::Callback cb,
+                                                               void* ctx) {
+        const std::uint64_t bytes = std::uint64_t{blocks} * info_.block_size;
+        if (bytes > kMaxRequestBytes)
+            return fail(EINVAL, "{}: transfer of {} bytes; a file-backed device takes at most {} per request: split it", info_.name, bytes,
+                        kMaxRequestBytes);
+        io_uring_sqe* sqe = UDRV_TRY(prepare(lba, blocks, len, cb, ctx, static_cast<std::uint32_t>(bytes)));
+        return std::pair{sqe, static_cast<std::uint32_t>(bytes)};
     }
     Result<void> submit() {
         int e = io_uring_submit(&ring_);
@@ -127,6 +143,9 @@ private:
         --outstanding_;
         if (!s.cb) return;
         if (res < 0) s.cb(s.ctx, fail(-res, "{}: {}", info_.name, std::strerror(-res)));
+        // A short transfer (the file shrank under us, say) is an error, not a success with stale data.
+        else if (s.bytes && static_cast<std::uint32_t>(res) != s.bytes)
+            s.cb(s.ctx, fail(EIO, "{}: short transfer: {} of {} bytes (was the file truncated?)", info_.name, res, s.bytes));
         else s.cb(s.ctx, {});
     }
 
@@ -176,7 +195,7 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
     info.name = "file:" + path;
     info.block_size = static_cast<std::uint32_t>(bs);
     info.blocks = bytes / static_cast<std::uint64_t>(bs);
-    info.max_transfer = 1u << 20;
+    info.max_transfer = static_cast<std::uint32_t>(kMaxRequestBytes);  // one io_uring operation
     info.write_zeroes = info.deallocate = true;
     dev_info(dev.device(), "{}: {} blocks of {} bytes{}", path, info.blocks, bs, direct ? ", O_DIRECT" : "");
     return std::unique_ptr<FileBlock>(new FileBlock(fd, std::move(info)));
