@@ -71,13 +71,13 @@ host_line() {
   echo
   echo "| device | QD | engine | device as it comes | ioeventfd=on |"
   echo "|---|---|---|---|---|"
-  rounds() {  # rounds RAWFILE: this device's, depth's and engine's IOPS in every round
-    awk -v d=$dev -v q=$qd -v e=$e '$1=="RESULT" && $2==d && $3==q && $4==e {printf "%s%.1fk", sep, $5 / 1000; sep=", "}' "$1"
+  rounds() {  # rounds RAWFILE DEVICE QD ENGINE: that run's IOPS in every round
+    awk -v d="$2" -v q="$3" -v e="$4" '$1=="RESULT" && $2==d && $3==q && $4==e {printf "%s%.1fk", sep, $5 / 1000; sep=", "}' "$1"
   }
   for dev in null-co file; do
     for qd in 1 32; do
       for e in kernel-io_uring kernel-libaio kernel-io_uring-hipri udrv-polled udrv-interrupt; do
-        echo "| $dev | $qd | $e | $(rounds "$raw.default") | $(rounds "$raw.ioeventfd") |"
+        echo "| $dev | $qd | $e | $(rounds "$raw.default" $dev $qd $e) | $(rounds "$raw.ioeventfd" $dev $qd $e) |"
       done
     done
   done
