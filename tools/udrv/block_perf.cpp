@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <optional>
 #include <random>
@@ -93,17 +95,20 @@ struct Worker {
         }
         return (rng() % (max_lba / blocks_per_io + 1)) * blocks_per_io;
     }
+    // A failed I/O, or a failed submission (which loses that slot for the rest of the run).
+    void note(const Error& e) {
+        ++errors;
+        if (!first_error) first_error = e;
+    }
     static void on_done(void* ctx, const Result<void>& r) {
         auto* io = static_cast<Io*>(ctx);
         Worker& w = *io->w;
         w.hist.add(static_cast<std::uint64_t>(ticks_to_ns(ticks() - io->start)));
-        if (!r) {
-            ++w.errors;
-            if (!w.first_error) w.first_error = r.error();
-        }
+        if (!r) w.note(r.error());
         ++w.done;
         w.progress.store(w.done, std::memory_order_relaxed);
-        if (!w.stopping) (void)w.issue(io->slot);
+        if (!w.stopping)
+            if (auto s = w.issue(io->slot); !s) w.note(s.error());
     }
     Result<void> issue(std::uint32_t slot) {
         Io& io = ios[slot];
@@ -127,6 +132,13 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
     const block::Info& info = dev.info();
     if (o.io_size == 0 || o.io_size % info.block_size)
         return report(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
+    if (o.io_size / info.block_size > info.blocks)
+        return report(Error(EINVAL, fmt::format("I/O size {} is larger than {} ({} blocks)", o.io_size, info.name, info.blocks)));
+    if (o.depth == 0 || o.threads == 0 || o.threads > 1024)
+        return report(Error(EINVAL, fmt::format("queue depth {} and threads {}: both must be at least 1 (threads at most 1024)", o.depth,
+                                                o.threads)));
+    if (!(o.seconds > 0)) return report(Error(EINVAL, fmt::format("time {} s: must be more than 0", o.seconds)));
+    if (o.mix > 100) return report(Error(EINVAL, fmt::format("read percentage {} (0-100)", o.mix)));
 
     (void)ticks_per_second();  // calibrate before the clock starts
     std::vector<std::unique_ptr<Worker>> workers;
@@ -151,27 +163,38 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
         workers.push_back(std::move(w));
     }
     std::atomic<bool> stop{false};
+    // Workers still running; the last to stop wakes the reporting loop (which must not wake itself
+    // more than once a second: it shares a CPU with a polling worker when the run is pinned).
+    std::mutex running_mu;
+    std::condition_variable all_stopped;
+    std::size_t running = workers.size();
+    // A worker that cannot go on (a submission or wait failed, or every slot's resubmission did) stops
+    // early with its error counted; either way it stops resubmitting before its queue is closed,
+    // which may complete (fail) what is still outstanding and so run on_done.
     auto body = [&](Worker& w) {
-        for (std::uint32_t i = 0; i < o.depth; ++i)
-            if (auto r = w.issue(i); !r) {
-                w.first_error = r.error();
-                return;
-            }
-        while (!stop.load(std::memory_order_relaxed))
-            if (auto r = w.q->wait(std::chrono::milliseconds(100)); !r) {
-                w.first_error = r.error();
-                return;
-            }
+        bool ok = true;
+        for (std::uint32_t i = 0; ok && i < o.depth; ++i)
+            if (auto r = w.issue(i); !r) w.note(r.error()), ok = false;
+        while (ok && !stop.load(std::memory_order_relaxed) && w.q->outstanding())
+            if (auto r = w.q->wait(std::chrono::milliseconds(100)); !r) w.note(r.error()), ok = false;
         w.stopping = true;
         while (w.q->outstanding())
             if (!w.q->wait(std::chrono::milliseconds(100))) break;
+        std::lock_guard lock(running_mu);
+        if (--running == 0) all_stopped.notify_all();
     };
     auto t0 = clock::now();
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back(body, std::ref(*w));
     std::uint64_t last = 0;
     for (int sec = 1; clock::now() - t0 < std::chrono::duration<double>(o.seconds); ++sec) {
-        std::this_thread::sleep_until(t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min<double>(sec, o.seconds))));
+        const auto until = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min<double>(sec, o.seconds)));
+        bool ended;
+        {
+            std::unique_lock lock(running_mu);
+            ended = all_stopped.wait_until(lock, until, [&] { return running == 0; });
+        }
+        if (ended) break;  // every worker stopped early, on an error
         std::uint64_t now = 0;
         for (auto& w : workers) now += w->progress.load(std::memory_order_relaxed);
         if (!o.json_out) std::fprintf(stderr, "[%3ds] %10.0f IOPS %10.2f MiB/s\n", sec, double(now - last), double(now - last) * o.io_size / 1048576.0);
@@ -210,8 +233,8 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
                         o.mode, iops, human_bytes(iops * o.io_size), errors));
         print(fmt::format("latency us: mean {:.1f}  p50 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n", mean_us, us(h.percentile(50)),
                         us(h.percentile(99)), us(h.percentile(99.9)), us(h.max)));
-        print("histogram (us, share of I/Os):\n");
-        for (unsigned i = 0; i < h.b.size(); ++i)
+        if (h.count) print("histogram (us, share of I/Os):\n");
+        for (unsigned i = 0; h.count && i < h.b.size(); ++i)
             if (h.b[i] * 1000 >= h.count)  // buckets with at least 0.1%
                 print(fmt::format("  >= {:9.1f}  {:6.2f}%  {}\n", us(Histogram::lower(i)), 100.0 * h.b[i] / h.count,
                                 std::string(static_cast<std::size_t>(50.0 * h.b[i] / h.count), '#')));

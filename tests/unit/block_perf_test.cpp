@@ -1,0 +1,138 @@
+// `udrv nvme perf` / `udrv block perf` on a device that goes wrong: the report must say so (errors
+// counted, the first one named, a failing exit status), never a quiet low IOPS figure with 0 errors.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "block_perf.hpp"
+
+namespace {
+
+// A block device in memory whose commands complete on the next poll, and whose submissions fail
+// (EIO, "device gone") once `accept` commands have been submitted on a queue.
+class FailingDevice final : public udrv::block::Device {
+public:
+    explicit FailingDevice(unsigned accept) : accept_(accept) {
+        info_.name = "fake";
+        info_.block_size = 512;
+        info_.blocks = 1024;
+    }
+    const udrv::block::Info& info() const override { return info_; }
+    udrv::Result<std::unique_ptr<udrv::block::Queue>> open_queue(unsigned depth, udrv::block::Mode) override {
+        return std::unique_ptr<udrv::block::Queue>(new Queue(depth, accept_));
+    }
+    udrv::Result<udrv::block::Buffer> alloc_buffer(std::size_t bytes) override {
+        auto mem = std::make_shared<std::vector<std::byte>>(bytes);
+        return udrv::block::Buffer(*mem, mem);
+    }
+
+private:
+    class Queue final : public udrv::block::Queue {
+    public:
+        Queue(unsigned depth, unsigned accept) : depth_(depth), accept_(accept) {}
+        ~Queue() override { (void)poll(); }
+        udrv::Result<void> read(std::uint64_t, std::uint32_t, std::span<std::byte>, udrv::block::Callback cb, void* ctx) override {
+            return submit(cb, ctx);
+        }
+        udrv::Result<void> write(std::uint64_t, std::uint32_t, std::span<const std::byte>, udrv::block::Callback cb, void* ctx) override {
+            return submit(cb, ctx);
+        }
+        udrv::Result<void> flush(udrv::block::Callback cb, void* ctx) override { return submit(cb, ctx); }
+        udrv::Result<void> write_zeroes(std::uint64_t, std::uint32_t, udrv::block::Callback cb, void* ctx) override { return submit(cb, ctx); }
+        udrv::Result<void> deallocate(std::uint64_t, std::uint32_t, udrv::block::Callback cb, void* ctx) override { return submit(cb, ctx); }
+        udrv::Result<unsigned> poll() override {
+            auto done = std::move(pending_);
+            pending_.clear();
+            for (auto [cb, ctx] : done) cb(ctx, {});
+            return static_cast<unsigned>(done.size());
+        }
+        udrv::Result<unsigned> wait(std::chrono::milliseconds) override { return poll(); }
+        unsigned outstanding() const override { return static_cast<unsigned>(pending_.size()); }
+        unsigned depth() const override { return depth_; }
+
+    private:
+        udrv::Result<void> submit(udrv::block::Callback cb, void* ctx) {
+            if (submitted_ >= accept_) return udrv::fail(EIO, "fake: device gone");
+            if (pending_.size() >= depth_) return udrv::fail(EAGAIN, "fake: queue full");
+            ++submitted_;
+            pending_.emplace_back(cb, ctx);
+            return {};
+        }
+        unsigned depth_, accept_, submitted_ = 0;
+        std::vector<std::pair<udrv::block::Callback, void*>> pending_;
+    };
+    unsigned accept_;
+    udrv::block::Info info_;
+};
+
+struct PerfRun {
+    int rc;
+    std::string out, err;
+};
+
+PerfRun run_perf(udrv::block::Device& dev, const udrv::tools::PerfOpts& o) {
+    testing::internal::CaptureStdout();
+    testing::internal::CaptureStderr();
+    int rc = udrv::tools::run_block_perf(dev, o);
+    std::fflush(stdout);
+    return {rc, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
+}
+
+}  // namespace
+
+TEST(BlockPerf, ResubmissionsThatFailAreCountedAndTheRunStops) {
+    FailingDevice dev(1000);  // 1000 reads, then every submission fails
+    udrv::tools::PerfOpts o;
+    o.depth = 4;
+    o.seconds = 600;  // the run ends when the device does, not after ten minutes
+    o.json_out = true;
+    PerfRun r = run_perf(dev, o);
+    EXPECT_EQ(r.rc, 1) << r.out << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["ios"], 1000);
+    EXPECT_EQ(j["errors"], 4);  // each of the 4 slots lost its resubmission
+    EXPECT_NE(j["first_error"].get<std::string>().find("fake: device gone"), std::string::npos) << j.dump();
+    EXPECT_LT(j["seconds"].get<double>(), 600);
+}
+
+TEST(BlockPerf, AFirstSubmissionThatFailsIsAnError) {
+    FailingDevice dev(0);
+    udrv::tools::PerfOpts o;
+    o.seconds = 600;
+    PerfRun r = run_perf(dev, o);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.out.find("1 errors"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("first error: fake: device gone"), std::string::npos) << r.out;
+}
+
+TEST(BlockPerf, BadOptionsAreRefusedWithWhatIsWrong) {
+    FailingDevice dev(1000);
+    auto refused = [&](udrv::tools::PerfOpts o, const char* says) {
+        PerfRun r = run_perf(dev, o);
+        EXPECT_EQ(r.rc, 1);
+        EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    };
+    udrv::tools::PerfOpts o;
+    o.threads = 0;
+    refused(o, "both must be at least 1");
+    o = {};
+    o.depth = 0;
+    refused(o, "both must be at least 1");
+    o = {};
+    o.io_size = 1 << 20;  // the device holds 512 KiB
+    refused(o, "is larger than fake (1024 blocks)");
+    o = {};
+    o.io_size = 1000;
+    refused(o, "not a multiple of the 512-byte block");
+    o = {};
+    o.seconds = 0;
+    refused(o, "must be more than 0");
+    o = {};
+    o.pattern = "randrw";
+    o.mix = 101;
+    refused(o, "read percentage 101");
+}
