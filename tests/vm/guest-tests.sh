@@ -185,5 +185,50 @@ mq_spread() {
   [ "${1:-0}" -gt 0 ] && [ "${2:-0}" -gt 0 ] && [ "$seen" -eq 160 ]
 }
 vm_test "net: virtio-net multiqueue: 16 flows spread over 2 receive queues, dump captures all 160 datagrams" mq_spread
+mq_respond() {  # the kernel pings udrv net respond -q 2 from 16 source addresses: every echo answered, on both queues
+  if [ ! -e /sys/bus/pci/devices/$MQ ]; then echo "SKIP: no multi-queue NIC in this VM"; return 0; fi
+  IFM=$(ls /sys/bus/pci/devices/$KMQ/virtio*/net)
+  ip link set "$IFM" up && ip neigh flush dev "$IFM"  # ARP for 10.1.0.2 goes to udrv this time
+  udrv bind "$MQ" >/dev/null || return 1
+  udrv net respond -s "$MQ" --ip 10.1.0.2 -q 2 -t 60 --json > /tmp/mqr.out 2>/tmp/mqr.err &
+  pid=$!
+  sleep 3
+  ok=0
+  for i in $(seq 101 116); do
+    ip addr add 10.1.0.$i/24 dev "$IFM" 2>/dev/null
+    ping -c 2 -W 2 -I 10.1.0.$i 10.1.0.2 >/dev/null 2>&1 && ok=$((ok + 1))
+  done
+  kill -INT $pid; wait $pid; rc=$?
+  udrv unbind "$MQ" >/dev/null
+  ip link set "$IFM" down
+  set -- $(tr -d ' \n' < /tmp/mqr.out | sed -n 's/.*"echo_replies_per_queue":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/p')
+  echo "answered pings from $ok of 16 source addresses; echo replies per queue: ${1:-?} ${2:-?} (exit $rc)"
+  [ $rc -eq 0 ] && [ "$ok" -eq 16 ] && [ "${1:-0}" -gt 0 ] && [ "${2:-0}" -gt 0 ]
+}
+vm_test "net: udrv net respond -q 2: a thread per queue pair answers pings from 16 addresses, on both queues" mq_respond
+mq_pktgen() {  # udrv net pktgen -q 2: 1000 frames, 500 from each transmit queue, all reach the kernel's NIC
+  if [ ! -e /sys/bus/pci/devices/$MQ ]; then echo "SKIP: no multi-queue NIC in this VM"; return 0; fi
+  IFM=$(ls /sys/bus/pci/devices/$KMQ/virtio*/net)
+  ip link set "$IFM" up
+  udrv bind "$MQ" >/dev/null || return 1
+  before=$(cat /sys/class/net/$IFM/statistics/rx_packets)
+  out=$(udrv net pktgen -s "$MQ" -q 2 -n 1000 --size 128 -b 8 --rate 20000 2>/dev/null)
+  sleep 1
+  after=$(cat /sys/class/net/$IFM/statistics/rx_packets)
+  udrv unbind "$MQ" >/dev/null
+  ip link set "$IFM" down
+  echo "$out"; echo "kernel $IFM rx_packets +$((after - before))"
+  echo "$out" | grep -q "^sent 1000 frames of 128 bytes in batches of 8 (per queue: 500, 500)" && [ $((after - before)) -eq 1000 ]
+}
+vm_test "net: udrv net pktgen -q 2: 500 frames from each of 2 transmit queues, the kernel's NIC counts 1000" mq_pktgen
+mq_fwd_refused() {  # fwd -q 2 needs 2 pairs on both ports; e1000e has one
+  if [ ! -e /sys/bus/pci/devices/$MQ ]; then echo "SKIP: no multi-queue NIC in this VM"; return 0; fi
+  udrv bind "$MQ" "$E1K" >/dev/null || return 1
+  out=$(udrv net fwd -s "$MQ" -d "$E1K" -q 2 -t 1 2>&1); rc=$?
+  udrv unbind "$MQ" "$E1K" >/dev/null
+  echo "$out"
+  [ $rc -ne 0 ] && echo "$out" | grep -q "$E1K: .*1 queue pair(s) and no way to change that"
+}
+vm_test "net: udrv net fwd -q 2 with a one-queue port is refused, naming the port" mq_fwd_refused
 
 vm_summary

@@ -3,9 +3,14 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/ranges.h>
@@ -23,7 +28,10 @@
 namespace udrv::tools {
 namespace {
 
-volatile std::sig_atomic_t g_stop = 0;
+// Set by SIGINT/SIGTERM, or by a queue thread that failed; every loop checks it. A lock-free atomic
+// is safe to write from a signal handler and to read from other threads.
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 // Network drivers bound to the NICs a command names, and to no other device: other udrv processes
 // (a traffic generator, say) may be driving the rest.
@@ -125,7 +133,62 @@ struct Stopwatch {
     }
 };
 
-int run_respond(const std::string& addr, const std::string& ip_text, double seconds, const std::string& mode_text, bool json) {
+// Runs loop(q) on a thread of its own for each queue pair q < n (a queue pair belongs to one thread).
+// The calling thread calls progress() once a second until every loop has returned. The first error
+// stops the other loops (through g_stop) and is returned.
+Result<void> run_per_queue(unsigned n, const std::function<Result<void>(unsigned)>& loop, const std::function<void()>& progress) {
+    std::mutex mu;
+    std::condition_variable all_done;
+    unsigned running = n;
+    std::optional<Error> first;
+    std::vector<std::thread> threads;
+    for (unsigned q = 0; q < n; ++q)
+        threads.emplace_back([&, q] {
+            auto r = loop(q);
+            std::lock_guard lock(mu);
+            if (!r && !first) {
+                first = std::move(r.error());
+                g_stop = 1;
+            }
+            if (--running == 0) all_done.notify_all();
+        });
+    {
+        std::unique_lock lock(mu);
+        for (auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1); running; next += std::chrono::seconds(1)) {
+            if (all_done.wait_until(lock, next, [&] { return running == 0; })) break;
+            lock.unlock();
+            progress();
+            lock.lock();
+        }
+    }
+    for (auto& t : threads) t.join();
+    if (first) return std::unexpected(std::move(*first));
+    return {};
+}
+
+// Spreads the device's traffic over `queues` pairs (before any queue's thread starts).
+Result<void> use_queues(net::Device& d, const std::string& addr, unsigned queues) {
+    if (auto r = d.set_queues(queues); !r) return std::unexpected(std::move(r.error()).context(addr));
+    return {};
+}
+
+// A counter one queue thread writes and the reporting thread reads.
+using Counter = std::atomic<std::uint64_t>;
+std::uint64_t sum(const std::vector<Counter>& v) {
+    std::uint64_t n = 0;
+    for (auto& c : v) n += c.load(std::memory_order_relaxed);
+    return n;
+}
+std::vector<std::uint64_t> values(const std::vector<Counter>& v) {
+    std::vector<std::uint64_t> out;
+    for (auto& c : v) out.push_back(c.load(std::memory_order_relaxed));
+    return out;
+}
+
+// With --queues N each queue pair has a thread: it answers what arrives on its receive queue through
+// its own transmit queue.
+int run_respond(const std::string& addr, const std::string& ip_text, double seconds, const std::string& mode_text, unsigned queues,
+                bool json) {
     std::uint32_t ip = 0;
     if (inet_pton(AF_INET, ip_text.c_str(), &ip) != 1) return report(Error(EINVAL, fmt::format("'{}' is not an IPv4 address", ip_text)));
     auto mode = net::parse_wait_mode(mode_text);
@@ -134,51 +197,63 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
     net::Device& d = **dev;
+    if (auto r = use_queues(d, addr, queues); !r) return report(r.error());
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
     std::fprintf(stderr, "answering ARP and ping for %s on %s (%s), %s\n", ip_text.c_str(), addr.c_str(), net::format_mac(d.mac()).c_str(),
                  seconds > 0 ? fmt::format("{} s", seconds).c_str() : "until interrupted");
-    std::vector<net::Packet> rx(32), tx;
-    std::uint64_t arps = 0, pings = 0, seen = 0;
+    std::vector<Counter> seen(queues), arps(queues), pings(queues);
     Stopwatch watch;
     const std::uint64_t deadline = watch.deadline(seconds);
-    std::uint64_t next_report = watch.t0 + watch.per_second;
-    while (!g_stop && (!deadline || ticks() < deadline)) {
-        auto n = d.rx_batch(0, rx);
-        if (!n) return report(n.error());
-        tx.clear();
-        for (unsigned i = 0; i < *n; ++i) {
-            ++seen;
-            auto out = d.tx_pool(0).alloc();
-            if (!out) break;
-            if (answer(rx[i].data(), d.mac(), ip, *out, arps, pings)) tx.push_back(std::move(*out));
-            rx[i] = net::Packet();
+    auto loop = [&](unsigned q) -> Result<void> {
+        std::vector<net::Packet> rx(32), tx;
+        std::uint64_t n_seen = 0, n_arps = 0, n_pings = 0;
+        while (!g_stop && (!deadline || ticks() < deadline)) {
+            auto n = d.rx_batch(q, rx);
+            if (!n) return std::unexpected(std::move(n.error()));
+            tx.clear();
+            for (unsigned i = 0; i < *n; ++i) {
+                ++n_seen;
+                auto out = d.tx_pool(q).alloc();
+                if (!out) break;
+                if (answer(rx[i].data(), d.mac(), ip, *out, n_arps, n_pings)) tx.push_back(std::move(*out));
+                rx[i] = net::Packet();
+            }
+            if (!tx.empty())
+                if (auto sent = d.tx_batch(q, tx); !sent) return std::unexpected(std::move(sent.error()));
+            seen[q].store(n_seen, std::memory_order_relaxed);
+            arps[q].store(n_arps, std::memory_order_relaxed);
+            pings[q].store(n_pings, std::memory_order_relaxed);
+            if (*n == 0)
+                if (auto w = d.rx_wait(q, *mode, std::chrono::milliseconds(100)); !w) return std::unexpected(std::move(w.error()));
         }
-        if (!tx.empty())
-            if (auto sent = d.tx_batch(0, tx); !sent) return report(sent.error());
-        if (*n == 0)
-            if (auto w = d.rx_wait(0, *mode, std::chrono::milliseconds(100)); !w) return report(w.error());
-        if (!json && ticks() >= next_report) {
-            std::fprintf(stderr, "rx %llu frames, answered %llu ARP, %llu echo\n", (unsigned long long)seen, (unsigned long long)arps,
-                         (unsigned long long)pings);
-            next_report += watch.per_second;
-        }
-    }
+        return {};
+    };
+    auto progress = [&] {
+        if (!json)
+            std::fprintf(stderr, "rx %llu frames, answered %llu ARP, %llu echo\n", (unsigned long long)sum(seen), (unsigned long long)sum(arps),
+                         (unsigned long long)sum(pings));
+    };
+    if (auto r = run_per_queue(queues, loop, progress); !r) return report(r.error());
     auto st = *d.stats();
     if (json)
-        print(nlohmann::json{{"rx_frames", seen}, {"arp_replies", arps}, {"echo_replies", pings}, {"rx_packets", st.rx_packets},
-                             {"tx_packets", st.tx_packets}, {"rx_errors", st.rx_errors}, {"rx_interrupts", st.rx_interrupts}}
+        print(nlohmann::json{{"rx_frames", sum(seen)}, {"arp_replies", sum(arps)}, {"echo_replies", sum(pings)},
+                             {"echo_replies_per_queue", values(pings)}, {"rx_packets", st.rx_packets}, {"tx_packets", st.tx_packets},
+                             {"rx_errors", st.rx_errors}, {"rx_interrupts", st.rx_interrupts}}
                   .dump(2) +
               "\n");
     else
-        print(fmt::format("{} frames received, {} ARP replies, {} echo replies, {} sent, {} receive interrupts\n", seen, arps, pings,
-                          st.tx_packets, st.rx_interrupts));
+        print(fmt::format("{} frames received, {} ARP replies, {} echo replies{}, {} sent, {} receive interrupts\n", sum(seen), sum(arps),
+                          sum(pings), queues > 1 ? fmt::format(" (per queue: {})", fmt::join(values(pings), ", ")) : "", st.tx_packets,
+                          st.rx_interrupts));
     return 0;
 }
 
-
+// With --queues N each transmit queue has a thread sending its share of the frames (and of the rate);
+// frame k of queue q carries sequence number q + N * k, so all the frames together number 0..count-1
+// once each, as with one queue.
 int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, const std::string& dst_text, std::uint32_t size, std::uint32_t batch,
-               double rate, bool json) {
+               double rate, unsigned queues, bool json) {
     NetSession s;
     auto dev = s.open(addr);
     if (!dev) return report(dev.error());
@@ -194,6 +269,7 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
             return report(Error(EINVAL, fmt::format("'{}' is not a MAC address (like 02:00:00:00:00:01)", dst_text)));
         for (int i = 0; i < 6; ++i) dst[i] = static_cast<std::uint8_t>(v[i]);
     }
+    if (auto r = use_queues(d, addr, queues); !r) return report(r.error());
     // UDP from 10.0.0.2:9 to 10.0.0.255 (Ethernet broadcast unless --dst), payload "UDRV" + a 64-bit
     // sequence number. Built once; each frame copies the headers and writes its number. Pool buffers
     // start zeroed and only ever hold these frames, so the rest of the payload stays zero.
@@ -219,49 +295,64 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
     }
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
-    net::PacketPool& pool = d.tx_pool(0);
-    std::array<net::Packet, 256> pkts;
-    std::uint64_t sent = 0, reported = 0;
+    std::vector<Counter> sent(queues);
     Stopwatch watch;
-    const std::uint64_t report_every = watch.per_second;
     const std::uint64_t deadline = watch.deadline(seconds);
-    std::uint64_t next_report = watch.t0 + report_every;
-    while (sent < count && !g_stop && (!deadline || ticks() < deadline)) {
-        if (rate > 0 && static_cast<double>(sent) >= rate * watch.seconds()) {  // pace: never ahead of rate * elapsed
-            std::this_thread::sleep_for(std::chrono::microseconds(50));
-            continue;
+    auto loop = [&](unsigned q) -> Result<void> {
+        const std::uint64_t share = count == UINT64_MAX ? count : count / queues + (q < count % queues ? 1 : 0);
+        const double share_rate = rate / queues;
+        net::PacketPool& pool = d.tx_pool(q);
+        std::array<net::Packet, 256> pkts;
+        std::uint64_t n_sent = 0;
+        while (n_sent < share && !g_stop && (!deadline || ticks() < deadline)) {
+            if (share_rate > 0 && static_cast<double>(n_sent) >= share_rate * watch.seconds()) {  // pace: never ahead of rate * elapsed
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
+                continue;
+            }
+            const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, share - n_sent));
+            const unsigned built = pool.alloc_bulk(std::span(pkts).first(want));  // fewer when buffers are in flight
+            for (unsigned i = 0; i < built; ++i) {
+                (void)pkts[i].resize(size);
+                const std::uint64_t seq = q + std::uint64_t{queues} * (n_sent + i);
+                std::byte* o = pkts[i].data().data();
+                std::memcpy(o, tmpl.data(), kSeq);
+                std::memcpy(o + kSeq, &seq, 8);
+            }
+            auto n = d.tx_batch(q, std::span(pkts).first(built));
+            if (!n) return std::unexpected(std::move(n.error()));
+            for (unsigned i = *n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
+            n_sent += *n;
+            sent[q].store(n_sent, std::memory_order_relaxed);
         }
-        const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(batch, count - sent));
-        const unsigned built = pool.alloc_bulk(std::span(pkts).first(want));  // fewer when buffers are in flight
-        for (unsigned i = 0; i < built; ++i) {
-            (void)pkts[i].resize(size);
-            const std::uint64_t seq = sent + i;
-            std::byte* o = pkts[i].data().data();
-            std::memcpy(o, tmpl.data(), kSeq);
-            std::memcpy(o + kSeq, &seq, 8);
-        }
-        auto n = d.tx_batch(0, std::span(pkts).first(built));
-        if (!n) return report(n.error());
-        for (unsigned i = *n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
-        sent += *n;
-        if (!json && ticks() >= next_report) {
-            std::fprintf(stderr, "sent %llu frames (%llu/s)\n", (unsigned long long)sent, (unsigned long long)(sent - reported));
-            reported = sent;
-            next_report += report_every;
-        }
-    }
-    double secs = watch.seconds();  // the driver's remove drains the ring
+        return {};
+    };
+    std::uint64_t reported = 0;
+    auto progress = [&] {
+        const std::uint64_t now = sum(sent);
+        if (!json) std::fprintf(stderr, "sent %llu frames (%llu/s)\n", (unsigned long long)now, (unsigned long long)(now - reported));
+        reported = now;
+    };
+    if (auto r = run_per_queue(queues, loop, progress); !r) return report(r.error());
+    const double secs = watch.seconds();  // the driver's remove drains the rings
+    const std::uint64_t total = sum(sent);
+    const std::string per_queue = queues > 1 ? fmt::format(" (per queue: {})", fmt::join(values(sent), ", ")) : "";
     if (json)
-        print(nlohmann::json{{"sent", sent}, {"size", size}, {"batch", batch}, {"seconds", secs}, {"pps", sent / secs}}.dump(2) + "\n");
+        print(nlohmann::json{{"sent", total}, {"per_queue", values(sent)}, {"size", size}, {"batch", batch}, {"seconds", secs},
+                             {"pps", total / secs}}
+                  .dump(2) +
+              "\n");
     else
-        print(fmt::format("sent {} frames of {} bytes in batches of {}: {:.0f} frames/s\n", sent, size, batch, sent / secs));
+        print(fmt::format("sent {} frames of {} bytes in batches of {}{}: {:.0f} frames/s\n", total, size, batch, per_queue, total / secs));
     return 0;
 }
 
 // Forwards every frame between two ports, both ways. Zero-copy: a received buffer is handed to the
 // other port's transmit queue as it is (both ports share the process's IOMMU space); with --copy, or
 // when a port cannot reach the other's buffers, frames are copied into the transmitting port's pool.
-int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool copy, bool json) {
+// With --queues N both ports spread traffic over N pairs and a thread per pair number q forwards
+// between their queues q (so the buffers it hands over stay on the thread that owns both queues).
+int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool copy_all, unsigned queues,
+            bool json) {
     if (batch == 0 || batch > 256) return report(Error(EINVAL, fmt::format("batch {} (1-256)", batch)));
     NetSession s;
     auto a = s.open(a_addr);
@@ -271,85 +362,108 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
     net::Device* ports[2] = {*a, *b};
     for (net::Device* p : ports)
         if (auto r = p->set_promiscuous(true); !r) return report(r.error());
+    if (auto r = use_queues(**a, a_addr, queues); !r) return report(r.error());
+    if (auto r = use_queues(**b, b_addr, queues); !r) return report(r.error());
     std::signal(SIGINT, [](int) { g_stop = 1; });
     std::signal(SIGTERM, [](int) { g_stop = 1; });
-    std::vector<net::Packet> rx(batch), tx;
-    tx.reserve(batch);
-    std::uint64_t fwd[2] = {0, 0}, dropped = 0, reported = 0, first = 0, last = 0;
+    std::vector<Counter> fwd_ab(queues), fwd_ba(queues), dropped(queues), first_tick(queues), last_tick(queues);
+    std::atomic<bool> copying{copy_all};
     Stopwatch watch;
     const std::uint64_t deadline = watch.deadline(seconds);
     const std::uint64_t idle_limit = watch.per_second / 1000;  // spin 1 ms without traffic, then nap
-    std::uint64_t next_report = watch.t0 + watch.per_second, last_busy = watch.t0;
-    // Copies frames into `to`'s own pool, appending the copies to `out` (the fallback path).
-    auto copy_into = [&](net::Device& to, std::span<net::Packet> in, std::vector<net::Packet>& out) {
-        for (auto& p : in) {
-            auto c = to.tx_pool(0).alloc();
-            if (c && c->resize(p.size())) {
-                std::memcpy(c->data().data(), p.data().data(), p.size());
-                out.push_back(std::move(*c));
-            } else {
-                ++dropped;
+    auto loop = [&](unsigned q) -> Result<void> {
+        std::vector<net::Packet> rx(batch), tx, refused;  // refused: frames a port could not take by reference, to copy
+        tx.reserve(batch);
+        bool copy = copy_all;
+        std::uint64_t fwd[2] = {0, 0}, n_dropped = 0, first = 0, last_busy = watch.t0;
+        // Copies frames into `to`'s own pool, appending the copies to `out` (the fallback path).
+        auto copy_into = [&](net::Device& to, std::span<net::Packet> in, std::vector<net::Packet>& out) {
+            for (auto& p : in) {
+                auto c = to.tx_pool(q).alloc();
+                if (c && c->resize(p.size())) {
+                    std::memcpy(c->data().data(), p.data().data(), p.size());
+                    out.push_back(std::move(*c));
+                } else {
+                    ++n_dropped;
+                }
+                p = net::Packet();
             }
-            p = net::Packet();
-        }
-    };
-    std::vector<net::Packet> refused;  // frames a port could not take by reference, to copy
-    while (!g_stop) {
-        const std::uint64_t now = ticks();
-        if (deadline && now >= deadline) break;
-        unsigned moved = 0;
-        for (int dir = 0; dir < 2; ++dir) {
-            net::Device& from = *ports[dir];
-            net::Device& to = *ports[1 - dir];
-            auto n = from.rx_batch(0, rx);
-            if (!n) return report(n.error());
-            if (*n == 0) continue;
-            tx.clear();
-            if (copy) {
-                copy_into(to, std::span(rx).first(*n), tx);
-            } else {
-                for (unsigned i = 0; i < *n; ++i) tx.push_back(std::move(rx[i]));
-            }
-            auto sent = to.tx_batch(0, tx);
-            if (!sent && !copy && (sent.error().code() == EXDEV || sent.error().code() == ERANGE || sent.error().code() == EINVAL)) {
-                std::fprintf(stderr, "fwd: zero-copy not possible (%s); copying from now on\n", sent.error().message().c_str());
-                copy = true;
-                refused.swap(tx);
+        };
+        while (!g_stop) {
+            const std::uint64_t now = ticks();
+            if (deadline && now >= deadline) break;
+            unsigned moved = 0;
+            for (int dir = 0; dir < 2; ++dir) {
+                net::Device& from = *ports[dir];
+                net::Device& to = *ports[1 - dir];
+                auto n = from.rx_batch(q, rx);
+                if (!n) return std::unexpected(std::move(n.error()));
+                if (*n == 0) continue;
                 tx.clear();
-                copy_into(to, refused, tx);
-                refused.clear();
-                sent = to.tx_batch(0, tx);
+                if (copy) {
+                    copy_into(to, std::span(rx).first(*n), tx);
+                } else {
+                    for (unsigned i = 0; i < *n; ++i) tx.push_back(std::move(rx[i]));
+                }
+                auto sent = to.tx_batch(q, tx);
+                if (!sent && !copy && (sent.error().code() == EXDEV || sent.error().code() == ERANGE || sent.error().code() == EINVAL)) {
+                    std::fprintf(stderr, "fwd: zero-copy not possible on queue %u (%s); copying from now on\n", q,
+                                 sent.error().message().c_str());
+                    copy = true;
+                    copying = true;
+                    refused.swap(tx);
+                    tx.clear();
+                    copy_into(to, refused, tx);
+                    refused.clear();
+                    sent = to.tx_batch(q, tx);
+                }
+                if (!sent) return std::unexpected(std::move(sent.error()));
+                fwd[dir] += *sent;
+                n_dropped += tx.size() - *sent;  // ring full: the rest go back to their pool
+                moved += *n;
             }
-            if (!sent) return report(sent.error());
-            fwd[dir] += *sent;
-            dropped += tx.size() - *sent;  // ring full: the rest go back to their pool
-            moved += *n;
+            if (moved) {
+                if (!first) first = now, first_tick[q].store(now, std::memory_order_relaxed);
+                last_busy = now;
+                last_tick[q].store(now, std::memory_order_relaxed);
+                fwd_ab[q].store(fwd[0], std::memory_order_relaxed);
+                fwd_ba[q].store(fwd[1], std::memory_order_relaxed);
+                dropped[q].store(n_dropped, std::memory_order_relaxed);
+            } else if (now - last_busy > idle_limit) {
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+            }
         }
-        if (moved) {
-            if (!first) first = now;
-            last = last_busy = now;
-        } else if (now - last_busy > idle_limit) {
-            std::this_thread::sleep_for(std::chrono::microseconds(20));
-        }
-        if (!json && now >= next_report) {
-            std::fprintf(stderr, "%s -> %s %llu, %s -> %s %llu, dropped %llu (%llu/s)\n", a_addr.c_str(), b_addr.c_str(),
-                         (unsigned long long)fwd[0], b_addr.c_str(), a_addr.c_str(), (unsigned long long)fwd[1], (unsigned long long)dropped,
-                         (unsigned long long)(fwd[0] + fwd[1] - reported));
-            reported = fwd[0] + fwd[1];
-            next_report += watch.per_second;
-        }
+        dropped[q].store(n_dropped, std::memory_order_relaxed);
+        return {};
+    };
+    std::uint64_t reported = 0;
+    auto progress = [&] {
+        const std::uint64_t ab = sum(fwd_ab), ba = sum(fwd_ba);
+        if (!json)
+            std::fprintf(stderr, "%s -> %s %llu, %s -> %s %llu, dropped %llu (%llu/s)\n", a_addr.c_str(), b_addr.c_str(), (unsigned long long)ab,
+                         b_addr.c_str(), a_addr.c_str(), (unsigned long long)ba, (unsigned long long)sum(dropped),
+                         (unsigned long long)(ab + ba - reported));
+        reported = ab + ba;
+    };
+    if (auto r = run_per_queue(queues, loop, progress); !r) return report(r.error());
+    // Rate over the busy interval, from the first frame forwarded (on any queue) to the last.
+    std::uint64_t first = 0, last = 0;
+    for (unsigned q = 0; q < queues; ++q) {
+        const std::uint64_t f = first_tick[q].load(), l = last_tick[q].load();
+        if (f && (!first || f < first)) first = f;
+        last = std::max(last, l);
     }
-    // Rate over the busy interval, from the first frame forwarded to the last.
+    const std::uint64_t ab = sum(fwd_ab), ba = sum(fwd_ba);
     const double busy = first && last > first ? watch.seconds_between(first, last) : 0;
-    const double pps = busy > 0 ? static_cast<double>(fwd[0] + fwd[1]) / busy : 0;
+    const double pps = busy > 0 ? static_cast<double>(ab + ba) / busy : 0;
     if (json)
-        print(nlohmann::json{{"a_to_b", fwd[0]}, {"b_to_a", fwd[1]}, {"dropped", dropped}, {"zero_copy", !copy}, {"busy_seconds", busy},
-                             {"pps", pps}}
+        print(nlohmann::json{{"a_to_b", ab}, {"b_to_a", ba}, {"per_queue", values(fwd_ab)}, {"dropped", sum(dropped)},
+                             {"zero_copy", !copying.load()}, {"busy_seconds", busy}, {"pps", pps}}
                   .dump(2) +
               "\n");
     else
-        print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped ({}, {:.0f} frames/s while busy)\n", fwd[0], a_addr,
-                          b_addr, fwd[1], b_addr, a_addr, dropped, copy ? "copied" : "zero-copy", pps));
+        print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped ({}, {:.0f} frames/s while busy)\n", ab, a_addr,
+                          b_addr, ba, b_addr, a_addr, sum(dropped), copying.load() ? "copied" : "zero-copy", pps));
     return 0;
 }
 
@@ -441,6 +555,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     respond->add_option("--ip", st->ip, "IPv4 address to answer for (default 10.0.0.2)");
     respond->add_option("-t,--time", st->seconds, "Seconds to run (default: until interrupted)");
     respond->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
+    respond->add_option("-q,--queues", st->queues, "Queue pairs to spread traffic over, a thread each (default 1)")->check(CLI::Range(1u, 64u));
     respond->add_flag("--json", st->json, "Emit JSON totals");
     auto* pktgen = netc->add_subcommand("pktgen", "Send numbered UDP frames");
     pktgen->add_option("-s,--slot", st->addr, "NIC address")->required();
@@ -450,6 +565,8 @@ std::function<int()> add_net_commands(CLI::App& app) {
     pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)");
     pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
     pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)");
+    pktgen->add_option("-q,--queues", st->queues, "Transmit queues, a thread each, sharing the count and rate (default 1)")
+        ->check(CLI::Range(1u, 64u));
     pktgen->add_flag("--json", st->json, "Emit JSON totals");
     auto* fwdc = netc->add_subcommand("fwd", "Forward frames between two ports, both ways");
     fwdc->add_option("-s,--slot", st->addr, "First port")->required();
@@ -457,6 +574,7 @@ std::function<int()> add_net_commands(CLI::App& app) {
     fwdc->add_option("-t,--time", st->seconds, "Seconds (default: until interrupted)");
     fwdc->add_option("-b,--batch", st->batch, "Frames per rx_batch (default 32)");
     fwdc->add_flag("--copy", st->copy, "Copy each frame into the other port's pool (default: hand the received buffer over)");
+    fwdc->add_option("-q,--queues", st->queues, "Queue pairs on both ports, a thread per pair number (default 1)")->check(CLI::Range(1u, 64u));
     fwdc->add_flag("--json", st->json, "Emit JSON totals");
     auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
     dump->add_option("-s,--slot", st->addr, "NIC address")->required();
@@ -469,14 +587,13 @@ std::function<int()> add_net_commands(CLI::App& app) {
     dump->add_flag("--json", st->json, "Emit JSON totals");
     return [=]() -> int {
         if (!*netc) return -1;
-        if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->copy, st->json);
+        if (*fwdc) return run_fwd(st->addr, st->file, st->seconds, st->batch, st->copy, st->queues, st->json);
         if (*dump) return run_dump(st->addr, st->file, st->frames, st->seconds, st->mode, st->queues, st->json);
-        if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->mode, st->json);
+        if (*respond) return run_respond(st->addr, st->ip, st->seconds, st->mode, st->queues, st->json);
         if (*pktgen) {
             const bool count_given = pktgen->count("--count") > 0;
             std::uint64_t count = count_given || st->seconds <= 0 ? st->count : UINT64_MAX;
-            return run_pktgen(st->addr, count, st->seconds, st->dst, st->size, st->batch, st->rate,
-                              st->json);
+            return run_pktgen(st->addr, count, st->seconds, st->dst, st->size, st->batch, st->rate, st->queues, st->json);
         }
         return -1;
     };
