@@ -111,6 +111,7 @@ int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint
         blocks = (data.size() + info.block_size - 1) / info.block_size;
         if (blocks == 0) return report(Error(EINVAL, fmt::format("{} is empty", file)));
     }
+    if (blocks == 0) return report(Error(EINVAL, "--blocks 0: nothing to read (give at least 1)"));
     if (lba >= info.blocks || blocks > info.blocks - lba)
         return report(Error(ERANGE, fmt::format("blocks {}+{} lie past the end of {} ({} blocks)", lba, blocks, info.name, info.blocks)));
     data.resize(blocks * info.block_size, 0);
