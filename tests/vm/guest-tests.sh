@@ -74,6 +74,8 @@ vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udr
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
 udrv unbind "$NVME" >/dev/null
+vm_test "nvme: a controller on the kernel driver is named with what to do" expect_fail \
+  "$NVME is on nvme: udrv bind $NVME first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none
 
 MULTI=0000:00:09.0
 udrv bind "$MULTI" >/dev/null
@@ -87,6 +89,20 @@ multi_ns_data() {
   ! cmp -s /tmp/ns1back /tmp/ns2pattern && echo "1 MiB on namespace 2 (4 KiB blocks) round-trips; namespace 1 is separate"
 }
 vm_test "nvme: data on a 4 KiB-block namespace" multi_ns_data
+two_processes() {  # two udrv processes drive two controllers at once: each binds only the one it names
+  udrv bind "$NVME" >/dev/null || return 1
+  udrv nvme perf -s "$NVME" -q 8 -t 4 --json > /tmp/p1.json 2>/tmp/p1.err &
+  pid=$!
+  sleep 1
+  udrv nvme perf -s "$MULTI" -q 8 -t 1 --json > /tmp/p2.json 2>/tmp/p2.err; rc2=$?
+  wait $pid; rc1=$?
+  udrv unbind "$NVME" >/dev/null
+  tail -3 /tmp/p1.err /tmp/p2.err; grep -h '"device"\|"errors"' /tmp/p1.json /tmp/p2.json
+  [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && grep -q '"errors": 0' /tmp/p1.json && grep -q '"errors": 0' /tmp/p2.json
+}
+vm_test "nvme: two processes, one controller each, at the same time" two_processes
+vm_test "nvme: a controller another process holds is named with the reason" sh -c \
+  "udrv nvme perf -s $MULTI -q 1 -t 4 > /dev/null 2>&1 & sleep 1.5; udrv nvme identify -s $MULTI > /tmp/busy.out 2>&1; rc=\$?; wait; cat /tmp/busy.out; [ \$rc -ne 0 ] && tail -1 /tmp/busy.out | grep -q '^udrv: error: $MULTI: .*is in use by another process'"
 udrv unbind "$MULTI" >/dev/null
 
 # Network: udrv's virtio-net driver on 00:07.0 and the guest kernel's own NIC on 00:08.0, one hub.

@@ -23,32 +23,47 @@ namespace {
 using nlohmann::json;
 using clock = std::chrono::steady_clock;
 
-// The udrv_nvme driver bound to every NVMe controller on vfio-pci.
+// The udrv_nvme driver bound to the NVMe controller a command names (-s), or to every one on vfio-pci
+// when it names none (list, and identify/reset of "the first"). A command binds only what it names
+// (the PCI bus's allow list, like DPDK's -a), so processes can each drive their own controller at once.
 struct Session {
     Loader loader;
     std::vector<std::pair<std::string, nvme::Controller*>> controllers;
     std::vector<std::pair<std::string, std::string>> kernel_owned;  // address, kernel driver
 
-    Result<void> open() {
+    Result<void> open(const std::string& addr = {}) {
+        if (!addr.empty()) pci::bus().allow(UDRV_TRY(pci::Address::parse(addr)));
         UDRV_TRY(loader.load("udrv_nvme"));
         UDRV_TRY(pci::bus().scan());
         for (Device* d : pci::bus().devices()) {
             auto* pd = static_cast<pci::Device*>(d);
             if (pd->info().class_code != 0x010802) continue;
             if (auto* c = d->driver_data<nvme::Controller>()) controllers.emplace_back(d->name(), c);
-            else kernel_owned.emplace_back(d->name(), pd->info().driver.value_or("none"));
+            else if (pd->info().driver != "vfio-pci") kernel_owned.emplace_back(d->name(), pd->info().driver.value_or("none"));
         }
         return {};
     }
     Result<nvme::Controller*> find(const std::string& addr) {
-        if (controllers.empty())
-            return fail(ENODEV, "no NVMe controller is bound to vfio-pci{}", kernel_owned.empty() ? "" : fmt::format(
-                "; {} is on {}: udrv bind {}", kernel_owned[0].first, kernel_owned[0].second, kernel_owned[0].first));
-        if (addr.empty()) return controllers.front().second;
+        if (addr.empty()) {
+            if (controllers.empty())
+                return fail(ENODEV, "no NVMe controller is bound to vfio-pci{}", kernel_owned.empty() ? "" : fmt::format(
+                    "; {} is on {}: udrv bind {}", kernel_owned[0].first, kernel_owned[0].second, kernel_owned[0].first));
+            return controllers.front().second;
+        }
         auto a = UDRV_TRY(pci::Address::parse(addr));
         for (auto& [name, c] : controllers)
             if (name == a.to_string()) return c;
-        return fail(ENODEV, "{} is not an NVMe controller bound to vfio-pci", a.to_string());
+        pci::Device* d = pci::bus().find(a);
+        if (!d) return fail(ENODEV, "no PCI device {}", a.to_string());
+        if (d->info().class_code != 0x010802) return fail(ENODEV, "{} is not an NVMe controller (class {:06x})", a.to_string(), d->info().class_code);
+        if (d->info().driver != "vfio-pci")
+            return fail(ENODEV, "{} is on {}: udrv bind {} first", a.to_string(), d->info().driver.value_or("no driver"), a.to_string());
+        // On vfio-pci but its probe failed: probing again returns why (another process holds it, say).
+        if (udrv::Driver* drv = pci::bus().find_driver("udrv_nvme"); drv && !d->is_bound()) {
+            UDRV_TRY_CTX(pci::bus().bind(*d, *drv), "{}", a.to_string());
+            if (auto* c = d->driver_data<nvme::Controller>()) return c;
+        }
+        return fail(ENODEV, "{} is not bound to udrv_nvme", a.to_string());
     }
     ~Session() { pci::bus().remove_all_devices(); }  // unbind (clean shutdown) before the module unloads
 };
@@ -97,7 +112,7 @@ Result<void> wait_sync(block::Queue& q, Sync& s) {
 
 int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint64_t lba, std::uint64_t blocks, const std::string& file) {
     Session s;
-    if (auto r = s.open(); !r) return report(r.error());
+    if (auto r = s.open(addr); !r) return report(r.error());
     auto c = s.find(addr);
     if (!c) return report(c.error());
     auto ns = (*c)->find_namespace(nsid);
@@ -192,7 +207,7 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
         if (!*nvme) return -1;
         if (*perf) {
             Session s;
-            if (auto r = s.open(); !r) return report(r.error());
+            if (auto r = s.open(st->perf.addr); !r) return report(r.error());
             auto c = s.find(st->perf.addr);
             if (!c) return report(c.error());
             auto ns = (*c)->find_namespace(st->perf.nsid);
@@ -202,7 +217,7 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
         if (*rd) return run_rw(false, st->addr, st->nsid, st->lba, st->blocks, st->file);
         if (*wr) return run_rw(true, st->addr, st->nsid, st->lba, 0, st->file);
         Session s;
-        if (auto r = s.open(); !r) return report(r.error());
+        if (auto r = s.open(*list ? std::string() : st->addr); !r) return report(r.error());
         if (*list) {
             json arr = json::array();
             for (auto& [addr, c] : s.controllers) {
