@@ -101,8 +101,11 @@ two_processes() {  # two udrv processes drive two controllers at once: each bind
   [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && grep -q '"errors": 0' /tmp/p1.json && grep -q '"errors": 0' /tmp/p2.json
 }
 vm_test "nvme: two processes, one controller each, at the same time" two_processes
-vm_test "nvme: a controller another process holds is named with the reason" sh -c \
-  "udrv nvme perf -s $MULTI -q 1 -t 4 > /dev/null 2>&1 & sleep 1.5; udrv nvme identify -s $MULTI > /tmp/busy.out 2>&1; rc=\$?; wait; cat /tmp/busy.out; [ \$rc -ne 0 ] && tail -1 /tmp/busy.out | grep -q '^udrv: error: $MULTI: .*is in use by another process'"
+vm_test "nvme: a controller another process holds is named with the reason (identify, list)" sh -c \
+  "udrv nvme perf -s $MULTI -q 1 -t 5 > /dev/null 2>&1 & sleep 1.5; udrv nvme identify -s $MULTI > /tmp/busy.out 2>&1; rc=\$?;
+   udrv nvme list > /tmp/busy.list 2>&1; wait; cat /tmp/busy.out /tmp/busy.list; [ \$rc -ne 0 ] &&
+   tail -1 /tmp/busy.out | grep -q '^udrv: error: $MULTI: .*is in use by another process' &&
+   grep -q '^$MULTI  (on vfio-pci, but udrv_nvme could not take it' /tmp/busy.list"
 udrv unbind "$MULTI" >/dev/null
 
 # Network: udrv's virtio-net driver on 00:07.0 and the guest kernel's own NIC on 00:08.0, one hub.

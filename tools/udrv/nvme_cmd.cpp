@@ -30,6 +30,7 @@ struct Session {
     Loader loader;
     std::vector<std::pair<std::string, nvme::Controller*>> controllers;
     std::vector<std::pair<std::string, std::string>> kernel_owned;  // address, kernel driver
+    std::vector<std::string> not_probed;                            // on vfio-pci, but the probe failed
 
     Result<void> open(const std::string& addr = {}) {
         if (!addr.empty()) pci::bus().allow(UDRV_TRY(pci::Address::parse(addr)));
@@ -39,7 +40,8 @@ struct Session {
             auto* pd = static_cast<pci::Device*>(d);
             if (pd->info().class_code != 0x010802) continue;
             if (auto* c = d->driver_data<nvme::Controller>()) controllers.emplace_back(d->name(), c);
-            else if (pd->info().driver != "vfio-pci") kernel_owned.emplace_back(d->name(), pd->info().driver.value_or("none"));
+            else if (pd->info().driver == "vfio-pci") not_probed.push_back(d->name());
+            else kernel_owned.emplace_back(d->name(), pd->info().driver.value_or("none"));
         }
         return {};
     }
@@ -232,6 +234,8 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
             }
             for (auto& [addr, drv] : s.kernel_owned)
                 if (!st->json) print(fmt::format("{}  (kernel driver {}: `udrv bind {}` to use it here)\n", addr, drv, addr));
+            for (auto& addr : s.not_probed)
+                if (!st->json) print(fmt::format("{}  (on vfio-pci, but udrv_nvme could not take it: the probe error is logged above)\n", addr));
             if (st->json) print(arr.dump(2) + "\n");
             return 0;
         }
