@@ -201,7 +201,8 @@ public:
     /// Binds `dev` to `drv` explicitly (like writing to a driver's sysfs `bind`): EBUSY if bound,
     /// ENODEV if `drv` does not match `dev`, or the error probe returned.
     Result<void> bind(Device& dev, Driver& drv);
-    /// Binds `dev` to the first matching driver; ENODEV if none matches or all probes failed.
+    /// Binds `dev` to the first matching driver whose probe succeeds. When none does: the first probe
+    /// failure (with the device's name), or ENODEV if none matches or every match declined (ENODEV/ENXIO).
     Result<void> attach(Device& dev);
     /// Runs the driver's remove (drops its per-device data), then releases managed resources in
     /// reverse order. No-op if unbound.

@@ -1,6 +1,7 @@
 #include "udrv/device.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "udrv/log.hpp"
 
@@ -95,15 +96,19 @@ Result<void> Bus::bind(Device& dev, Driver& drv) {
 Result<void> Bus::attach(Device& dev) {
     if (dev.driver_) return {};
     bool matched = false;
+    std::optional<Error> failure;  // the first probe that failed rather than declined (ENODEV/ENXIO)
     for (Driver* drv : drivers_) {
         const void* id = match(dev, *drv);
         if (!id) continue;
         matched = true;
         auto r = really_probe(dev, *drv, id);
         if (r) return {};
-        if (r.error().code() != ENODEV && r.error().code() != ENXIO)
+        if (r.error().code() != ENODEV && r.error().code() != ENXIO) {
             pr_warn("{} {}: probe failed: {}", drv->name(), dev.name(), r.error().to_string());
+            if (!failure) failure = std::move(r.error());
+        }
     }
+    if (failure) return std::unexpected(std::move(*failure).context(dev.name()));  // the caller learns why
     return fail(ENODEV, "{}: {}", dev.name(), matched ? "every matching driver declined it" : "no driver matches it");
 }
 

@@ -104,6 +104,25 @@ TEST_F(DeviceCore, FailedProbeLeavesNothingBehind) {
     EXPECT_NE(log.back().find("broken a0: probe failed: simulated probe failure (EIO)"), std::string::npos) << log.back();
 }
 
+TEST_F(DeviceCore, AttachReturnsWhyTheProbeFailed) {
+    TestBus bus;
+    TestDriver declines("declines", "a", true, ENODEV), busy("busy", "a", true, EBUSY);
+    ASSERT_TRUE(bus.register_driver(declines));
+    ASSERT_TRUE(bus.register_driver(busy));
+    ASSERT_TRUE(bus.add_device(std::make_unique<TestDevice>(bus, "a0", "a")));
+    auto r = bus.attach(*bus.find_device("a0"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EBUSY);
+    EXPECT_EQ(r.error().message(), "a0: simulated probe failure");
+    TestDriver only_declines("only", "b", true, ENODEV);
+    ASSERT_TRUE(bus.register_driver(only_declines));
+    ASSERT_TRUE(bus.add_device(std::make_unique<TestDevice>(bus, "b0", "b")));
+    r = bus.attach(*bus.find_device("b0"));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ENODEV);
+    EXPECT_EQ(r.error().message(), "b0: every matching driver declined it");
+}
+
 TEST_F(DeviceCore, NextDriverIsTriedWhenTheFirstDeclines) {
     TestBus bus;
     TestDriver first("first", "a", true, ENODEV), second("second", "a");

@@ -61,8 +61,8 @@ struct Session {
         if (d->info().driver != "vfio-pci")
             return fail(ENODEV, "{} is on {}: udrv bind {} first", a.to_string(), d->info().driver.value_or("no driver"), a.to_string());
         // On vfio-pci but its probe failed: probing again returns why (another process holds it, say).
-        if (udrv::Driver* drv = pci::bus().find_driver("udrv_nvme"); drv && !d->is_bound()) {
-            UDRV_TRY_CTX(pci::bus().bind(*d, *drv), "{}", a.to_string());
+        if (!d->is_bound()) {
+            UDRV_TRY(pci::bus().attach(*d));
             if (auto* c = d->driver_data<nvme::Controller>()) return c;
         }
         return fail(ENODEV, "{} is not bound to udrv_nvme", a.to_string());
