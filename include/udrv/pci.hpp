@@ -142,6 +142,7 @@ struct DeviceInfo {
     std::optional<std::string> driver;     ///< bound kernel driver, if any
     std::optional<unsigned> iommu_group;   ///< absent when the IOMMU is off
     int numa_node = -1;
+    std::optional<unsigned> irq;           ///< legacy interrupt line the kernel routed (sysfs `irq`)
     ConfigSpace config;
 
     std::uint8_t base_class() const noexcept { return static_cast<std::uint8_t>(class_code >> 16); }

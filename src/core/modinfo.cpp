@@ -2,8 +2,8 @@
 #include "udrv/modinfo.hpp"
 
 #include <cstring>
-#include <fstream>
 
+#include "udrv/fileio.hpp"
 #include "udrv/module.hpp"
 
 namespace udrv {
@@ -173,19 +173,11 @@ Result<std::vector<Modinfo>> parse_modinfo_elf(std::span<const char> img, std::s
 }
 
 Result<std::vector<Modinfo>> read_modinfo(const std::filesystem::path& file) {
-    constexpr std::uintmax_t kMaxSize = 512u << 20;
+    constexpr std::size_t kMaxSize = 512u << 20;
     std::error_code ec;
     if (std::filesystem::is_directory(file, ec)) return fail(EISDIR, "{}: is a directory, not a module file", file.string());
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return fail_errno("{}: cannot open", file.string());
-    in.seekg(0, std::ios::end);
-    auto size = static_cast<std::uintmax_t>(in.tellg());
-    if (size > kMaxSize) return fail(EFBIG, "{}: {} bytes is too large for a module (limit {})", file.string(), size, kMaxSize);
-    in.seekg(0);
-    std::vector<char> buf(size);
-    if (!in.read(buf.data(), static_cast<std::streamsize>(size)))
-        return fail_errno("{}: read failed", file.string());
-    return parse_modinfo_elf(buf, file.string());
+    const std::string img = UDRV_TRY(read_text_file(file, kMaxSize, "module"));
+    return parse_modinfo_elf(img, file.string());
 }
 
 }  // namespace udrv

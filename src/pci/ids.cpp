@@ -1,8 +1,8 @@
 // pci.ids parsing and lspci-compatible naming (pciutils lib/names.c behaviour with -nn).
 #include <cstdlib>
-#include <fstream>
 #include <unordered_map>
 
+#include "udrv/fileio.hpp"
 #include "udrv/pci.hpp"
 
 namespace udrv::pci {
@@ -43,16 +43,18 @@ std::vector<std::filesystem::path> IdDatabase::default_paths() {
 }
 
 Result<IdDatabase> IdDatabase::load(const std::filesystem::path& file) {
-    std::ifstream in(file);
-    if (!in) return fail_errno("{}: cannot open pci.ids", file.string());
+    // pci.ids is about 1.4 MB; 64 MiB leaves room for growth and keeps /dev/zero from filling memory.
+    const std::string text = UDRV_TRY(read_text_file(file, 64u << 20, "pci.ids"));
     auto t = std::make_shared<Tables>();
     // Sections: vendors ("vvvv  name", "\tdddd  name", "\t\tssss ssss  name") and classes
     // ("C cc  name", "\tss  name", "\t\tpp  name"). Unparseable lines are skipped, as pciutils does.
     std::uint32_t vendor = 0, device = 0, cls = 0, sub = 0;
     bool in_class = false, have_vendor = false, have_device = false, have_sub = false;
-    std::string line;
-    while (std::getline(in, line)) {
-        std::string_view l = line;
+    std::string_view rest = text;
+    while (!rest.empty()) {
+        const auto nl = rest.find('\n');
+        std::string_view l = rest.substr(0, nl);
+        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
         if (l.empty() || l[0] == '#') continue;
         std::uint32_t a = 0, b = 0;
         if (l.starts_with("C ")) {

@@ -2,9 +2,9 @@
 // (hot unplug) and fixture trees may be malformed: every read is checked.
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <sstream>
 
+#include "udrv/fileio.hpp"
 #include "udrv/pci.hpp"
 
 namespace udrv::pci {
@@ -19,12 +19,13 @@ bool parse_hex(std::string_view s, std::uint64_t& out) {
     return ec == std::errc() && p == s.data() + s.size();
 }
 
+// Attributes are a line or a few; the `resource` table is 17 lines. Anything larger is not sysfs (a
+// fixture tree with a link to /dev/zero, say) and is refused by the bounded read.
+constexpr std::size_t kMaxAttributeBytes = 64 * 1024;
+constexpr std::size_t kMaxConfigBytes = 4096;  // PCIe extended configuration space
+
 Result<std::string> read_text(const fs::path& p) {
-    std::ifstream in(p);
-    if (!in) return fail_errno("{}: cannot read", p.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
+    std::string s = UDRV_TRY(read_text_file(p, kMaxAttributeBytes));
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s;
 }
@@ -51,6 +52,9 @@ Result<std::vector<Bar>> read_bars(const fs::path& p) {
             return fail(EBADMSG, "{}: line {} is not 'start end flags' in hex: '{}'", p.string(), i + 1, line);
         if (start == 0 && end == 0) continue;
         if (end < start) return fail(EBADMSG, "{}: line {}: end {:#x} is below start {:#x}", p.string(), i + 1, end, start);
+        if (end - start == UINT64_MAX)  // the size would wrap to 0
+            return fail(EBADMSG, "{}: line {}: a resource from {:#x} to {:#x} spans the whole 64-bit address space", p.string(), i + 1,
+                        start, end);
         Bar bar;
         bar.index = i;
         bar.start = start;
@@ -64,11 +68,8 @@ Result<std::vector<Bar>> read_bars(const fs::path& p) {
 }
 
 Result<std::vector<std::uint8_t>> read_config(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return fail_errno("{}: cannot read config space", p.string());
-    std::vector<char> buf(4096);  // the largest config space (PCIe extended)
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    return std::vector<std::uint8_t>(buf.begin(), buf.begin() + in.gcount());
+    std::string bytes = UDRV_TRY(read_text_file(p, kMaxConfigBytes, "config space"));
+    return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
 }
 
 }  // namespace
@@ -137,6 +138,14 @@ Result<DeviceInfo> read_device(const fs::path& dir) {
         auto [p, e] = std::from_chars(text.data(), text.data() + text.size(), d.numa_node);
         if (e != std::errc() || p != text.data() + text.size())
             return fail(EBADMSG, "{}/numa_node: expected an integer, got '{}'", dir.string(), text);
+    }
+    if (fs::exists(dir / "irq", ec)) {
+        auto text = UDRV_TRY(read_text(dir / "irq"));
+        unsigned irq = 0;
+        auto [p, e] = std::from_chars(text.data(), text.data() + text.size(), irq);
+        if (e != std::errc() || p != text.data() + text.size())
+            return fail(EBADMSG, "{}/irq: expected an interrupt number, got '{}'", dir.string(), text);
+        d.irq = irq;
     }
     return d;
 }

@@ -1,5 +1,7 @@
 // pci.ids parsing and lspci -nn naming rules, on a small fixture database.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "udrv/pci.hpp"
 
@@ -39,6 +41,18 @@ TEST(PciIds, MissingDatabase) {
     auto r = udrv::pci::IdDatabase::load("/nonexistent/pci.ids");
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().message().find("cannot open pci.ids"), std::string::npos);
+}
+
+TEST(PciIds, DevicesAndFifosAreRefusedNotReadForever) {
+    auto zero = udrv::pci::IdDatabase::load("/dev/zero");
+    ASSERT_FALSE(zero);
+    EXPECT_EQ(zero.error().message(), "/dev/zero: not a regular file (a character device): refusing to read it as pci.ids");
+    const std::string fifo = "/tmp/udrv-ids-fifo-" + std::to_string(::getpid());
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    auto f = udrv::pci::IdDatabase::load(fifo);  // no writer: this would block forever
+    ::unlink(fifo.c_str());
+    ASSERT_FALSE(f);
+    EXPECT_NE(f.error().message().find("not a regular file (a FIFO)"), std::string::npos);
 }
 
 }  // namespace

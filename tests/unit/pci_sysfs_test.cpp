@@ -1,6 +1,8 @@
 // Enumeration from a captured sysfs tree (a virtio VM) and from hand-broken copies of it.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "udrv/pci.hpp"
@@ -135,6 +137,33 @@ TEST_F(BrokenTree, IommuGroupAndLoopingCapabilities) {
     EXPECT_EQ(d->config.caps.size(), 6u);
     ASSERT_EQ(d->config.problems.size(), 1u);
     EXPECT_EQ(d->config.problems[0], "capability list loops back to 0x40");
+}
+
+TEST_F(BrokenTree, ResourceSpanningTheWholeAddressSpace) {
+    write("0000:00:03.0/resource", "0x0000000000000000 0xffffffffffffffff 0x0000000000040200\n");
+    auto d = udrv::pci::read_device(root / "0000:00:03.0");
+    ASSERT_FALSE(d);  // it used to become a BAR of size 0
+    EXPECT_NE(d.error().message().find("spans the whole 64-bit address space"), std::string::npos) << d.error().message();
+}
+
+TEST_F(BrokenTree, FilesThatNeverEndAreRefused) {
+    // A fixture (or a hostile tree) whose attributes are /dev/zero or a FIFO: refused, not read forever.
+    fs::remove(root / "0000:00:03.0/resource");
+    fs::create_symlink("/dev/zero", root / "0000:00:03.0/resource");
+    auto d = udrv::pci::read_device(root / "0000:00:03.0");
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message().find("not a regular file (a character device)"), std::string::npos) << d.error().message();
+    fs::remove(root / "0000:00:03.0/config");
+    ASSERT_EQ(::mkfifo((root / "0000:00:03.0/config").c_str(), 0600), 0);
+    d = udrv::pci::read_device(root / "0000:00:03.0");
+    ASSERT_FALSE(d);
+    EXPECT_NE(d.error().message().find("not a regular file (a FIFO)"), std::string::npos) << d.error().message();
+    // An attribute far larger than any sysfs attribute.
+    fs::remove(root / "0000:00:03.0/config");
+    write("0000:00:03.0/config", std::string(8192, '\0'));
+    d = udrv::pci::read_device(root / "0000:00:03.0");
+    ASSERT_FALSE(d);
+    EXPECT_EQ(d.error().code(), EFBIG) << d.error().message();
 }
 
 TEST(PciAddress, ParseAndFormat) {
