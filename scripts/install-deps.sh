@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(
   g++ cmake make pkg-config          # toolchain
-  libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev   # libraries
+  libfmt-dev libcli11-dev nlohmann-json3-dev   # libraries
   liburing-dev                       # the file-backed block device
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database

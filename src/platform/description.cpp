@@ -9,90 +9,90 @@
 //     block-size = 512
 //
 // Every error names the file and line it comes from.
-#include <toml++/toml.h>
+#include <cctype>
 
-#include <fstream>
-#include <sstream>
-
+#include "udrv/fileio.hpp"
 #include "udrv/platform.hpp"
+#include "udrv/toml.hpp"
 
 namespace udrv::platform {
 namespace {
 
-std::string where(std::string_view source, const toml::node& n) {
-    return fmt::format("{}:{}", source, n.source().begin.line);
-}
-std::string where(std::string_view source, const toml::key& k) { return fmt::format("{}:{}", source, k.source().begin.line); }
+using toml::Table;
+using toml::Value;
+
+// Descriptions are small; anything larger is not one (a device file, a log): refused before parsing.
+constexpr std::size_t kMaxDescriptionBytes = 1u << 20;
+
+std::string where(std::string_view source, toml::Position p) { return fmt::format("{}:{}", source, p.line); }
+std::string where(std::string_view source, const Value& v) { return where(source, v.position()); }
 
 // Rejects keys outside `allowed`, naming the line of the offending key.
-Result<void> only_keys(const toml::table& t, std::initializer_list<std::string_view> allowed, std::string_view source,
-                       std::string_view what) {
-    for (auto&& [k, v] : t) {
+Result<void> only_keys(const Table& t, std::initializer_list<std::string_view> allowed, std::string_view source, std::string_view what) {
+    for (const toml::Entry& e : t.entries) {
         bool ok = false;
-        for (auto a : allowed) ok = ok || k.str() == a;
+        for (auto a : allowed) ok = ok || e.key == a;
         if (!ok) {
             std::string list;
             for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-            return fail(EINVAL, "{}: unknown key '{}' in {} (allowed: {})", where(source, k), k.str(), what, list);
+            return fail(EINVAL, "{}: unknown key '{}' in {} (allowed: {})", where(source, e.key_position), e.key, what, list);
         }
     }
     return {};
 }
 
-Result<std::string> get_string(const toml::table& t, std::string_view key, std::string_view source, std::string_view what,
-                               bool required) {
-    const toml::node* n = t.get(key);
+Result<std::string> get_string(const Value& t, std::string_view key, std::string_view source, std::string_view what, bool required) {
+    const Value* n = t.get(key);
     if (!n) {
         if (required) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
         return std::string();
     }
-    if (!n->is_string()) return fail(EINVAL, "{}: '{}' in {} must be a string", where(source, *n), key, what);
-    return std::string(n->as_string()->get());
+    if (!n->as_string()) return fail(EINVAL, "{}: '{}' in {} must be a string", where(source, *n), key, what);
+    return *n->as_string();
 }
 
-Result<std::uint64_t> get_u64(const toml::table& t, std::string_view key, std::string_view source, std::string_view what) {
-    const toml::node* n = t.get(key);
+Result<std::uint64_t> get_u64(const Value& t, std::string_view key, std::string_view source, std::string_view what) {
+    const Value* n = t.get(key);
     if (!n) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
-    if (!n->is_integer() || n->as_integer()->get() < 0)
+    if (!n->as_integer() || *n->as_integer() < 0)
         return fail(EINVAL, "{}: '{}' in {} must be a non-negative integer", where(source, *n), key, what);
-    return static_cast<std::uint64_t>(n->as_integer()->get());
+    return static_cast<std::uint64_t>(*n->as_integer());
 }
 
 // Accepts `key = { ... }` (one) or `key = [{ ... }, ...]` / `[[device.key]]` (many).
 template <typename F>
-Result<void> each_table(const toml::table& dev, std::string_view key, std::string_view source, F&& f) {
-    const toml::node* n = dev.get(key);
+Result<void> each_table(const Value& dev, std::string_view key, std::string_view source, F&& f) {
+    const Value* n = dev.get(key);
     if (!n) return {};
-    if (const toml::table* t = n->as_table()) return f(*t);
-    const toml::array* arr = n->as_array();
+    if (n->as_table()) return f(*n);
+    const toml::Array* arr = n->as_array();
     if (!arr) return fail(EINVAL, "{}: '{}' must be a table or an array of tables", where(source, *n), key);
-    for (const toml::node& e : *arr) {
-        const toml::table* t = e.as_table();
-        if (!t) return fail(EINVAL, "{}: each '{}' entry must be a table ({{ name = ..., ... }})", where(source, e), key);
-        UDRV_TRY(f(*t));
+    for (const Value& e : *arr) {
+        if (!e.as_table()) return fail(EINVAL, "{}: each '{}' entry must be a table ({{ name = ..., ... }})", where(source, e), key);
+        UDRV_TRY(f(e));
     }
     return {};
 }
 
-Result<DeviceDesc> parse_device(const toml::table& t, std::string_view source) {
-    UDRV_TRY(only_keys(t, {"name", "compatible", "memory", "irq", "properties"}, source, "[[device]]"));
+Result<DeviceDesc> parse_device(const Value& t, std::string_view source) {
+    UDRV_TRY(only_keys(*t.as_table(), {"name", "compatible", "memory", "irq", "properties"}, source, "[[device]]"));
     DeviceDesc d;
     d.source = where(source, t);
     d.name = UDRV_TRY(get_string(t, "name", source, "[[device]]", true));
     const std::string what = fmt::format("device '{}'", d.name);
 
-    const toml::node* compat = t.get("compatible");
+    const Value* compat = t.get("compatible");
     if (!compat) return fail(EINVAL, "{}: {} has no 'compatible' (e.g. compatible = \"udrv,ramdisk\")", d.source, what);
-    if (compat->is_string()) d.compatible.emplace_back(compat->as_string()->get());
-    else if (const toml::array* a = compat->as_array()) {
-        for (const toml::node& e : *a) {
-            if (!e.is_string()) return fail(EINVAL, "{}: 'compatible' entries of {} must be strings", where(source, e), what);
-            d.compatible.emplace_back(e.as_string()->get());
+    if (compat->as_string()) d.compatible.push_back(*compat->as_string());
+    else if (const toml::Array* a = compat->as_array()) {
+        for (const Value& e : *a) {
+            if (!e.as_string()) return fail(EINVAL, "{}: 'compatible' entries of {} must be strings", where(source, e), what);
+            d.compatible.push_back(*e.as_string());
         }
     } else return fail(EINVAL, "{}: 'compatible' of {} must be a string or an array of strings", where(source, *compat), what);
 
-    UDRV_TRY(each_table(t, "memory", source, [&](const toml::table& m) -> Result<void> {
-        UDRV_TRY(only_keys(m, {"name", "start", "size"}, source, "a memory resource"));
+    UDRV_TRY(each_table(t, "memory", source, [&](const Value& m) -> Result<void> {
+        UDRV_TRY(only_keys(*m.as_table(), {"name", "start", "size"}, source, "a memory resource"));
         MemResource r;
         r.name = UDRV_TRY(get_string(m, "name", source, "a memory resource", false));
         r.start = UDRV_TRY(get_u64(m, "start", source, "a memory resource"));
@@ -100,8 +100,8 @@ Result<DeviceDesc> parse_device(const toml::table& t, std::string_view source) {
         d.memory.push_back(std::move(r));
         return {};
     }));
-    UDRV_TRY(each_table(t, "irq", source, [&](const toml::table& m) -> Result<void> {
-        UDRV_TRY(only_keys(m, {"name", "number"}, source, "an irq resource"));
+    UDRV_TRY(each_table(t, "irq", source, [&](const Value& m) -> Result<void> {
+        UDRV_TRY(only_keys(*m.as_table(), {"name", "number"}, source, "an irq resource"));
         IrqResource r;
         r.name = UDRV_TRY(get_string(m, "name", source, "an irq resource", false));
         std::uint64_t n = UDRV_TRY(get_u64(m, "number", source, "an irq resource"));
@@ -110,17 +110,19 @@ Result<DeviceDesc> parse_device(const toml::table& t, std::string_view source) {
         d.irqs.push_back(std::move(r));
         return {};
     }));
-    if (const toml::node* p = t.get("properties")) {
-        const toml::table* pt = p->as_table();
+    if (const Value* p = t.get("properties")) {
+        const Table* pt = p->as_table();
         if (!pt) return fail(EINVAL, "{}: 'properties' of {} must be a table", where(source, *p), what);
-        for (auto&& [k, v] : *pt) {
+        for (const toml::Entry& e : pt->entries) {
+            const Value& v = *e.value;
             Property prop;
-            if (v.is_boolean()) prop = v.as_boolean()->get();
-            else if (v.is_integer()) prop = v.as_integer()->get();
-            else if (v.is_floating_point()) prop = v.as_floating_point()->get();
-            else if (v.is_string()) prop = std::string(v.as_string()->get());
-            else return fail(EINVAL, "{}: property '{}' of {} must be a boolean, integer, float or string", where(source, k), k.str(), what);
-            d.properties.emplace(std::string(k.str()), std::move(prop));
+            if (v.as_bool()) prop = *v.as_bool();
+            else if (v.as_integer()) prop = *v.as_integer();
+            else if (v.as_float()) prop = *v.as_float();
+            else if (v.as_string()) prop = *v.as_string();
+            else return fail(EINVAL, "{}: property '{}' of {} must be a boolean, integer, float or string", where(source, e.key_position),
+                             e.key, what);
+            d.properties.emplace(e.key, std::move(prop));
         }
     }
     UDRV_TRY_CTX(validate(d), "{}", d.source);
@@ -169,22 +171,16 @@ Result<void> check_conflicts(const DeviceDesc& first, const DeviceDesc& d) {
 }
 
 Result<std::vector<DeviceDesc>> parse_description(std::string_view text, std::string_view source) {
-    toml::table root;
-    try {
-        root = toml::parse(text, source);
-    } catch (const toml::parse_error& e) {  // toml++ reports syntax errors by exception; none escapes here
-        return fail(EINVAL, "{}:{}: {}", source, e.source().begin.line, e.description());
-    }
-    UDRV_TRY(only_keys(root, {"device"}, source, "the top level"));
+    const Value root = UDRV_TRY(toml::parse(text, source));
+    UDRV_TRY(only_keys(*root.as_table(), {"device"}, source, "the top level"));
     std::vector<DeviceDesc> out;
-    const toml::node* devs = root.get("device");
+    const Value* devs = root.get("device");
     if (!devs) return fail(EINVAL, "{}: no [[device]] tables: nothing to register", source);
-    const toml::array* arr = devs->as_array();
+    const toml::Array* arr = devs->as_array();
     if (!arr) return fail(EINVAL, "{}: 'device' must be an array of tables ([[device]])", where(source, *devs));
-    for (const toml::node& n : *arr) {
-        const toml::table* t = n.as_table();
-        if (!t) return fail(EINVAL, "{}: each 'device' entry must be a table", where(source, n));
-        DeviceDesc d = UDRV_TRY(parse_device(*t, source));
+    for (const Value& n : *arr) {
+        if (!n.as_table()) return fail(EINVAL, "{}: each 'device' entry must be a table", where(source, n));
+        DeviceDesc d = UDRV_TRY(parse_device(n, source));
         for (const DeviceDesc& o : out) UDRV_TRY(check_conflicts(o, d));
         out.push_back(std::move(d));
     }
@@ -192,11 +188,8 @@ Result<std::vector<DeviceDesc>> parse_description(std::string_view text, std::st
 }
 
 Result<std::vector<DeviceDesc>> load_description(const std::filesystem::path& file) {
-    std::ifstream in(file);
-    if (!in) return fail_errno("{}: cannot open description", file.string());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse_description(ss.str(), file.string());
+    const std::string text = UDRV_TRY(read_text_file(file, kMaxDescriptionBytes, "description"));
+    return parse_description(text, file.string());
 }
 
 }  // namespace udrv::platform

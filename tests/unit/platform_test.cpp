@@ -78,7 +78,13 @@ TEST(PlatformDescription, ErrorsNameTheLine) {
     EXPECT_EQ(parse_error("[[device]]\nname = \"a\"\ncompatible = \"x\"\n[device.properties]\nlist = [1, 2]\n").message(),
               "t.toml:5: property 'list' of device 'a' must be a boolean, integer, float or string");
     auto syntax = parse_error("[[device]]\nname = \"a\n");
-    EXPECT_EQ(syntax.message().rfind("t.toml:2: ", 0), 0u) << syntax.message();
+    EXPECT_EQ(syntax.message(), "t.toml:2:8: string is not closed on its line (a '\"' is missing)");
+}
+
+TEST(PlatformDescription, DevicesAreNotDescriptions) {
+    auto r = udrv::platform::load_description("/dev/zero");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), "/dev/zero: not a regular file (a character device): refusing to read it as description");
 }
 
 TEST(PlatformDescription, MissingFile) {
