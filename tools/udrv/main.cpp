@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "lspci_format.hpp"
@@ -187,25 +188,33 @@ int cmd_platform(const std::string& file, const std::vector<std::string>& module
 }
 
 // ---- bind / unbind ----
-int cmd_bind(const std::vector<std::string>& addrs, bool unbind, const std::string& sysfs) {
+// All or nothing: every address is checked before any device is touched.
+int cmd_bind(const std::vector<std::string>& args, bool unbind, const std::string& sysfs) {
     udrv::pci::BindOptions opts;
     if (!sysfs.empty()) opts.sysfs = sysfs;
-    int rc = 0;
-    for (const auto& a : addrs) {
+    std::vector<udrv::pci::Address> addrs;
+    std::vector<std::string> bad;
+    for (const auto& a : args) {
         auto addr = udrv::pci::Address::parse(a);
-        if (!addr) {
-            rc = report(addr.error());
-            continue;
-        }
-        if (unbind) {
-            auto r = udrv::pci::unbind_vfio(*addr, opts);
-            if (!r) rc = report(r.error());
-            else print(fmt::format("{}: returned to {}\n", addr->to_string(), r->empty() ? "no driver" : *r));
-        } else {
-            auto r = udrv::pci::bind_vfio(*addr, opts);
-            if (!r) rc = report(r.error());
-            else print(fmt::format("{}: bound to vfio-pci\n", addr->to_string()));
-        }
+        if (addr) addrs.push_back(*addr);
+        else bad.push_back(addr.error().message());
+    }
+    if (!bad.empty())
+        return report(udrv::Error(EINVAL, fmt::format("{}{}", fmt::join(bad, "; "), args.size() > 1 ? "; nothing was changed" : "")));
+    if (!unbind) {
+        auto r = udrv::pci::bind_vfio_all(addrs, opts);
+        if (!r) return report(r.error());
+        for (const auto& o : *r)
+            print(o.already ? fmt::format("{}: already bound to vfio-pci (nothing to do)\n", o.address.to_string())
+                            : fmt::format("{}: bound to vfio-pci (was {})\n", o.address.to_string(),
+                                          o.previous_driver.empty() ? "on no driver" : "on " + o.previous_driver));
+        return 0;
+    }
+    int rc = 0;
+    for (const auto& addr : addrs) {
+        auto r = udrv::pci::unbind_vfio(addr, opts);
+        if (!r) rc = report(r.error());
+        else print(fmt::format("{}: returned to {}\n", addr.to_string(), r->empty() ? "no driver" : *r));
     }
     return rc;
 }
