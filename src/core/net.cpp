@@ -51,7 +51,8 @@ Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::
                          const std::function<void()>& arm, const std::function<void()>& disarm) {
     if (ready()) return true;
     if (mode != WaitMode::poll && !irq) return fail(ENOTSUP, "the device has no receive interrupt: use polling");
-    const std::uint64_t start = ticks(), end = start + to_ticks(timeout);
+    const std::uint64_t span = to_ticks(timeout);  // first, so that calibrating the clock is not part of the wait
+    const std::uint64_t start = ticks(), end = start + span;
     if (mode != WaitMode::interrupt) {  // spin; the clock is read every 64 rounds (a call into the emulator under TCG)
         const std::uint64_t spin_end =
             mode == WaitMode::poll ? end : std::min(end, start + to_ticks(kHybridSpin));
