@@ -3,7 +3,8 @@
 // the caller's own memory for zero-copy I/O.
 //
 // Bus addresses (IOVAs) come from an allocator over the ranges the IOMMU reports, lowest first, so a
-// device with a narrow DMA mask (QEMU's edu: 28 bits) gets addresses it can reach. Allocations of 1 MiB
+// device with a narrow DMA mask (QEMU's edu: 28 bits) gets addresses it can reach; the first MiB is kept
+// for devices that reach less than that. Allocations of 1 MiB
 // or more use 2 MiB hugepages when the system has them, and fall back to 4 KiB pages with a warning.
 #pragma once
 
@@ -38,17 +39,23 @@ inline std::uintptr_t address_of(const void* p) noexcept {
 }
 
 /// First-fit allocator of IOVA space (exposed for tests). Not thread-safe; Space locks around it.
+/// Addresses below `floor` (1 MiB) are kept for devices whose DMA mask cannot reach above it, as the
+/// kernel keeps ZONE_DMA for ISA-era devices: everyone else is served from `floor` up, so a narrow
+/// device still finds room however much the others have mapped.
 class IovaAllocator {
 public:
-    /// `ranges`: usable IOVA ranges (inclusive ends). Nothing below `floor` is handed out (keeps 0 invalid).
-    explicit IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor = 1u << 20);
+    /// `ranges`: usable IOVA ranges (inclusive ends). Nothing below `low` is handed out (keeps 0 invalid).
+    explicit IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor = 1u << 20, std::uint64_t low = 4096);
     /// `size` bytes aligned to `align` (a power of two), ending at or below `limit` (inclusive).
     Result<std::uint64_t> alloc(std::uint64_t size, std::uint64_t align, std::uint64_t limit);
     void free(std::uint64_t iova, std::uint64_t size) noexcept;
     std::uint64_t free_bytes() const noexcept;
 
 private:
-    std::map<std::uint64_t, std::uint64_t> free_;  // start -> end (exclusive)
+    using Ranges = std::map<std::uint64_t, std::uint64_t>;  // start -> end (exclusive)
+    std::uint64_t floor_;
+    Ranges free_;  // at or above floor_
+    Ranges low_;   // below floor_
 };
 
 /// The DMA address space of one VFIO container: IOVA allocation plus map/unmap.

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include "udrv/log.hpp"
 
@@ -26,53 +27,71 @@ std::string nr_hugepages() {
 
 }  // namespace
 
-IovaAllocator::IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor) {
-    for (const auto& r : ranges) {
-        std::uint64_t start = std::max(r.start, floor);
-        if (r.end == UINT64_MAX || start > r.end) {
-            if (start <= r.end) free_[start] = UINT64_MAX;  // keep exclusive end representable
-            continue;
-        }
-        free_[start] = r.end + 1;
-    }
+namespace {
+
+void add_range(std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t start, std::uint64_t end) {
+    if (start < end) m[start] = end;
 }
 
-Result<std::uint64_t> IovaAllocator::alloc(std::uint64_t size, std::uint64_t align, std::uint64_t limit) {
-    if (size == 0 || (align & (align - 1)) != 0) return fail(EINVAL, "bad IOVA request: size {} align {}", size, align);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
+// First fit in `m`: the lowest aligned block of `size` ending at or below `limit`.
+std::optional<std::uint64_t> take(std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t size, std::uint64_t align, std::uint64_t limit) {
+    for (auto it = m.begin(); it != m.end(); ++it) {
         std::uint64_t start = round_up(it->first, align);
         if (start < it->first || start >= it->second || it->second - start < size) continue;
         if (start + size - 1 > limit) break;  // ranges are sorted: nothing further fits under the limit
         std::uint64_t end = it->second, old = it->first;
-        free_.erase(it);
-        if (old < start) free_[old] = start;
-        if (start + size < end) free_[start + size] = end;
+        m.erase(it);
+        if (old < start) m[old] = start;
+        if (start + size < end) m[start + size] = end;
         return start;
     }
-    return fail(ENOSPC, "no free IOVA range of {} bytes at or below {:#x} ({} bytes of IOVA space free in all): free DMA "
-                "memory, or widen the device's DMA mask if it can address more", size, limit, free_bytes());
+    return std::nullopt;
 }
 
-void IovaAllocator::free(std::uint64_t iova, std::uint64_t size) noexcept {
-    std::uint64_t start = iova, end = iova + size;
-    auto next = free_.lower_bound(start);
-    if (next != free_.end() && next->first == end) {  // merge with the following range
+void give(std::map<std::uint64_t, std::uint64_t>& m, std::uint64_t start, std::uint64_t end) noexcept {
+    auto next = m.lower_bound(start);
+    if (next != m.end() && next->first == end) {  // merge with the following range
         end = next->second;
-        next = free_.erase(next);
+        next = m.erase(next);
     }
-    if (next != free_.begin()) {
+    if (next != m.begin()) {
         auto prev = std::prev(next);
         if (prev->second == start) {  // merge with the preceding range
             prev->second = end;
             return;
         }
     }
-    free_[start] = end;
+    m[start] = end;
+}
+
+}  // namespace
+
+IovaAllocator::IovaAllocator(const std::vector<vfio::IovaRange>& ranges, std::uint64_t floor, std::uint64_t low) : floor_(floor) {
+    for (const auto& r : ranges) {
+        // Exclusive end, kept representable for a range that reaches the top of the address space.
+        const std::uint64_t start = std::max(r.start, low), end = r.end == UINT64_MAX ? UINT64_MAX : r.end + 1;
+        if (start >= end) continue;
+        add_range(low_, start, std::min(end, floor));
+        add_range(free_, std::max(start, floor), end);
+    }
+}
+
+Result<std::uint64_t> IovaAllocator::alloc(std::uint64_t size, std::uint64_t align, std::uint64_t limit) {
+    if (size == 0 || (align & (align - 1)) != 0) return fail(EINVAL, "bad IOVA request: size {} align {}", size, align);
+    // A device that reaches the floor is served above it; only narrower ones take the low zone.
+    if (auto a = take(limit >= floor_ ? free_ : low_, size, align, limit)) return *a;
+    return fail(ENOSPC, "no free IOVA range of {} bytes at or below {:#x} ({} bytes of IOVA space free in all): free DMA "
+                "memory, or widen the device's DMA mask if it can address more", size, limit, free_bytes());
+}
+
+void IovaAllocator::free(std::uint64_t iova, std::uint64_t size) noexcept {
+    give(iova < floor_ ? low_ : free_, iova, iova + size);
 }
 
 std::uint64_t IovaAllocator::free_bytes() const noexcept {
     std::uint64_t n = 0;
-    for (auto& [s, e] : free_) n += e - s;
+    for (const Ranges* m : {&free_, &low_})
+        for (auto& [s, e] : *m) n += e - s;
     return n;
 }
 

@@ -42,6 +42,19 @@ TEST(IovaAllocator, SkipsTheHoleAndCoalescesOnFree) {
     EXPECT_EQ(*a.alloc(0xfed00000, 4096, UINT64_MAX), x) << "freed neighbours merge back into one range";
 }
 
+TEST(IovaAllocator, TheFirstMegabyteIsKeptForNarrowDevices) {
+    udrv::dma::IovaAllocator a(kQ35);
+    const std::uint64_t mask20 = (1u << 20) - 1;
+    EXPECT_EQ(*a.alloc(4096, 4096, mask20), 0x1000u);         // a 20-bit device gets the low zone (never IOVA 0)
+    EXPECT_EQ(*a.alloc(4096, 4096, UINT64_MAX), 0x100000u);   // everyone else starts at 1 MiB
+    auto most = a.alloc(mask20 + 1 - 0x2000, 4096, mask20);   // the rest of the low zone
+    ASSERT_TRUE(most);
+    EXPECT_FALSE(a.alloc(4096, 4096, mask20));                 // now full
+    EXPECT_TRUE(a.alloc(4096, 4096, UINT64_MAX));              // which costs wide devices nothing
+    a.free(*most, mask20 + 1 - 0x2000);
+    EXPECT_EQ(*a.alloc(4096, 4096, mask20), 0x2000u);
+}
+
 TEST(IovaAllocator, BadRequests) {
     udrv::dma::IovaAllocator a(kQ35);
     EXPECT_EQ(a.alloc(0, 4096, UINT64_MAX).error().code(), EINVAL);

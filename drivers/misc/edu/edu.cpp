@@ -3,6 +3,7 @@
 #include "edu.hpp"
 
 #include <algorithm>
+#include <array>
 #include <thread>
 
 #include "udrv/log.hpp"
@@ -18,7 +19,7 @@ constexpr std::uint32_t kStatusComputing = 0x01, kStatusIrqOnFactorial = 0x80;
 constexpr std::uint32_t kIrqFactorial = 0x001, kIrqDma = 0x100;
 constexpr std::uint64_t kDmaRun = 0x1, kDmaToRam = 0x2, kDmaIrq = 0x4;
 constexpr std::uint64_t kDeviceBuffer = 0x40000;              // the device's 4 KiB DMA window
-constexpr unsigned kDmaMaskBits = 28;
+constexpr std::size_t kReachCheckBytes = 64;
 constexpr auto kTimeout = std::chrono::seconds(10);           // TCG is slow; the DMA timer alone is 100 ms
 
 }  // namespace
@@ -37,8 +38,12 @@ Result<std::unique_ptr<Edu>> Edu::probe(Bound<pci::Device>& dev, const pci::Devi
     if (std::uint32_t back = regs.read32<kLiveness>(); back != ~0x12345678u)
         return fail(EIO, "{}: liveness check failed: wrote 0x12345678, read back {:#010x}", dev->name(), back);
 
-    // DMA: the engine only drives 28 address bits, and it needs bus mastering (VFIO leaves it off).
-    UDRV_TRY(dev.set_dma_mask(kDmaMaskBits));
+    // DMA: the engine drives dma_bits address bits (28 on QEMU's device as it comes), and it needs bus
+    // mastering (VFIO leaves it off).
+    const std::uint32_t dma_bits = module.param(kDmaBits);
+    if (dma_bits < 12 || dma_bits > 64)
+        return fail(EINVAL, "{}: dma_bits={} makes no sense: give the device's DMA address width, 12 to 64", dev->name(), dma_bits);
+    UDRV_TRY(dev.set_dma_mask(dma_bits));
     UDRV_TRY(dev.enable_bus_master());
     auto buffer = UDRV_TRY(dev.alloc_coherent<std::byte>(kBufferSize));
 
@@ -46,9 +51,27 @@ Result<std::unique_ptr<Edu>> Edu::probe(Bound<pci::Device>& dev, const pci::Devi
     auto irqs = UDRV_TRY(module.param(kIntx) ? dev.alloc_irq_vectors(irq::IrqKind::intx, 1) : dev.alloc_irq_vectors_any(1));
     regs.write32<kIrqAck>(0xffffffff);  // start from a clean interrupt status
 
-    dev_info(dev.device(), "edu v{}.{}, {} interrupt, DMA buffer at IOVA {:#x}", version >> 8, version & 0xff,
-             vfio::irq_kind_name(irqs.kind()), buffer.iova());
-    return std::unique_ptr<Edu>(new Edu(dev.device(), regs, std::move(irqs), std::move(buffer), version));
+    std::unique_ptr<Edu> e(new Edu(dev.device(), regs, std::move(irqs), std::move(buffer), version, dma_bits));
+    UDRV_TRY(e->check_dma_reach());
+    dev_info(dev.device(), "edu v{}.{}, {} interrupt, DMA buffer at IOVA {:#x} ({}-bit DMA)", version >> 8, version & 0xff,
+             vfio::irq_kind_name(e->irqs_.kind()), e->buffer_.iova(), dma_bits);
+    return e;
+}
+
+// The device does not say how many address bits its engine drives, and one that drives fewer than the
+// mask we set truncates the buffer's bus address: it would move data to and from some other address of
+// this process's IOMMU space. So a pattern goes to the device and back before anyone relies on it.
+Result<void> Edu::check_dma_reach() {
+    std::array<std::byte, kReachCheckBytes> pattern;
+    for (std::size_t i = 0; i < pattern.size(); ++i) pattern[i] = std::byte(0xa5 ^ (i * 29));
+    std::array<std::byte, kReachCheckBytes> back{};
+    UDRV_TRY(dma_to_device(pattern, 0));
+    UDRV_TRY(dma_from_device(back, 0));
+    if (back != pattern)
+        return fail(EIO, "{}: a DMA round trip through bus address {:#x} came back wrong: the device reaches fewer than the {} address "
+                    "bits the driver assumed (QEMU: its dma_mask property); load udrv_edu with dma_bits=N for a device that reaches N bits",
+                    dev_.name(), buffer_.iova(), dma_bits_);
+    return {};
 }
 
 Edu::~Edu() {

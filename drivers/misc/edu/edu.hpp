@@ -1,6 +1,6 @@
 // QEMU's "edu" teaching device (hw/misc/edu.c), the model udrv PCI driver: identification and liveness
 // registers, a factorial unit, interrupts (MSI, else INTx) and a DMA engine with a 4 KiB buffer that
-// only reaches 28-bit bus addresses.
+// only reaches 28-bit bus addresses (fewer if QEMU is told so: see kDmaBits).
 #pragma once
 
 #include <chrono>
@@ -18,6 +18,11 @@ public:
     /// Module parameter intx=1: take the legacy INTx line even when the device offers MSI (tests the
     /// level-triggered path that devices without MSI use).
     static constexpr Param<bool> kIntx{"intx", false, "Use the legacy INTx line even when MSI is offered"};
+    /// Module parameter dma_bits=N: the address bits the device's DMA engine drives. QEMU's device drives
+    /// 28 unless started with a narrower dma_mask; the driver allocates below 2^N and checks at probe
+    /// that a transfer through its buffer comes back intact (a device that truncates the address would
+    /// otherwise read and write some other buffer of this process).
+    static constexpr Param<std::uint32_t> kDmaBits{"dma_bits", 28, "Address bits the device's DMA reaches (12-64; QEMU: its dma_mask)"};
     static Result<std::unique_ptr<Edu>> probe(Bound<pci::Device>& dev, const pci::DeviceId& id, const ThisModule& module);
     ~Edu();
 
@@ -36,8 +41,10 @@ public:
     Result<void> dma_to_device(std::span<const std::byte> data, std::uint32_t offset);
     /// DMA `out.size()` bytes from the device buffer at `offset` back into host memory.
     Result<void> dma_from_device(std::span<std::byte> out, std::uint32_t offset);
-    /// Bus address of the host-side DMA buffer (below 2^28: the device's DMA mask).
+    /// Bus address of the host-side DMA buffer (below 2^dma_bits: the device's DMA mask).
     std::uint64_t dma_buffer_iova() const noexcept { return buffer_.iova(); }
+    /// The DMA mask in use, in bits (the dma_bits parameter).
+    unsigned dma_bits() const noexcept { return dma_bits_; }
     irq::IrqKind irq_kind() const noexcept { return irqs_.kind(); }
     std::uint64_t interrupts() noexcept { return irqs_[0].total(); }
     /// Interrupts whose status register showed nothing we were waiting for (0 on a correct path).
@@ -49,8 +56,10 @@ public:
     static constexpr std::size_t kBufferLimit = kBufferSize - 1;
 
 private:
-    Edu(const pci::Device& dev, Mmio<0x100> regs, irq::Vectors irqs, dma::Coherent<std::byte> buffer, std::uint32_t version)
-        : dev_(dev), regs_(regs), irqs_(std::move(irqs)), buffer_(std::move(buffer)), version_(version) {}
+    Edu(const pci::Device& dev, Mmio<0x100> regs, irq::Vectors irqs, dma::Coherent<std::byte> buffer, std::uint32_t version,
+        unsigned dma_bits)
+        : dev_(dev), regs_(regs), irqs_(std::move(irqs)), buffer_(std::move(buffer)), version_(version), dma_bits_(dma_bits) {}
+    Result<void> check_dma_reach();
     Result<void> wait_irq(std::uint32_t expect_bits);
     Result<void> run_dma(std::uint64_t src, std::uint64_t dst, std::uint32_t len, bool to_ram);
 
@@ -59,6 +68,7 @@ private:
     irq::Vectors irqs_;
     dma::Coherent<std::byte> buffer_;  // host side of every DMA transfer
     std::uint32_t version_;
+    unsigned dma_bits_;
     std::uint64_t spurious_ = 0;
 };
 

@@ -5,4 +5,4 @@ UDRV_PCI_DRIVER(udrv::edu::Edu,
                 .authors = {"The udrv developers"},
                 .description = "Driver for QEMU's edu teaching device: MMIO, MSI or INTx, DMA through the IOMMU",
                 .license = "GPL",
-                .params = {udrv::edu::Edu::kIntx})
+                .params = {udrv::edu::Edu::kIntx, udrv::edu::Edu::kDmaBits})
