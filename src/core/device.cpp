@@ -108,7 +108,10 @@ Result<void> Bus::attach(Device& dev) {
             if (!failure) failure = std::move(r.error());
         }
     }
-    if (failure) return std::unexpected(std::move(*failure).context(dev.name()));  // the caller learns why
+    if (failure) {  // the caller learns why, with the device named once
+        if (!failure->message().starts_with(dev.name() + ":")) failure->context(dev.name());
+        return std::unexpected(std::move(*failure));
+    }
     return fail(ENODEV, "{}: {}", dev.name(), matched ? "every matching driver declined it" : "no driver matches it");
 }
 

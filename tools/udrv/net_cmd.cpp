@@ -354,6 +354,9 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
 int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds, std::uint32_t batch, bool copy_all, unsigned queues,
             bool json) {
     if (batch == 0 || batch > 256) return report(Error(EINVAL, fmt::format("batch {} (1-256)", batch)));
+    if (auto pa = pci::Address::parse(a_addr), pb = pci::Address::parse(b_addr); pa && pb && *pa == *pb)
+        return report(Error(EINVAL, fmt::format("fwd forwards between two ports: -s and -d both name {}; give two different NICs",
+                                                pa->to_string())));
     NetSession s;
     auto a = s.open(a_addr);
     if (!a) return report(a.error());

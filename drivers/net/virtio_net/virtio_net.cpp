@@ -97,15 +97,24 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     UDRV_TRY(r.w8(r.common + kDeviceStatus, kStatusAck));
     UDRV_TRY(r.w8(r.common + kDeviceStatus, kStatusAck | kStatusDriver));
 
-    // 3. Features: VERSION_1 is required; MAC and STATUS are used; ACCESS_PLATFORM must be accepted
-    //    when offered (DMA goes through the IOMMU, which is what we want).
+    // 3. Features: VERSION_1 and ACCESS_PLATFORM are required; MAC and STATUS are used. Without
+    //    ACCESS_PLATFORM the device takes the bus addresses it is given as physical addresses: its DMA
+    //    bypasses the IOMMU and reads and writes whatever memory those numbers happen to name.
     std::uint64_t offered = 0;
     for (std::uint32_t sel = 0; sel < 2; ++sel) {
         UDRV_TRY(r.w32(r.common + kDeviceFeatureSelect, sel));
         offered |= std::uint64_t{UDRV_TRY(r.r32(r.common + kDeviceFeature))} << (32 * sel);
     }
+    auto refuse = [&](std::unexpected<Error> e) {
+        (void)r.w8(r.common + kDeviceStatus, kStatusFailed);  // the driver gives up on it (virtio 1.2, 3.1.1)
+        return e;
+    };
     if (!(offered & kFeatVersion1))
-        return fail(ENOTSUP, "{}: the device does not offer VIRTIO_F_VERSION_1: legacy-only, not supported", dev->name());
+        return refuse(fail(ENOTSUP, "{}: the device does not offer VIRTIO_F_VERSION_1: legacy-only, not supported", dev->name()));
+    if (!(offered & kFeatAccessPlatform))
+        return refuse(fail(ENOTSUP, "{}: the device does not offer VIRTIO_F_ACCESS_PLATFORM: its DMA would bypass the IOMMU, using bus "
+                           "addresses as physical ones (unrelated memory); start QEMU's device with iommu_platform=on "
+                           "(-device virtio-net-pci,...,iommu_platform=on) or leave it to the kernel's virtio driver", dev->name()));
     std::uint64_t wanted = offered & (kFeatVersion1 | kFeatMac | kFeatStatus | kFeatAccessPlatform | kFeatCtrlVq);
     if (wanted & kFeatCtrlVq) wanted |= offered & (kFeatMq | kFeatCtrlRx);  // both need the control queue
     for (std::uint32_t sel = 0; sel < 2; ++sel) {
