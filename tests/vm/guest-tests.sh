@@ -26,6 +26,37 @@ vm_test "edu has no driver again" sh -c "! udrv lspci -v -s $EDU | grep -q 'Kern
 vm_test "selftest without a bound device says what to do" expect_fail "no edu device bound to vfio-pci (udrv bind <address> first)" udrv-edu-selftest
 vm_test "100 x bind, load driver, probe, unload, unbind: no leaks" udrv-vmtest-cycle "$EDU" /udrv/modules/udrv_edu.so 100
 
+# A device whose DMA reaches fewer bits than its driver assumes (edu with dma_mask=0xfffff): refused at
+# probe with what to do, and working once told (dma_bits=20: its buffer is placed below 1 MiB).
+EDU20=0000:00:0e.0
+edu_narrow_dma() {
+  udrv bind "$EDU20" >/dev/null || return 1
+  udrv-edu-selftest > /tmp/edu20.txt 2>&1; rc1=$?
+  udrv-edu-selftest dma_bits=20 > /tmp/edu20b.txt 2>&1; rc2=$?
+  udrv unbind "$EDU20" >/dev/null
+  grep -E "FAIL|PASS.*below|failed" /tmp/edu20.txt /tmp/edu20b.txt
+  [ $rc1 -ne 0 ] && grep -q "DMA round trip through bus address 0x100000 came back wrong: the device reaches fewer than the 28 address bits" /tmp/edu20.txt &&
+    grep -q "load udrv_edu with dma_bits=N" /tmp/edu20.txt &&
+    [ $rc2 -eq 0 ] && grep -q "PASS $EDU20: DMA round trip preserves every byte" /tmp/edu20b.txt &&
+    grep -q "is below 2^20 (device DMA mask)" /tmp/edu20b.txt
+}
+vm_test "edu with a 20-bit DMA engine: refused at probe naming dma_bits, works with dma_bits=20" edu_narrow_dma
+
+# Devices the machine cannot lose are refused, and a command that names one changes nothing.
+vm_test "refuse: host bridge" expect_fail "0000:00:00.0 cannot be given to vfio-pci: it is the host bridge" udrv bind 0000:00:00.0
+vm_test "refuse: ISA/LPC bridge" expect_fail "0000:00:1f.0 cannot be given to vfio-pci: it is the ISA/LPC bridge" udrv bind 0000:00:1f.0
+vm_test "refuse: PCIe root port, naming what is behind it" expect_fail \
+  "0000:00:10.0 cannot be given to vfio-pci: it is a PCIe root port: 0000:01:00.0 depends on it" udrv bind 0000:00:10.0
+vm_test "refuse: switch downstream port" expect_fail "it is a downstream port of a PCIe switch: 0000:04:00.0 depends on it" udrv bind 0000:03:00.0
+all_or_nothing() {
+  out=$(udrv bind "$EDU" 0000:00:00.0 2>&1); rc=$?
+  echo "$out"
+  [ $rc -ne 0 ] && echo "$out" | grep -q "nothing was changed" && ! udrv lspci -v -s "$EDU" | grep -q "Kernel driver in use"
+}
+vm_test "bind GOOD BAD changes nothing: the good one stays unbound" all_or_nothing
+vm_test "bind of a device already on vfio-pci says so" sh -c \
+  "udrv bind $EDU >/dev/null && udrv bind $EDU | grep -F '$EDU: already bound to vfio-pci (nothing to do)'; rc=\$?; udrv unbind $EDU >/dev/null; exit \$rc"
+
 # Refusals, on the real thing.
 IFACE=$(ls /sys/bus/pci/devices/$KNIC/virtio*/net)
 ip link set "$IFACE" up
@@ -136,6 +167,18 @@ pktgen_to_kernel() {  # pktgen_to_kernel NIC: the kernel's counter and a UDP soc
   echo "kernel $IFACE rx_packets +$((after - before))"; tail -n +2 /tmp/udp.out
   [ $((after - before)) -eq 1000 ] && [ $rc -eq 0 ]
 }
+# A virtio device without VIRTIO_F_ACCESS_PLATFORM (QEMU's default) would DMA around the IOMMU: refused.
+no_access_platform() {
+  KV=0000:00:0a.0
+  udrv bind "$KV" >/dev/null || return 1
+  out=$(udrv net respond -s "$KV" -t 1 2>&1); rc=$?
+  udrv unbind "$KV" >/dev/null
+  echo "$out" | tail -2
+  [ $rc -ne 0 ] && echo "$out" | grep -q "does not offer VIRTIO_F_ACCESS_PLATFORM: its DMA would bypass the IOMMU" &&
+    echo "$out" | grep -q "iommu_platform=on"
+}
+vm_test "net: virtio-net without iommu_platform is refused at probe" no_access_platform
+vm_test "net: fwd with the same port twice is refused" expect_fail "-s and -d both name $VNET" udrv net fwd -s "$VNET" -d "$VNET" -t 1
 vm_test "net: the kernel pings udrv net respond on virtio-net: 100 echoes, no loss" ping_udrv "$VNET" 10.0.0.2
 vm_test "net: the kernel pings udrv net respond on e1000e: 100 echoes, no loss" ping_udrv "$E1K" 10.0.0.3
 vm_test "net: the same on virtio-net in interrupt mode (MSI-X), woken by interrupts" ping_udrv "$VNET" 10.0.0.2 interrupt

@@ -11,6 +11,10 @@
 #   00:06.0 e1000e (hub 0)       00:07.0 virtio-net modern (hub 0) 00:08.0 virtio-net for the guest kernel (hub 0)
 #   00:09.0 nvme with two namespaces: nsid 1 (16 MiB, 512 B blocks), nsid 2 (32 MiB, 4 KiB blocks)
 #   00:0a.0 virtio-net for the guest kernel (hub 1)      00:0b.0 e1000e (hub 1): a second segment for fwd
+#   00:0e.0 edu whose DMA reaches only 20 bits (dma_mask=0xfffff): the driver must notice, not corrupt memory
+#   00:10.0 PCIe root port with qemu-xhci behind it (01:00.0); 00:11.0 root port, a PCIe switch (02:00.0 up,
+#           03:00.0 down) and ivshmem-plain (04:00.0); 00:12.0 PCI-PCI bridge with pci-testdev (05:01.0);
+#           00:14.0 ich9-intel-hda: a topology for comparing udrv lspci with lspci, and bridges to refuse binding
 #   00:0c.0 virtio-net modern with 2 queue pairs (mq=on, on a multi-queue tap) and 00:0d.0 virtio-net for
 #           the guest kernel (a tap): both taps on a bridge in a network namespace of QEMU's own, so
 #           nothing reaches this machine's network. Needs root and /dev/net/tun; without them these two
@@ -218,6 +222,13 @@ run() {
       -drive file="$work/ns1.img",if=none,id=ns1,format=raw -device nvme-ns,drive=ns1,bus=nvme2,nsid=1
       -drive file="$work/ns2.img",if=none,id=ns2,format=raw
       -device nvme-ns,drive=ns2,bus=nvme2,nsid=2,logical_block_size=4096,physical_block_size=4096
+      -device edu,addr=0e.0,dma_mask=0xfffff
+      -device pcie-root-port,id=rp0,bus=pcie.0,addr=10.0,chassis=1,slot=1 -device qemu-xhci,bus=rp0
+      -device pcie-root-port,id=rp1,bus=pcie.0,addr=11.0,chassis=2,slot=2 -device x3130-upstream,id=up0,bus=rp1
+      -device xio3130-downstream,id=dn0,bus=up0,chassis=3,slot=3
+      -object memory-backend-ram,id=shm0,size=1M -device ivshmem-plain,memdev=shm0,bus=dn0
+      -device pci-bridge,id=pbr,chassis_nr=4,addr=12.0 -device pci-testdev,bus=pbr,addr=01.0
+      -device ich9-intel-hda,addr=14.0
       "${tapnics[@]}") ;;
     *) echo "vm: UDRV_VM_DEVICES must be all or nvme, not '${UDRV_VM_DEVICES}'" >&2; return 2 ;;
   esac
@@ -231,7 +242,7 @@ run() {
     -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
     -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0"$nvme_opts" \
     -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0"$nvme_opts" \
-    "${others[@]}" \
+    "${others[@]}" ${UDRV_VM_QEMU_ARGS:-} \
     >/dev/null 2>"$work/qemu.err" || rc=$?
   [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
   # Print the guest's output without the kernel's boot noise.
