@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "udrv/text.hpp"
+
 namespace udrv {
 namespace {
 
@@ -53,7 +55,7 @@ void log_message(LogLevel level, std::string_view msg) {
         return;
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - s.start).count();
-    std::string line = fmt::format("[{:5}.{:06}] {}\n", us / 1000000, us % 1000000, msg);
+    std::string line = fmt::format("[{:5}.{:06}] {}\n", us / 1000000, us % 1000000, printable(msg));
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

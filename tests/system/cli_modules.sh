@@ -31,6 +31,13 @@ check "modinfo --json" 0 '"name": "udrv_sample_params"' "$udrv" modinfo --json "
 check "modinfo does not run code" 0 "^name: +test_failinit$" "$udrv" modinfo "$tests/test_failinit.so"
 check "modinfo non-module" 1 "no udrv_modinfo section: not a udrv module" "$udrv" modinfo "$tests/test_nomodinfo.so"
 check "modinfo not ELF" 1 "not an ELF file" "$udrv" modinfo /etc/hostname
+# Hostile strings: invalid UTF-8 becomes U+FFFD in JSON (it used to abort: nlohmann type_error 316) and
+# control bytes are escaped in text (an ESC [2J would have cleared the terminal).
+check "modinfo --json with invalid UTF-8" 0 $'"description": "caf\xef\xbf\xbd \\\\u001b\\[2J cleared\\?"' "$udrv" modinfo --json "$tests/test_hostile.so"
+check "modinfo text escapes control bytes" 0 '^description: +caf\\xe9 \\x1b\[2J cleared\?$' "$udrv" modinfo "$tests/test_hostile.so"
+check "modinfo text escapes broken UTF-8" 0 '^author: +\\xff\\xfe$' "$udrv" modinfo "$tests/test_hostile.so"
+check "modinfo --ids-like device input" 1 "not a regular file \(a character device\)" "$udrv" modinfo /dev/zero
+check "lspci --ids /dev/zero" 1 "/dev/zero: not a regular file \(a character device\): refusing to read it as pci.ids" "$udrv" lspci --ids /dev/zero
 
 check "insmod hello" 0 "udrv_sample_hello: goodbye" "$udrv" insmod "$samples/udrv_sample_hello.so"
 check "insmod params" 0 "\[3/3\] hello, bus!" "$udrv" insmod "$samples/udrv_sample_params.so" count=3 who=bus loud=y

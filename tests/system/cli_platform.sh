@@ -39,5 +39,11 @@ check "block perf on a file-backed device" 0 "randrw 4096 B QD8 x1 \(interrupt\)
   "$udrv" block perf "$tmp/disk.toml" disk0 -q 8 -t 1 -w randrw --mode interrupt
 check "block perf names a missing device" 1 "no block device named 'disk9'" "$udrv" block perf "$tmp/disk.toml" disk9
 rm -f "/var/tmp/udrv-cli-$$.img"
+# pci.ids names that are not UTF-8 or hold control bytes: JSON gets U+FFFD (it used to abort), text \xNN.
+printf '1af4  Red Hat, Inc.\n\t1041  Virtio caf\xe9 \033[2J NIC\n' > "$tmp/pci.ids"
+check "lspci --json with a Latin-1 pci.ids" 0 $'"device": "Virtio caf\xef\xbf\xbd \\\\u001b\\[2J NIC"' \
+  "$udrv" lspci --json --sysfs "$fixtures/sysfs/virtio-vm/devices" --ids "$tmp/pci.ids"
+check "lspci text escapes pci.ids control bytes" 0 'Virtio caf\\xe9 \\x1b\[2J NIC \[1af4:1041\]' \
+  "$udrv" lspci --sysfs "$fixtures/sysfs/virtio-vm/devices" --ids "$tmp/pci.ids"
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

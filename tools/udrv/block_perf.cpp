@@ -227,7 +227,7 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
             if (h.b[i]) hist.push_back({{"from_us", us(Histogram::lower(i))}, {"count", h.b[i]}});
         j["histogram"] = hist;
         if (err) j["first_error"] = err->to_string();
-        print(j.dump(2) + "\n");
+        print_json(j);
     } else {
         print(fmt::format("{} {} {} B QD{} x{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size, o.depth, o.threads,
                         o.mode, iops, human_bytes(iops * o.io_size), errors));

@@ -26,6 +26,7 @@ namespace {
 using udrv::Result;
 
 using udrv::tools::print;
+using udrv::tools::print_json;
 using udrv::tools::report;
 
 // Modules are found beside the tool's build tree (bin/../modules) unless UDRV_MODULE_PATH says otherwise.
@@ -68,7 +69,7 @@ int cmd_lspci(const LspciOpts& o) {
         if (o.json) arr.push_back(udrv::tools::device_json(d, ids));
         else print(udrv::tools::format_device(d, ids, o.verbose > 0));
     }
-    if (o.json) print(arr.dump(2) + "\n");
+    if (o.json) print_json(arr);
     for (auto& p : problems) std::fprintf(stderr, "udrv: warning: skipped a device: %s\n", p.message().c_str());
     if (only && std::none_of(devs->begin(), devs->end(), [&](auto& d) { return d.address == *only; }))
         return report(udrv::Error(ENODEV, fmt::format("no PCI device {} under {}", only->to_string(), o.sysfs)));
@@ -112,7 +113,7 @@ int cmd_modinfo(const std::vector<std::string>& files, bool json, const std::str
             }
         }
     }
-    if (json) print(arr.dump(2) + "\n");
+    if (json) print_json(arr);
     return rc;
 }
 
@@ -181,7 +182,7 @@ int cmd_platform(const std::string& file, const std::vector<std::string>& module
             print(fmt::format("\tmemory {:<10} [{:#x}-{:#x}] size={}\n", m.name, m.start, m.end() - 1, udrv::tools::format_size(m.size)));
         for (auto& i : desc.irqs) print(fmt::format("\tirq    {:<10} {}\n", i.name, i.number));
     }
-    if (json) print(arr.dump(2) + "\n");
+    if (json) print_json(arr);
     std::fflush(stdout);
     udrv::platform::bus().remove_all_devices();  // unbind (remove + devres) before the modules go
     return 0;

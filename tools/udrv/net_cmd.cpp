@@ -237,11 +237,9 @@ int run_respond(const std::string& addr, const std::string& ip_text, double seco
     if (auto r = run_per_queue(queues, loop, progress); !r) return report(r.error());
     auto st = *d.stats();
     if (json)
-        print(nlohmann::json{{"rx_frames", sum(seen)}, {"arp_replies", sum(arps)}, {"echo_replies", sum(pings)},
+        print_json(nlohmann::json{{"rx_frames", sum(seen)}, {"arp_replies", sum(arps)}, {"echo_replies", sum(pings)},
                              {"echo_replies_per_queue", values(pings)}, {"rx_packets", st.rx_packets}, {"tx_packets", st.tx_packets},
-                             {"rx_errors", st.rx_errors}, {"rx_interrupts", st.rx_interrupts}}
-                  .dump(2) +
-              "\n");
+                             {"rx_errors", st.rx_errors}, {"rx_interrupts", st.rx_interrupts}});
     else
         print(fmt::format("{} frames received, {} ARP replies, {} echo replies{}, {} sent, {} receive interrupts\n", sum(seen), sum(arps),
                           sum(pings), queues > 1 ? fmt::format(" (per queue: {})", fmt::join(values(pings), ", ")) : "", st.tx_packets,
@@ -337,10 +335,8 @@ int run_pktgen(const std::string& addr, std::uint64_t count, double seconds, con
     const std::uint64_t total = sum(sent);
     const std::string per_queue = queues > 1 ? fmt::format(" (per queue: {})", fmt::join(values(sent), ", ")) : "";
     if (json)
-        print(nlohmann::json{{"sent", total}, {"per_queue", values(sent)}, {"size", size}, {"batch", batch}, {"seconds", secs},
-                             {"pps", total / secs}}
-                  .dump(2) +
-              "\n");
+        print_json(nlohmann::json{{"sent", total}, {"per_queue", values(sent)}, {"size", size}, {"batch", batch}, {"seconds", secs},
+                             {"pps", total / secs}});
     else
         print(fmt::format("sent {} frames of {} bytes in batches of {}{}: {:.0f} frames/s\n", total, size, batch, per_queue, total / secs));
     return 0;
@@ -459,10 +455,8 @@ int run_fwd(const std::string& a_addr, const std::string& b_addr, double seconds
     const double busy = first && last > first ? watch.seconds_between(first, last) : 0;
     const double pps = busy > 0 ? static_cast<double>(ab + ba) / busy : 0;
     if (json)
-        print(nlohmann::json{{"a_to_b", ab}, {"b_to_a", ba}, {"per_queue", values(fwd_ab)}, {"dropped", sum(dropped)},
-                             {"zero_copy", !copying.load()}, {"busy_seconds", busy}, {"pps", pps}}
-                  .dump(2) +
-              "\n");
+        print_json(nlohmann::json{{"a_to_b", ab}, {"b_to_a", ba}, {"per_queue", values(fwd_ab)}, {"dropped", sum(dropped)},
+                             {"zero_copy", !copying.load()}, {"busy_seconds", busy}, {"pps", pps}});
     else
         print(fmt::format("forwarded {} frames {} -> {} and {} frames {} -> {}, {} dropped ({}, {:.0f} frames/s while busy)\n", ab, a_addr,
                           b_addr, ba, b_addr, a_addr, sum(dropped), copying.load() ? "copied" : "zero-copy", pps));
@@ -529,7 +523,7 @@ int run_dump(const std::string& addr, const std::string& file, std::uint64_t cou
         }
     }
     std::fclose(f);
-    if (json) print(nlohmann::json{{"file", file}, {"frames", captured}, {"bytes", bytes}, {"per_queue", per_queue}}.dump(2) + "\n");
+    if (json) print_json(nlohmann::json{{"file", file}, {"frames", captured}, {"bytes", bytes}, {"per_queue", per_queue}});
     else print(fmt::format("captured {} frames ({} bytes) to {}{}\n", captured, bytes, file,
                            queues > 1 ? fmt::format(" (per queue: {})", fmt::join(per_queue, ", ")) : ""));
     return 0;

@@ -157,7 +157,7 @@ int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint
         return 0;
     }
     if (file.empty() || file == "-") {
-        print(std::string(data.begin(), data.end()));
+        write_raw(std::string_view(data.data(), data.size()));
     } else {
         std::ofstream o(file, std::ios::binary);
         o.write(data.data(), static_cast<std::streamsize>(data.size()));
@@ -236,7 +236,7 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
                 if (!st->json) print(fmt::format("{}  (kernel driver {}: `udrv bind {}` to use it here)\n", addr, drv, addr));
             for (auto& addr : s.not_probed)
                 if (!st->json) print(fmt::format("{}  (on vfio-pci, but udrv_nvme could not take it: the probe error is logged above)\n", addr));
-            if (st->json) print(arr.dump(2) + "\n");
+            if (st->json) print_json(arr);
             return 0;
         }
         auto c = s.find(st->addr);
@@ -249,7 +249,7 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
         }
         json j = controller_json(st->addr.empty() ? s.controllers.front().first : st->addr, **c);
         if (st->json) {
-            print(j.dump(2) + "\n");
+            print_json(j);
             return 0;
         }
         if (st->format == "nvme-cli") {  // for comparisons with `nvme id-ctrl` / `nvme id-ns`

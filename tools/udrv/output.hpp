@@ -1,4 +1,6 @@
-// Output helpers shared by the udrv subcommands.
+// Output helpers shared by the udrv subcommands. Text passes through udrv::printable on its way out:
+// names and strings come from modules, pci.ids, sysfs and devices, and their control bytes must not
+// reach the terminal. Binary data (a disk's blocks on stdout) goes through write_raw.
 #pragma once
 
 #include <cstdio>
@@ -6,17 +8,31 @@
 #include <string_view>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "udrv/result.hpp"
+#include "udrv/text.hpp"
 
 namespace udrv::tools {
 
-/// Writes `s` to stdout as is.
-inline void print(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+/// Writes text to stdout, control bytes escaped.
+inline void print(std::string_view s) {
+    const std::string t = printable(s);
+    std::fwrite(t.data(), 1, t.size(), stdout);
+}
+
+/// Writes bytes to stdout as they are.
+inline void write_raw(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+/// JSON on stdout. Strings that are not valid UTF-8 (a module's or pci.ids' bytes) are written with
+/// U+FFFD in place of the bad bytes instead of aborting the tool.
+inline void print_json(const nlohmann::json& j) {
+    write_raw(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
 
 /// Reports an error on stderr as "udrv: error: ... (ECODE)" and returns exit status 1.
 inline int report(const Error& e) {
-    std::fprintf(stderr, "udrv: error: %s\n", e.to_string().c_str());
+    std::fprintf(stderr, "udrv: error: %s\n", printable(e.to_string()).c_str());
     return 1;
 }
 
