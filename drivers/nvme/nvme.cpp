@@ -521,7 +521,9 @@ Result<unsigned> QueuePair::poll() {
     if (dead_) return fail(ENODEV, "{}: queue {} is gone (controller removed or failed)", ctrl_->dev.name(), qid_);
     unsigned n = 0;
     in_poll_ = true;
-    for (;;) {
+    // At most one queue's worth per call: callbacks resubmit, and a controller that completes as fast
+    // as it is fed would otherwise keep the caller here for ever.
+    for (; n < depth_;) {
         const Cqe& slot = cq_[cq_head_];
         std::uint16_t status = dma::read_once(slot.status);
         if ((status & 1) != phase_) break;

@@ -27,6 +27,7 @@ check "platform json" 0 '"driver": "udrv_ramdisk"' sh -c "cd '$tmp' && '$udrv' p
 check "platform overlap" 1 "bad-overlap.toml:6: memory 'b' .* overlaps 'a'" "$udrv" platform "$fixtures/platform/bad-overlap.toml"
 check "platform unknown key" 1 "bad-key.toml:4: unknown key 'compatibel'" "$udrv" platform "$fixtures/platform/bad-key.toml"
 check "platform missing file" 1 "cannot open description" "$udrv" platform /nonexistent.toml
+rm -f "/var/tmp/udrv-cli-$$.img"  # created below as one hole of 16 MiB
 cat > "$tmp/disk.toml" <<EOT
 [[device]]
 name = "disk0"
@@ -37,6 +38,11 @@ size = 16777216
 EOT
 check "block perf on a file-backed device" 0 "randrw 4096 B QD8 x1 \(interrupt\): [0-9]+ IOPS, .* 0 errors" \
   "$udrv" block perf "$tmp/disk.toml" disk0 -q 8 -t 1 -w randrw --mode interrupt
+# On a file of holes the kernel completes reads at once: the run must still end at -t (it used to spin).
+check "block perf on holes ends at -t (polled)" 0 "randread 4096 B QD32 x1 \(polled\): [0-9]+ IOPS, .* 0 errors" \
+  timeout 30 "$udrv" block perf "$tmp/disk.toml" disk0 -t 1
+check "block perf on holes ends at -t (interrupt)" 0 "randread 4096 B QD32 x1 \(interrupt\): [0-9]+ IOPS, .* 0 errors" \
+  timeout 30 "$udrv" block perf "$tmp/disk.toml" disk0 -t 1 --mode interrupt
 check "block perf names a missing device" 1 "no block device named 'disk9'" "$udrv" block perf "$tmp/disk.toml" disk9
 rm -f "/var/tmp/udrv-cli-$$.img"
 # pci.ids names that are not UTF-8 or hold control bytes: JSON gets U+FFFD (it used to abort), text \xNN.

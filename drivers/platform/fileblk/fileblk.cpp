@@ -62,13 +62,18 @@ public:
                                 std::uint64_t{blocks} * info_.block_size);
         return submit();
     }
+    // Bounded: only the completions that were there when it was called. A callback may resubmit, and
+    // the kernel completes some requests inline (an O_DIRECT read of a file hole), so taking whatever
+    // appears would never return to the caller. Requests submitted from callbacks go to the kernel
+    // in one io_uring_submit at the end.
     Result<unsigned> poll() override {
+        const unsigned ready = io_uring_cq_ready(&ring_);
+        in_poll_ = true;
         unsigned n = 0;
         io_uring_cqe* cqe = nullptr;
-        while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-            complete(cqe);
-            ++n;
-        }
+        for (; n < ready && io_uring_peek_cqe(&ring_, &cqe) == 0; ++n) complete(cqe);
+        in_poll_ = false;
+        if (unsubmitted_) UDRV_TRY(submit());
         return n;
     }
     Result<unsigned> wait(std::chrono::milliseconds timeout) override {
@@ -130,6 +135,11 @@ private:
         return std::pair{sqe, static_cast<std::uint32_t>(bytes)};
     }
     Result<void> submit() {
+        if (in_poll_) {  // from a completion callback: poll() submits once it is done
+            ++unsubmitted_;
+            return {};
+        }
+        unsubmitted_ = 0;
         int e = io_uring_submit(&ring_);
         if (e < 0) return fail(-e, "{}: io_uring_submit: {}", info_.name, std::strerror(-e));
         return {};
@@ -158,6 +168,8 @@ private:
     std::vector<Slot> slots_;
     std::vector<unsigned> free_;
     unsigned outstanding_ = 0;
+    bool in_poll_ = false;
+    unsigned unsubmitted_ = 0;  // requests prepared by callbacks during poll(), not yet handed to the kernel
 };
 
 }  // namespace
