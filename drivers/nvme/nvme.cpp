@@ -764,6 +764,8 @@ Result<void> Controller::identify_all() {
         bi.block_size = ns.block_size();
         bi.blocks = ns.size;
         bi.max_transfer = info.max_transfer;
+        bi.splits = true;
+        bi.max_queue_depth = info.max_queue_entries - 1u;  // one SQ slot stays empty (full != empty)
         bi.write_zeroes = info.oncs & 0x8;
         bi.deallocate = info.oncs & 0x4;
         bi.volatile_cache = info.vwc & 1;
@@ -817,7 +819,10 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
     if (!qid) return fail(EBUSY, "{}: all {} I/O queues are in use", s.dev.name(), s.info.io_queues);
     if (mode != block::Mode::polled && (!s.vectors || s.vectors->kind() != irq::IrqKind::msix || qid >= s.vectors->size()))
         return fail(ENOTSUP, "{}: no MSI-X vector for queue {}: use polled mode", s.dev.name(), qid);
-    const std::uint16_t qdepth = static_cast<std::uint16_t>(std::clamp<unsigned>(depth + 1, 2, s.info.max_queue_entries));
+    if (depth == 0 || depth > s.info.max_queue_entries - 1u)
+        return fail(EINVAL, "{}: queue depth {}: the controller allows at most {} commands per queue (CAP.MQES)", s.dev.name(), depth,
+                    s.info.max_queue_entries - 1u);
+    const auto qdepth = static_cast<std::uint16_t>(depth + 1);
     // A polled queue's CQ is larger than its SQ (4x, at least a page of entries) so that its head
     // doorbell can wait (see QueuePair::ring_cq).
     const unsigned cq_wanted = std::max<unsigned>(4u * qdepth, kPage / sizeof(Cqe));

@@ -18,7 +18,9 @@ struct Info {
     std::string name;                   ///< "0000:00:04.0/ns1", "file:disk.img"
     std::uint32_t block_size = 512;
     std::uint64_t blocks = 0;
-    std::uint32_t max_transfer = 0;     ///< largest single command in bytes (NVMe splits bigger requests; the file device refuses them)
+    std::uint32_t max_transfer = 0;     ///< largest single command in bytes
+    bool splits = false;                ///< requests above max_transfer become several commands (NVMe); else they are refused
+    std::uint32_t max_queue_depth = 0;  ///< commands one queue can hold; open_queue refuses more
     bool write_zeroes = false, deallocate = false, volatile_cache = false;
 };
 

@@ -16,13 +16,19 @@ namespace {
 // (EIO, "device gone") once `accept` commands have been submitted on a queue.
 class FailingDevice final : public udrv::block::Device {
 public:
-    explicit FailingDevice(unsigned accept) : accept_(accept) {
+    explicit FailingDevice(unsigned accept, std::uint32_t max_transfer = 0, std::uint32_t max_queue_depth = 0, bool splits = false)
+        : accept_(accept) {
         info_.name = "fake";
         info_.block_size = 512;
         info_.blocks = 1024;
+        info_.max_transfer = max_transfer;
+        info_.max_queue_depth = max_queue_depth;
+        info_.splits = splits;
     }
+    unsigned last_depth = 0;  // what the benchmark asked open_queue for
     const udrv::block::Info& info() const override { return info_; }
     udrv::Result<std::unique_ptr<udrv::block::Queue>> open_queue(unsigned depth, udrv::block::Mode) override {
+        last_depth = depth;
         return std::unique_ptr<udrv::block::Queue>(new Queue(depth, accept_));
     }
     udrv::Result<udrv::block::Buffer> alloc_buffer(std::size_t bytes) override {
@@ -135,4 +141,31 @@ TEST(BlockPerf, BadOptionsAreRefusedWithWhatIsWrong) {
     o.pattern = "randrw";
     o.mix = 101;
     refused(o, "read percentage 101");
+}
+
+// An I/O above the device's largest command is several commands: the queue is sized for them, and a
+// depth the device cannot hold is refused with the numbers before anything is allocated.
+TEST(BlockPerf, QueuesAreSizedForSplitIosOrRefusedUpFront) {
+    udrv::tools::PerfOpts o;
+    o.io_size = 128 * 1024;
+    o.depth = 2;
+    o.seconds = 0.05;
+    FailingDevice splitting(1u << 31, 4096, 256, true);
+    PerfRun ok = run_perf(splitting, o);
+    EXPECT_EQ(ok.rc, 0) << ok.out << ok.err;
+    EXPECT_EQ(splitting.last_depth, 64u);  // 2 I/Os of 32 commands each
+    FailingDevice small(100000, 4096, 63, true);
+    PerfRun r = run_perf(small, o);
+    EXPECT_EQ(r.rc, 1);
+    EXPECT_NE(r.err.find("-q 2 with 131072-byte I/Os needs 64 commands in flight (32 per I/O of at most 4096 bytes each); fake allows at "
+                         "most 63 per queue: lower -q or -o"), std::string::npos) << r.err;
+    EXPECT_EQ(small.last_depth, 0u);  // refused before any queue was opened
+    FailingDevice whole(100000, 4096, 0, false);
+    r = run_perf(whole, o);
+    EXPECT_NE(r.err.find("I/O size 131072 is above the 4096 bytes fake moves per request"), std::string::npos) << r.err;
+    o.io_size = 4096;
+    o.depth = 4096;
+    FailingDevice shallow(100000, 0, 2047, false);
+    r = run_perf(shallow, o);
+    EXPECT_NE(r.err.find("-q 4096: fake allows at most 2047 commands per queue"), std::string::npos) << r.err;
 }

@@ -104,6 +104,14 @@ vm_test "nvme: udrv nvme reset, then identify and a read work" sh -c \
 vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
+vm_test "nvme: perf with I/Os above MDTS sizes its queue for the split (-o 16M -q 2: 64 commands)" sh -c \
+  "udrv nvme perf -s $NVME -o 16M -q 2 -t 1 -w randread | tee /tmp/big.out | grep -q ' 0 errors'"
+vm_test "nvme: perf -q above the controller's queue size is refused up front" expect_fail \
+  "-q 4096: $NVME/ns1 allows at most 2047 commands per queue" udrv nvme perf -s "$NVME" -q 4096 -t 1
+vm_test "nvme: perf -q 100000 is refused at once, not after allocating" sh -c \
+  "t0=\$(date +%s); out=\$(udrv nvme perf -s $NVME -q 100000 -t 1 2>&1); rc=\$?; t1=\$(date +%s); echo \"\$out\" | tail -1;
+   [ \$rc -ne 0 ] && echo \"\$out\" | grep -q 'allows at most 2047' && [ \$((t1 - t0)) -le 5 ]"
+vm_test "nvme: numbers are parsed strictly (--lba -1)" expect_fail "--lba: '-1' is not a whole number" udrv nvme read -s "$NVME" --lba -1
 udrv unbind "$NVME" >/dev/null
 vm_test "nvme: a controller on the kernel driver is named with what to do" expect_fail \
   "$NVME is on nvme: udrv bind $NVME first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "numbers.hpp"
 #include "output.hpp"
 #include "udrv/ticks.hpp"
 
@@ -137,6 +138,22 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
     if (o.depth == 0 || o.threads == 0 || o.threads > 1024)
         return report(Error(EINVAL, fmt::format("queue depth {} and threads {}: both must be at least 1 (threads at most 1024)", o.depth,
                                                 o.threads)));
+    // Every I/O above the device's largest command is several commands, each taking a queue slot: the
+    // queue is sized for that, and refused up front where the device cannot hold it.
+    std::uint64_t commands_per_io = 1;
+    if (info.max_transfer && o.io_size > info.max_transfer) {
+        if (!info.splits)
+            return report(Error(EINVAL, fmt::format("I/O size {} is above the {} bytes {} moves per request", o.io_size, info.max_transfer,
+                                                    info.name)));
+        commands_per_io = (o.io_size + info.max_transfer - 1) / info.max_transfer;
+    }
+    const std::uint64_t queue_depth = std::uint64_t{o.depth} * commands_per_io;
+    if (info.max_queue_depth && queue_depth > info.max_queue_depth)
+        return report(Error(EINVAL, commands_per_io > 1
+            ? fmt::format("-q {} with {}-byte I/Os needs {} commands in flight ({} per I/O of at most {} bytes each); {} allows at most {} per "
+                          "queue: lower -q or -o", o.depth, o.io_size, queue_depth, commands_per_io, info.max_transfer, info.name,
+                          info.max_queue_depth)
+            : fmt::format("-q {}: {} allows at most {} commands per queue", o.depth, info.name, info.max_queue_depth)));
     if (!(o.seconds > 0)) return report(Error(EINVAL, fmt::format("time {} s: must be more than 0", o.seconds)));
     if (o.mix > 100) return report(Error(EINVAL, fmt::format("read percentage {} (0-100)", o.mix)));
 
@@ -145,7 +162,7 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
     std::vector<std::unique_ptr<block::Queue>> queues;
     for (std::uint32_t t = 0; t < o.threads; ++t) {
         auto w = std::make_unique<Worker>();
-        auto q = dev.open_queue(o.depth, mode);
+        auto q = dev.open_queue(static_cast<unsigned>(queue_depth), mode);
         if (!q) return report(q.error());
         w->q = q->get();
         queues.push_back(std::move(*q));
@@ -244,12 +261,12 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
 }
 
 void add_perf_options(CLI::App* perf, PerfOpts& o) {
-    perf->add_option("-q,--queue-depth", o.depth, "Commands in flight per queue (default 32)");
-    perf->add_option("-o,--io-size", o.io_size, "Bytes per I/O (default 4096)");
+    perf->add_option("-q,--queue-depth", o.depth, "I/Os in flight per queue (default 32)")->transform(count_option());
+    perf->add_option("-o,--io-size", o.io_size, "Bytes per I/O: 4096, 4k, 1M (default 4096)")->transform(size_option());
     perf->add_option("-w,--pattern", o.pattern, "read, write, randread (default), randwrite, rw, randrw");
-    perf->add_option("-M,--read-percent", o.mix, "Reads in rw/randrw, percent (default 50)");
-    perf->add_option("-t,--time", o.seconds, "Seconds (default 5)");
-    perf->add_option("-c,--threads", o.threads, "Threads, one queue each (default 1)");
+    perf->add_option("-M,--read-percent", o.mix, "Reads in rw/randrw, percent (default 50)")->transform(count_option());
+    perf->add_option("-t,--time", o.seconds, "Duration: 10, 10s, 500ms, 2m (default 5 s)")->transform(seconds_option());
+    perf->add_option("-c,--threads", o.threads, "Threads, one queue each (default 1)")->transform(count_option());
     perf->add_option("--mode", o.mode, "polled (default), interrupt or hybrid");
     perf->add_flag("--json", o.json_out, "Emit JSON");
 }

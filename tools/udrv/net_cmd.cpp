@@ -16,6 +16,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "numbers.hpp"
 #include "output.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
@@ -549,34 +550,34 @@ std::function<int()> add_net_commands(CLI::App& app) {
     auto* respond = netc->add_subcommand("respond", "Answer ARP and ICMP echo for an IPv4 address (so ping works against udrv)");
     respond->add_option("-s,--slot", st->addr, "NIC address")->required();
     respond->add_option("--ip", st->ip, "IPv4 address to answer for (default 10.0.0.2)");
-    respond->add_option("-t,--time", st->seconds, "Seconds to run (default: until interrupted)");
+    respond->add_option("-t,--time", st->seconds, "How long to run: 10, 10s, 2m (default: until interrupted)")->transform(seconds_option());
     respond->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
     respond->add_option("-q,--queues", st->queues, "Queue pairs to spread traffic over, a thread each (default 1)")->check(CLI::Range(1u, 64u));
     respond->add_flag("--json", st->json, "Emit JSON totals");
     auto* pktgen = netc->add_subcommand("pktgen", "Send numbered UDP frames");
     pktgen->add_option("-s,--slot", st->addr, "NIC address")->required();
-    pktgen->add_option("-n,--count", st->count, "Frames to send (default 1000, or no limit with --time)");
-    pktgen->add_option("-t,--time", st->seconds, "Stop after this many seconds");
+    pktgen->add_option("-n,--count", st->count, "Frames to send (default 1000, or no limit with --time)")->transform(count_option());
+    pktgen->add_option("-t,--time", st->seconds, "Stop after this long: 10, 10s, 2m")->transform(seconds_option());
     pktgen->add_option("--dst", st->dst, "Destination MAC address (default ff:ff:ff:ff:ff:ff)");
-    pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)");
-    pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)");
-    pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)");
+    pktgen->add_option("--size", st->size, "Frame size in bytes, 60-1514 (default 64)")->transform(count_option());
+    pktgen->add_option("-b,--batch", st->batch, "Frames per tx_batch (default 32)")->transform(count_option());
+    pktgen->add_option("-r,--rate", st->rate, "Frames per second (default: as fast as the device takes them)")->check(CLI::NonNegativeNumber);
     pktgen->add_option("-q,--queues", st->queues, "Transmit queues, a thread each, sharing the count and rate (default 1)")
         ->check(CLI::Range(1u, 64u));
     pktgen->add_flag("--json", st->json, "Emit JSON totals");
     auto* fwdc = netc->add_subcommand("fwd", "Forward frames between two ports, both ways");
     fwdc->add_option("-s,--slot", st->addr, "First port")->required();
     fwdc->add_option("-d,--dest", st->file, "Second port")->required();
-    fwdc->add_option("-t,--time", st->seconds, "Seconds (default: until interrupted)");
-    fwdc->add_option("-b,--batch", st->batch, "Frames per rx_batch (default 32)");
+    fwdc->add_option("-t,--time", st->seconds, "How long to run: 10, 10s, 2m (default: until interrupted)")->transform(seconds_option());
+    fwdc->add_option("-b,--batch", st->batch, "Frames per rx_batch (default 32)")->transform(count_option());
     fwdc->add_flag("--copy", st->copy, "Copy each frame into the other port's pool (default: hand the received buffer over)");
     fwdc->add_option("-q,--queues", st->queues, "Queue pairs on both ports, a thread per pair number (default 1)")->check(CLI::Range(1u, 64u));
     fwdc->add_flag("--json", st->json, "Emit JSON totals");
     auto* dump = netc->add_subcommand("dump", "Capture received frames to a pcap file (readable by tcpdump/tshark)");
     dump->add_option("-s,--slot", st->addr, "NIC address")->required();
     dump->add_option("-w,--write", st->file, "pcap file to write")->required();
-    dump->add_option("-c,--count", st->frames, "Stop after this many frames (default: no limit)");
-    dump->add_option("-t,--time", st->seconds, "Stop after this many seconds (default: when interrupted)");
+    dump->add_option("-c,--count", st->frames, "Stop after this many frames (default: no limit)")->transform(count_option());
+    dump->add_option("-t,--time", st->seconds, "Stop after this long: 10, 10s, 2m (default: when interrupted)")->transform(seconds_option());
     dump->add_option("-m,--mode", st->mode, "Waiting for frames: poll, interrupt or hybrid (default poll)");
     dump->add_option("-q,--queues", st->queues, "Receive queues to spread traffic over and capture from (default 1; more need -m poll)")
         ->check(CLI::Range(1u, 64u));

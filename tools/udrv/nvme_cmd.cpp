@@ -1,6 +1,7 @@
 #include "nvme_cmd.hpp"
 
 #include "block_perf.hpp"
+#include "numbers.hpp"
 #include "output.hpp"
 
 #include <atomic>
@@ -132,7 +133,8 @@ int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint
     if (lba >= info.blocks || blocks > info.blocks - lba)
         return report(Error(ERANGE, fmt::format("blocks {}+{} lie past the end of {} ({} blocks)", lba, blocks, info.name, info.blocks)));
     data.resize(blocks * info.block_size, 0);
-    auto q = (*ns)->open_queue(32, block::Mode::polled);  // a 4 MiB chunk is up to 8 commands at 512 KiB
+    // A 4 MiB chunk is up to 8 commands at 512 KiB; a controller with small queues takes fewer at once.
+    auto q = (*ns)->open_queue(std::min(32u, info.max_queue_depth), block::Mode::polled);
     if (!q) return report(q.error());
     const std::uint64_t chunk_blocks = std::max<std::uint64_t>(1, (4u << 20) / info.block_size);  // 4 MiB at a time
     auto buf = (*ns)->alloc_buffer(chunk_blocks * info.block_size);
@@ -189,20 +191,20 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
     ident->add_option("--format", st->format, "'nvme-cli': key=value lines named and scaled as nvme-cli's id-ctrl/id-ns");
     auto* rd = nvme->add_subcommand("read", "Read blocks to a file (or stdout)");
     rd->add_option("-s,--slot", st->addr, "Controller address");
-    rd->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)");
-    rd->add_option("--lba", st->lba, "First block");
-    rd->add_option("--blocks", st->blocks, "Number of blocks");
+    rd->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)")->transform(count_option());
+    rd->add_option("--lba", st->lba, "First block")->transform(count_option());
+    rd->add_option("--blocks", st->blocks, "Number of blocks")->transform(count_option());
     rd->add_option("-o,--output", st->file, "Output file (default stdout)");
     auto* wr = nvme->add_subcommand("write", "Write a file's contents (padded to whole blocks), then flush");
     wr->add_option("-s,--slot", st->addr, "Controller address");
-    wr->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)");
-    wr->add_option("--lba", st->lba, "First block");
+    wr->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)")->transform(count_option());
+    wr->add_option("--lba", st->lba, "First block")->transform(count_option());
     wr->add_option("-i,--input", st->file, "Input file")->required();
     auto* rst = nvme->add_subcommand("reset", "Reset a controller (disable, re-enable, restore its features), as after a fault");
     rst->add_option("-s,--slot", st->addr, "Controller address (default: the first)");
     auto* perf = nvme->add_subcommand("perf", "Benchmark, in the spirit of spdk_nvme_perf");
     perf->add_option("-s,--slot", st->perf.addr, "Controller address");
-    perf->add_option("-n,--namespace", st->perf.nsid, "Namespace id (default 1)");
+    perf->add_option("-n,--namespace", st->perf.nsid, "Namespace id (default 1)")->transform(count_option());
     add_perf_options(perf, st->perf);
 
     return [=]() -> int {

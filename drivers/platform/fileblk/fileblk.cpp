@@ -17,6 +17,7 @@ namespace {
 // Largest read or write one request may ask for. io_uring moves at most 2 GiB - 4 KiB per operation
 // (the kernel's MAX_RW_COUNT) and the length field is 32 bits; 1 GiB keeps well inside both.
 constexpr std::uint64_t kMaxRequestBytes = std::uint64_t{1} << 30;
+constexpr unsigned kMaxQueueDepth = 4096;  // entries of one io_uring
 
 // One io_uring per queue, owned by one thread like an NVMe queue pair.
 class Queue final : public block::Queue {
@@ -208,6 +209,7 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
     info.block_size = static_cast<std::uint32_t>(bs);
     info.blocks = bytes / static_cast<std::uint64_t>(bs);
     info.max_transfer = static_cast<std::uint32_t>(kMaxRequestBytes);  // one io_uring operation
+    info.max_queue_depth = kMaxQueueDepth;
     info.write_zeroes = info.deallocate = true;
     dev_info(dev.device(), "{}: {} blocks of {} bytes{}", path, info.blocks, bs, direct ? ", O_DIRECT" : "");
     return std::unique_ptr<FileBlock>(new FileBlock(fd, std::move(info)));
@@ -216,7 +218,7 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
 FileBlock::~FileBlock() { ::close(fd_); }
 
 Result<std::unique_ptr<block::Queue>> FileBlock::open_queue(unsigned depth, block::Mode mode) {
-    if (depth == 0 || depth > 4096) return fail(EINVAL, "{}: queue depth {} (1-4096)", info_.name, depth);
+    if (depth == 0 || depth > kMaxQueueDepth) return fail(EINVAL, "{}: queue depth {} (1-{})", info_.name, depth, kMaxQueueDepth);
     auto q = UDRV_TRY(Queue::create(fd_, info_, depth, mode));
     return std::unique_ptr<block::Queue>(std::move(q));
 }
