@@ -110,9 +110,11 @@ class Coherent {
 
 public:
     explicit Coherent(Region r, std::size_t count) : region_(std::move(r)), count_(count) {}
-    /// SAFETY note for readers: the region is zeroed, page aligned and at least count*sizeof(T) bytes,
-    /// so viewing it as T[count] is valid for trivially copyable T.
-    std::span<T> span() const noexcept { return {reinterpret_cast<T*>(region_.bytes().data()), count_}; }
+    std::span<T> span() const noexcept {
+        // SAFETY: the region is page aligned, zeroed and at least count * sizeof(T) bytes (the constructor's
+        // caller sized it so), and T is trivially copyable: the bytes are a valid T[count].
+        return {reinterpret_cast<T*>(region_.bytes().data()), count_};
+    }
     T& operator[](std::size_t i) const noexcept { return span()[i]; }
     T* operator->() const noexcept { return span().data(); }
     std::size_t size() const noexcept { return count_; }

@@ -272,6 +272,8 @@ Result<void> Device::set_irq_eventfds(IrqKind kind, std::uint32_t start, std::sp
     set->start = start;
     set->count = static_cast<std::uint32_t>(fds.size());
     std::memcpy(set->data, fds.data(), fds.size_bytes());
+    // SAFETY: set points to argsz bytes: the vfio_irq_set header followed by count eventfds, as
+    // VFIO_DEVICE_SET_IRQS with DATA_EVENTFD reads them.
     if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, set) != 0)
         return fail_errno("{}: routing {} vectors {}..{} to eventfds", address_, irq_kind_name(kind), start, start + fds.size() - 1);
     return {};

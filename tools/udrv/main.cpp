@@ -1,6 +1,7 @@
 // udrv: the command-line tool. Subcommands: lspci, modinfo, insmod, platform.
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <unistd.h>
@@ -118,7 +119,7 @@ int cmd_modinfo(const std::vector<std::string>& files, bool json, const std::str
 }
 
 // ---- insmod ----
-volatile std::sig_atomic_t g_stop = 0;
+std::atomic<int> g_stop{0};  // set by SIGINT/SIGTERM: a lock-free atomic is safe to write from a handler
 
 int cmd_insmod(const std::vector<std::string>& args, bool hold) {
     // args: MODULE [param=value...] [-- MODULE [param=value...]]...: several modules, in order.
