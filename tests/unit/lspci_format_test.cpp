@@ -44,4 +44,38 @@ TEST(LspciFormat, Sizes) {
     EXPECT_EQ(udrv::tools::format_size(32), "32");
 }
 
+// The test VM's topology: bridges, a PCIe switch, link status, the capabilities lspci names.
+TEST(LspciFormat, BridgesLinksAndJsonOnTheQ35Fixture) {
+    const std::string dir = std::string(UDRV_FIXTURE_DIR) + "/sysfs/q35-vm";
+    auto devs = udrv::pci::scan(dir + "/devices");
+    ASSERT_TRUE(devs);
+    auto ids = *udrv::pci::IdDatabase::load(dir + "/pci.ids");
+    auto find = [&](std::string_view a) -> const udrv::pci::DeviceInfo& {
+        for (auto& d : *devs)
+            if (d.address.to_string() == a) return d;
+        ADD_FAILURE() << a;
+        return devs->front();
+    };
+    std::string pbr = udrv::tools::format_device(find("0000:00:12.0"), ids, true);
+    EXPECT_NE(pbr.find("\tBus: primary=00, secondary=05, subordinate=05, sec-latency=0\n"
+                       "\tI/O behind bridge: c000-cfff [size=4K] [16-bit]\n"), std::string::npos) << pbr;
+    EXPECT_NE(pbr.find("\tCapabilities: [48] Slot ID: 0 slots, First+, chassis 04\n\tCapabilities: [40] Hot-plug capable\n"), std::string::npos);
+    EXPECT_NE(pbr.find("\t\tMasking: 00000000  Pending: 00000000\n"), std::string::npos);
+    std::string down = udrv::tools::format_device(find("0000:03:00.0"), ids, true);
+    EXPECT_NE(down.find("\t\tLnkSta:\tSpeed 2.5GT/s (overdriven), Width x1 (overdriven)\n"), std::string::npos) << down;
+    std::string port = udrv::tools::format_device(find("0000:00:10.0"), ids, true);
+    EXPECT_NE(port.find("\tSubsystem: Red Hat, Inc. Device [1b36:0000]\n"), std::string::npos) << port;  // a bridge's, from sysfs
+    auto j = udrv::tools::device_json(find("0000:00:06.0"), ids);
+    EXPECT_EQ(j["class_name"], "Ethernet controller");  // the name; the code is "class"
+    EXPECT_EQ(j["class"], "020000");
+    bool dsn = false;
+    for (auto& e : j["extended_capabilities"])
+        if (e["id"] == 3) {
+            dsn = true;
+            EXPECT_EQ(e["name"], "Device Serial Number");
+            EXPECT_EQ(e["serial"], "52-54-00-ff-ff-00-00-06");
+        }
+    EXPECT_TRUE(dsn);
+}
+
 }  // namespace

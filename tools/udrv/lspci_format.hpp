@@ -1,4 +1,5 @@
-// Formatting of PCI devices as `udrv lspci` prints them: text in the style of `lspci -nn -vv`, or JSON.
+// Formatting of PCI devices as `udrv lspci` prints them: text in the words of `lspci -nn -vvv` (the lines
+// udrv decodes, each as lspci prints it; tests/system/lspci_agrees.sh checks), or JSON.
 #pragma once
 
 #include <string>
@@ -16,6 +17,8 @@ std::string lspci_header(const pci::DeviceInfo& d, const pci::IdDatabase& ids, b
 /// The text of one capability header as lspci -vv prints it after "Capabilities: [xx] ".
 std::string capability_text(const pci::DeviceInfo& d, const pci::Capability& c, const pci::IdDatabase& ids);
 std::string ext_capability_text(const pci::DeviceInfo& d, const pci::ExtCapability& c);
+/// An extended capability's name alone ("Device Serial Number"), as JSON gives it.
+std::string ext_capability_name(std::uint16_t id);
 /// One device: header line, and with `verbose` the indented detail lines.
 std::string format_device(const pci::DeviceInfo& d, const pci::IdDatabase& ids, bool verbose);
 nlohmann::json device_json(const pci::DeviceInfo& d, const pci::IdDatabase& ids);
