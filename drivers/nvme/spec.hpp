@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "udrv/result.hpp"
@@ -101,6 +104,24 @@ Result<void> parse_identify_controller(std::span<const std::byte> id, Controller
 /// 512 B-64 KiB, a size of 0 or above 2^48 blocks; ENOTSUP for a block larger than `max_transfer` (one
 /// command could not move it) or a format with metadata.
 Result<NamespaceInfo> parse_identify_namespace(std::uint32_t nsid, std::span<const std::byte> id, std::uint32_t max_transfer);
+
+/// Identify data field by field, named and valued as nvme-cli's `id-ctrl -o json` / `id-ns -o json` print
+/// them (every field of the structure, in its order), so that scripts written for nvme-cli read udrv's
+/// output unchanged. Numbers are numbers; text fields keep the device's padding, as nvme-cli's do;
+/// 128-bit counts are decimal strings, GUIDs and EUIs hex strings.
+using IdentifyValue = std::variant<std::uint64_t, std::string>;
+struct IdentifyRecord {
+    std::vector<std::pair<std::string_view, IdentifyValue>> fields;
+};
+struct IdentifyDump {
+    IdentifyRecord fields;
+    std::string_view list_key;            ///< "psds" (power states) or "lbafs" (LBA formats)
+    std::vector<IdentifyRecord> list;
+};
+/// Identify Controller data (4096 bytes; EINVAL if shorter).
+Result<IdentifyDump> dump_identify_controller(std::span<const std::byte> id);
+/// Identify Namespace data (4096 bytes; EINVAL if shorter).
+Result<IdentifyDump> dump_identify_namespace(std::span<const std::byte> id);
 
 /// Status field (CQE bits 17-31, i.e. `status >> 1`): SCT in bits 8-10, SC in bits 0-7, DNR bit 14.
 inline constexpr std::uint16_t status_code_type(std::uint16_t sf) { return (sf >> 8) & 0x7; }

@@ -5,7 +5,10 @@
 #include <cstring>
 #include <vector>
 
+#include <fstream>
+
 #include "nvme/spec.hpp"
+#include "nvme_json.hpp"
 
 using namespace udrv::nvme;
 
@@ -147,4 +150,45 @@ TEST(NvmeStatus, NamesAndErrnos) {
     EXPECT_EQ(status_errno(0x281), EIO);
     EXPECT_EQ(status_errno(0x81), ENOSPC);
     EXPECT_EQ(status_name(0x7ff), "Unknown status (SCT 7h Vendor Specific, SC ffh)");
+}
+
+// Every field of Identify Controller and Identify Namespace, named, ordered and valued as nvme-cli 2.4
+// prints them: the raw pages QEMU's controllers returned, and nvme-cli's JSON of the same pages.
+namespace {
+std::vector<std::byte> fixture_bytes(const std::string& rel) {
+    std::ifstream in(std::string(UDRV_FIXTURE_DIR) + "/nvme/" + rel, std::ios::binary);
+    std::vector<char> b((std::istreambuf_iterator<char>(in)), {});
+    std::vector<std::byte> out(b.size());
+    std::memcpy(out.data(), b.data(), b.size());
+    return out;
+}
+nlohmann::ordered_json fixture_json(const std::string& rel) {
+    std::ifstream in(std::string(UDRV_FIXTURE_DIR) + "/nvme/" + rel);
+    return nlohmann::ordered_json::parse(in);
+}
+}  // namespace
+
+TEST(NvmeIdentifyJson, ControllerMatchesNvmeCliKeyForKey) {
+    for (std::string c : {"qemu-single", "qemu-two-ns"}) {
+        auto d = dump_identify_controller(fixture_bytes(c + "/id-ctrl.bin"));
+        ASSERT_TRUE(d) << d.error().message();
+        const auto ours = udrv::tools::identify_json(*d), theirs = fixture_json(c + "/id-ctrl.json");
+        EXPECT_EQ(ours, theirs) << c << "\nudrv:     " << ours.dump() << "\nnvme-cli: " << theirs.dump();
+        EXPECT_EQ(ours.size(), 86u);
+    }
+}
+
+TEST(NvmeIdentifyJson, NamespaceMatchesNvmeCliKeyForKey) {
+    for (std::string n : {"qemu-single/id-ns1", "qemu-two-ns/id-ns1", "qemu-two-ns/id-ns2"}) {
+        auto d = dump_identify_namespace(fixture_bytes(n + ".bin"));
+        ASSERT_TRUE(d) << d.error().message();
+        const auto ours = udrv::tools::identify_json(*d), theirs = fixture_json(n + ".json");
+        EXPECT_EQ(ours, theirs) << n << "\nudrv:     " << ours.dump() << "\nnvme-cli: " << theirs.dump();
+    }
+}
+
+TEST(NvmeIdentifyJson, ShortPagesAreRefused) {
+    std::vector<std::byte> half(2048);
+    EXPECT_EQ(dump_identify_controller(half).error().code(), EINVAL);
+    EXPECT_EQ(dump_identify_namespace(half).error().code(), EINVAL);
 }

@@ -81,7 +81,7 @@ nvme_disk() {  # the kernel's block device of $NVME, once it has appeared
   done
   return 1
 }
-vm_test "nvme: udrv identify agrees with nvme-cli id-ctrl/id-ns" sh /udrv/nvme_identify_agrees.sh "$NVME"
+vm_test "nvme: udrv id-ctrl/id-ns JSON is nvme-cli's, key for key" sh /udrv/nvme_identify_agrees.sh "$NVME"
 head -c 4194304 /dev/urandom > /tmp/pattern1
 head -c 4194304 /dev/urandom > /tmp/pattern2
 data_udrv_to_kernel() {
@@ -100,7 +100,7 @@ vm_test "nvme data safety: kernel writes, udrv reads" data_kernel_to_udrv
 udrv bind "$NVME" >/dev/null
 vm_test "nvme: status decoding, non-DMA memory, resets and unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
 vm_test "nvme: udrv nvme reset, then identify and a read work" sh -c \
-  "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"serial\": \"udrv0001\"' && udrv nvme read -s $NVME --blocks 8 -o /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
+  "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"sn\": \"udrv0001 ' && udrv nvme read -s $NVME --blocks 8 -o /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
 vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
@@ -117,6 +117,7 @@ vm_test "nvme: a controller on the kernel driver is named with what to do" expec
   "$NVME is on nvme: udrv bind $NVME first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none
 
 MULTI=0000:00:09.0
+vm_test "nvme: id-ctrl/id-ns JSON agree with nvme-cli on two namespaces (512 B and 4 KiB blocks)" sh /udrv/nvme_identify_agrees.sh "$MULTI"
 udrv bind "$MULTI" >/dev/null
 vm_test "nvme: two namespaces, 512 B and 4 KiB blocks" sh -c \
   "udrv nvme list | grep -E 'ns1: 32768 blocks of 512 B' && udrv nvme list | grep -E 'ns2: 8192 blocks of 4096 B'"

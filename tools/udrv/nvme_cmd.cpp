@@ -2,6 +2,7 @@
 
 #include "block_perf.hpp"
 #include "numbers.hpp"
+#include "nvme_json.hpp"
 #include "output.hpp"
 
 #include <atomic>
@@ -169,6 +170,37 @@ int run_rw(bool is_write, const std::string& addr, std::uint32_t nsid, std::uint
     return 0;
 }
 
+// Identify data of the controller (nsid 0) or of namespace `nsid`, field by field.
+Result<nvme::IdentifyDump> identify_dump(nvme::Controller& c, std::uint32_t nsid) {
+    auto raw = UDRV_TRY(c.identify(nsid ? nvme::kCnsNamespace : nvme::kCnsController, nsid));
+    return nsid ? nvme::dump_identify_namespace(raw) : nvme::dump_identify_controller(raw);
+}
+
+// As nvme-cli's normal output: "key       : value"; LBA formats as "lbaf  0 : ms:0   lbads:9  rp:0 (in use)"
+// (LBADS is the exponent: 9 means 512-byte blocks).
+void print_identify(const nvme::IdentifyDump& d, int in_use = -1) {
+    auto text = [](const nvme::IdentifyValue& v) {
+        if (auto* n = std::get_if<std::uint64_t>(&v)) return fmt::format("{:#x}", *n);
+        std::string t = std::get<std::string>(v);
+        while (!t.empty() && t.back() == ' ') t.pop_back();
+        return t;
+    };
+    for (const auto& [k, v] : d.fields.fields) print(fmt::format("{:<10}: {}\n", k, text(v)));
+    for (std::size_t i = 0; i < d.list.size(); ++i) {
+        const auto& f = d.list[i].fields;
+        if (d.list_key == "lbafs") {
+            const auto ds = std::get<std::uint64_t>(f[1].second);
+            print(fmt::format("lbaf {:>2} : ms:{:<3} lbads:{:<2} rp:{:#x}{} ({} B blocks)\n", i, std::get<std::uint64_t>(f[0].second), ds,
+                              std::get<std::uint64_t>(f[2].second), static_cast<int>(i) == in_use ? " (in use)" : "",
+                              ds < 64 ? std::uint64_t{1} << ds : 0));
+        } else {
+            std::string line = fmt::format("ps {:>4} :", i);
+            for (const auto& [k, v] : f) line += fmt::format(" {}:{}", k, text(v));
+            print(line + "\n");
+        }
+    }
+}
+
 }  // namespace
 
 std::function<int()> add_nvme_commands(CLI::App& app) {
@@ -179,16 +211,22 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
         std::string addr, file;
         std::uint32_t nsid = 1;
         std::uint64_t lba = 0, blocks = 1;
-        std::string format;
+        std::string output = "normal";
         PerfOpts perf;
     };
     auto st = std::make_shared<State>();
     auto* list = nvme->add_subcommand("list", "Controllers and namespaces");
     list->add_flag("--json", st->json, "Emit JSON");
-    auto* ident = nvme->add_subcommand("identify", "Identify Controller and Namespace data (like nvme id-ctrl / id-ns)");
+    auto* ident = nvme->add_subcommand("identify", "Identify Controller and Namespace data, every field (nvme-cli's names)");
     ident->add_option("-s,--slot", st->addr, "Controller address (default: the first)");
-    ident->add_flag("--json", st->json, "Emit JSON");
-    ident->add_option("--format", st->format, "'nvme-cli': key=value lines named and scaled as nvme-cli's id-ctrl/id-ns");
+    ident->add_flag("--json", st->json, "Emit JSON: nvme-cli's id-ctrl object, with \"namespaces\": id-ns objects (and \"nsid\")");
+    auto* idctrl = nvme->add_subcommand("id-ctrl", "Identify Controller, as `nvme id-ctrl` prints it");
+    idctrl->add_option("-s,--slot", st->addr, "Controller address (default: the first)");
+    idctrl->add_option("-o,--output-format", st->output, "normal or json (nvme-cli's JSON, key for key)")->check(CLI::IsMember({"normal", "json"}));
+    auto* idns = nvme->add_subcommand("id-ns", "Identify Namespace, as `nvme id-ns` prints it");
+    idns->add_option("-s,--slot", st->addr, "Controller address (default: the first)");
+    idns->add_option("-n,--namespace-id", st->nsid, "Namespace id (default 1)")->transform(count_option());
+    idns->add_option("-o,--output-format", st->output, "normal or json (nvme-cli's JSON, key for key)")->check(CLI::IsMember({"normal", "json"}));
     auto* rd = nvme->add_subcommand("read", "Read blocks to a file (or stdout)");
     rd->add_option("-s,--slot", st->addr, "Controller address");
     rd->add_option("-n,--namespace", st->nsid, "Namespace id (default 1)")->transform(count_option());
@@ -249,37 +287,43 @@ std::function<int()> add_nvme_commands(CLI::App& app) {
                               (*c)->resets()));
             return 0;
         }
-        json j = controller_json(st->addr.empty() ? s.controllers.front().first : st->addr, **c);
-        if (st->json) {
-            print_json(j);
+        auto id_ctrl = identify_dump(**c, 0);
+        if (!id_ctrl) return report(id_ctrl.error());
+        if (*idctrl) {
+            if (st->output == "json") print_json(identify_json(*id_ctrl));
+            else print_identify(*id_ctrl);
             return 0;
         }
-        if (st->format == "nvme-cli") {  // for comparisons with `nvme id-ctrl` / `nvme id-ns`
-            const auto& i = (*c)->info();
-            std::vector<std::string> lines = {
-                fmt::format("cntlid={}", i.cntlid), fmt::format("fr={}", i.firmware), fmt::format("mdts={}", i.mdts),
-                fmt::format("mn={}", i.model), fmt::format("nn={}", i.namespaces), fmt::format("oncs={}", i.oncs),
-                fmt::format("sn={}", i.serial), fmt::format("ssvid={}", i.ssvid), fmt::format("subnqn={}", i.subnqn),
-                fmt::format("vid={}", i.vid), fmt::format("vwc={}", i.vwc)};
-            const auto& n = (*c)->namespaces().front()->nvme_info();
-            for (auto l : {fmt::format("ncap={}", n.capacity), fmt::format("nsze={}", n.size), fmt::format("nuse={}", n.utilization)})
-                lines.push_back(l);
-            for (auto& l : lines) print(l + "\n");
-            print(fmt::format("flbas={}\n", n.current_format));
-            for (std::size_t f = 0; f < n.lba_formats.size(); ++f)
-                print(fmt::format("lbaf{} ms={} lbads={} rp={}\n", f, n.lba_formats[f].metadata_size, n.lba_formats[f].lba_shift,
-                                n.lba_formats[f].relative_performance));
+        if (*idns) {
+            auto ns = (*c)->find_namespace(st->nsid);
+            if (!ns) return report(ns.error());
+            auto d = identify_dump(**c, st->nsid);
+            if (!d) return report(d.error());
+            if (st->output == "json") print_json(identify_json(*d));
+            else print_identify(*d, (*ns)->nvme_info().current_format);
             return 0;
         }
-        for (auto& [k, v] : j.items())
-            if (k != "namespaces") print(fmt::format("{:<18}: {}\n", k, v.is_string() ? v.get<std::string>() : v.dump()));
-        for (auto& n : j["namespaces"]) {
-            print(fmt::format("namespace {}: nsze {} ncap {} nuse {}, block size {}\n", n["nsid"].dump(), n["nsze"].dump(), n["ncap"].dump(),
-                            n["nuse"].dump(), n["block_size"].dump()));
-            for (auto& f : n["lba_formats"])
-                print(fmt::format("    lbaf {:>2}: ms {:<3} lbads {:<5} rp {}{}\n", f["index"].dump(), f["metadata_size"].dump(),
-                                f["data_size"].dump(), f["relative_performance"].dump(), f["in_use"].get<bool>() ? " (in use)" : ""));
+        // identify: the controller, then each active namespace.
+        nlohmann::ordered_json j = identify_json(*id_ctrl);
+        j["namespaces"] = nlohmann::ordered_json::array();
+        if (!st->json) {
+            print(fmt::format("{}: Identify Controller\n", st->addr.empty() ? s.controllers.front().first : st->addr));
+            print_identify(*id_ctrl);
         }
+        for (auto& ns : (*c)->namespaces()) {
+            const std::uint32_t nsid = ns->nvme_info().nsid;
+            auto d = identify_dump(**c, nsid);
+            if (!d) return report(d.error());
+            if (st->json) {
+                nlohmann::ordered_json n = {{"nsid", nsid}};
+                n.update(identify_json(*d));
+                j["namespaces"].push_back(std::move(n));
+            } else {
+                print(fmt::format("\nNamespace {}: Identify Namespace ({} blocks of {} bytes)\n", nsid, ns->info().blocks, ns->info().block_size));
+                print_identify(*d, ns->nvme_info().current_format);
+            }
+        }
+        if (st->json) print_json(j);
         return 0;
     };
 }
