@@ -26,8 +26,9 @@ inline void write_raw(std::string_view s) { std::fwrite(s.data(), 1, s.size(), s
 
 /// JSON on stdout. Strings that are not valid UTF-8 (a module's or pci.ids' bytes) are written with
 /// U+FFFD in place of the bad bytes instead of aborting the tool.
-inline void print_json(const nlohmann::json& j) {
-    write_raw(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+template <typename Json = nlohmann::json>  // nlohmann::ordered_json keeps the order keys were added in
+void print_json(const Json& j) {
+    write_raw(j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
 }
 
 /// Reports an error on stderr as "udrv: error: ... (ECODE)" and returns exit status 1.
