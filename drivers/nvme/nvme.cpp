@@ -291,7 +291,7 @@ Result<void> QueuePair::recover() {
         const std::uint16_t status = dma::read_once(c.status);
         if ((status & 1) != phase) break;
         dma_rmb();
-        if (c.cid < depth_ && slots_[c.cid].busy && c.sq_id == qid_) posted.emplace_back(c.cid, status >> 1);
+        if (completion_plausible(c, qid_, depth_, [&](std::uint16_t cid) { return slots_[cid].busy; })) posted.emplace_back(c.cid, status >> 1);
         if (++head == cq_depth_) head = 0, phase ^= 1;
         if (posted.size() > cq_depth_) break;  // a ring full of garbage: stop
     }
@@ -537,7 +537,7 @@ Result<unsigned> QueuePair::poll() {
         }
         // The device's word: a completion for a command we did not submit means the controller (or its
         // memory view) is broken. Fail everything rather than complete the wrong request.
-        if (c.cid >= depth_ || !slots_[c.cid].busy || c.sq_id != qid_ || c.sq_head >= depth_) {
+        if (!completion_plausible(c, qid_, depth_, [&](std::uint16_t cid) { return slots_[cid].busy; })) {
             Error e(EPROTO, fmt::format("{}: queue {} got an invalid completion (cid {}, sq {}, sq head {}): failing all commands",
                                         ctrl_->dev.name(), qid_, c.cid, c.sq_id, c.sq_head));
             dead_ = true;

@@ -56,6 +56,14 @@ struct Cqe {
 };
 static_assert(sizeof(Cqe) == 16);
 
+/// Whether a completion entry can be believed: it names a command id this queue has outstanding
+/// (`outstanding(cid)` is asked only for cid < depth), this queue's SQ, and an SQ head inside the queue.
+/// Anything else means the controller, or its view of memory, is broken.
+template <typename Outstanding>
+constexpr bool completion_plausible(const Cqe& c, std::uint16_t qid, std::uint16_t depth, Outstanding&& outstanding) noexcept {
+    return c.cid < depth && c.sq_id == qid && c.sq_head < depth && outstanding(c.cid);
+}
+
 // Admin opcodes.
 inline constexpr std::uint8_t kAdminDeleteSq = 0x00, kAdminCreateSq = 0x01, kAdminDeleteCq = 0x04, kAdminCreateCq = 0x05,
                               kAdminIdentify = 0x06, kAdminAbort = 0x08, kAdminSetFeatures = 0x09, kAdminDoorbellBuffer = 0x7c;

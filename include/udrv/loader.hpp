@@ -28,6 +28,13 @@ struct LoadedModule {
 
 class Loader;
 
+/// Checks the metadata every module must have (name, license, ABI) and parses `params` ("key=value",
+/// or "key" for a boolean) against the parameters it declares: the values in declaration order, each
+/// a default unless given. What the loader does before running any of a module's code; the metadata
+/// and the parameters are untrusted (a file, a command line).
+Result<std::vector<std::pair<std::string, ParamValue>>> parse_module_params(const Modinfo& info, std::string_view what,
+                                                                           const std::vector<std::string>& params);
+
 /// Keeps a module loaded while held (try_module_get / module_put). Movable, not copyable.
 class ModuleRef {
 public:

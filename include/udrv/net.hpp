@@ -101,6 +101,8 @@ public:
     }
     std::uint32_t available() const noexcept { return pool_.available(); }
     std::uint32_t capacity() const noexcept { return pool_.capacity(); }
+    /// Frame bytes one buffer holds (the buffer less the headroom).
+    std::size_t capacity_per_buffer() const noexcept { return pool_.buffer_size() - headroom_; }
     std::uint32_t headroom() const noexcept { return headroom_; }
     bool owns(const Packet& p) const noexcept { return p.pool_ == this; }
 

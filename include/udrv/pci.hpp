@@ -167,6 +167,8 @@ public:
     /// Standard locations: $UDRV_PCI_IDS, /usr/share/misc/pci.ids, /usr/share/hwdata/pci.ids, /usr/share/pci.ids.
     static std::vector<std::filesystem::path> default_paths();
     static Result<IdDatabase> load(const std::filesystem::path& file);
+    /// Parses pci.ids text. Lines it cannot read are skipped, as pciutils does.
+    static IdDatabase parse(std::string_view text);
     /// First readable default path; an empty database (numbers only) if none.
     static IdDatabase load_default();
 

@@ -30,9 +30,10 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
     return out;
 }
 
-// Checks the fields every module must have and parses `params` against the declared parameters.
-Result<std::vector<std::pair<std::string, ParamValue>>> check_and_parse(const Modinfo& info, std::string_view what,
-                                                                       const std::vector<std::string>& params) {
+}  // namespace
+
+Result<std::vector<std::pair<std::string, ParamValue>>> parse_module_params(const Modinfo& info, std::string_view what,
+                                                                           const std::vector<std::string>& params) {
     auto name = info.get("name");
     if (!name || !detail::is_identifier(*name))
         return fail(ENOEXEC, "{}: metadata has no valid name= field (letters, digits, underscores)", what);
@@ -73,8 +74,6 @@ Result<std::vector<std::pair<std::string, ParamValue>>> check_and_parse(const Mo
     }
     return values;
 }
-
-}  // namespace
 
 ModuleRef& ModuleRef::operator=(ModuleRef&& o) noexcept {
     if (this != &o) {
@@ -159,7 +158,7 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     if (infos.size() != 1)
         return fail(ENOEXEC, "{}: holds {} modules; a loadable module file declares exactly one", what, infos.size());
     Modinfo& info = infos.front();
-    auto values = UDRV_TRY(check_and_parse(info, what, params));
+    auto values = UDRV_TRY(parse_module_params(info, what, params));
     std::string name(info.name());
     if (find(name)) return fail(EEXIST, "module {} is already loaded", name);
     if (std::find(chain.begin(), chain.end(), name) != chain.end()) {
@@ -228,7 +227,7 @@ Result<const LoadedModule*> Loader::load_builtin(std::string_view name, const st
     for (auto& r : detail::registered_modules()) {
         if (!r.builtin || r.entry->decl->name != name) continue;
         auto infos = UDRV_TRY(parse_modinfo_strings({r.entry->modinfo.data(), r.entry->modinfo.size()}, name));
-        auto values = UDRV_TRY(check_and_parse(infos.front(), name, params));
+        auto values = UDRV_TRY(parse_module_params(infos.front(), name, params));
         auto rec = std::make_unique<Record>();
         rec->pub.name = std::string(name);
         rec->pub.info = std::move(infos.front());

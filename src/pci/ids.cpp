@@ -45,6 +45,10 @@ std::vector<std::filesystem::path> IdDatabase::default_paths() {
 Result<IdDatabase> IdDatabase::load(const std::filesystem::path& file) {
     // pci.ids is about 1.4 MB; 64 MiB leaves room for growth and keeps /dev/zero from filling memory.
     const std::string text = UDRV_TRY(read_text_file(file, 64u << 20, "pci.ids"));
+    return parse(text);
+}
+
+IdDatabase IdDatabase::parse(std::string_view text) {
     auto t = std::make_shared<Tables>();
     // Sections: vendors ("vvvv  name", "\tdddd  name", "\t\tssss ssss  name") and classes
     // ("C cc  name", "\tss  name", "\t\tpp  name"). Unparseable lines are skipped, as pciutils does.

@@ -173,7 +173,7 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
         const std::uint16_t len = d.length;
         // The device's word: a frame split over descriptors (we never asked for that), an error, or a
         // length beyond the buffer is dropped and counted; the buffer stays in the ring.
-        bool good = (status & DESC_EOP) && !d.errors && len > 0 && len <= kBufSize;
+        const bool good = rx_descriptor_good(status, d.errors, len, kBufSize);
         if (!good) net::count(soft_.rx_errors);
         auto fresh = good ? rx_pool_->alloc() : Result<net::Packet>(std::unexpected(Error(ENOMEM, "")));
         if (good && !fresh) net::count(soft_.rx_dropped);  // no buffer to replace it: drop the frame, keep the buffer

@@ -12,6 +12,12 @@
 
 namespace udrv::e1000e {
 
+/// Whether a receive descriptor the device wrote back holds a frame to pass on: done and end of packet
+/// (frames split over descriptors are never asked for), no error bits, a length within the buffer.
+constexpr bool rx_descriptor_good(std::uint8_t status, std::uint8_t errors, std::uint16_t length, std::uint32_t buffer) noexcept {
+    return (status & 0x1) && (status & 0x2) && errors == 0 && length > 0 && length <= buffer;
+}
+
 class E1000e final : public net::Device {
 public:
     static constexpr pci::DeviceId ids[] = {pci::DeviceId::vendor_device(0x8086, 0x10d3)};  // 82574L

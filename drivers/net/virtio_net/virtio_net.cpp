@@ -334,13 +334,15 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
         if (!used) break;
         auto [id, len] = *used;
         // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
-        if (id >= q.rx_inflight.size() || !q.rx_inflight[id]) {
+        const UsedCheck check = check_used(id, len, q.rx_inflight.size(), [&](std::uint32_t i) { return bool(q.rx_inflight[i]); }, kNetHdr,
+                                           q.rx_pool->capacity_per_buffer());
+        if (check == UsedCheck::bad_id) {
             net::count(q.stats.rx_errors);
             return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
         }
         net::Packet p = std::move(q.rx_inflight[id]);
         q.rxq->free_desc(static_cast<std::uint16_t>(id));
-        if (len < kNetHdr || len - kNetHdr > p.capacity()) {
+        if (check == UsedCheck::bad_length) {
             net::count(q.stats.rx_errors);
             continue;  // dropped; the buffer goes back to the pool with p
         }
@@ -356,7 +358,7 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
 void VirtioNet::reclaim_tx(Pair& q) {
     while (auto used = q.txq->next_used()) {
         auto id = used->first;
-        if (id >= q.tx_inflight.size() || !q.tx_inflight[id]) {
+        if (check_used(id, 0, q.tx_inflight.size(), [&](std::uint32_t i) { return bool(q.tx_inflight[i]); }) != UsedCheck::ok) {
             net::count(q.stats.tx_errors);
             continue;
         }

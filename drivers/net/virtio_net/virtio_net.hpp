@@ -15,6 +15,18 @@
 
 namespace udrv::virtio_net {
 
+/// What a used-ring element says, checked before it is believed: the descriptor id must be one this
+/// driver has in flight (`in_flight(id)` is asked only for id < ring size), and a receive buffer's
+/// length must hold the net header and fit the buffer.
+enum class UsedCheck { ok, bad_id, bad_length };
+template <typename InFlight>
+constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t ring_size, InFlight&& in_flight, std::size_t header = 0,
+                               std::size_t capacity = SIZE_MAX) noexcept {
+    if (id >= ring_size || !in_flight(id)) return UsedCheck::bad_id;
+    if (len < header || len - header > capacity) return UsedCheck::bad_length;
+    return UsedCheck::ok;
+}
+
 /// One split virtqueue (descriptor table, available ring, used ring) in DMA memory. The per-packet
 /// operations are inline, below: a call per packet is measurable.
 class Virtqueue {
