@@ -1,14 +1,17 @@
 # The two entry points (see README.md):
 #   make run    the demo: builds udrv, lists this machine's PCI devices, loads the sample modules
 #   make test   installs dependencies, builds, runs every test (unit, fixtures, system)
-# Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make clean.
+# Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make fuzz (every libFuzzer
+# harness for FUZZ_SECONDS each, default 30; clang-16), make clean.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build run test asan clean
+.PHONY: deps build run test asan fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -28,5 +31,13 @@ asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE vm
 
+# clang 14 cannot build the project's std::expected code; clang-16 can, told that libstdc++ 12 may use it.
+fuzz: deps
+	@scripts/install-deps.sh fuzz
+	@CC=clang-16 CXX=clang++-16 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUDRV_FUZZ=ON -DUDRV_TESTS=OFF \
+	  -DCMAKE_CXX_FLAGS="-Wno-macro-redefined -D__cpp_concepts=202002L" >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -10,6 +10,8 @@ pkgs=(
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)
   tshark                             # reads back the pcaps udrv net dump writes
 )
+# `install-deps.sh fuzz`: also the fuzzing toolchain (libFuzzer comes with clang-16's runtime).
+[ "${1:-}" = fuzz ] && pkgs+=(clang-16 libclang-rt-16-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every fuzzer for SECONDS each, starting from its seed corpus in tests/fuzz/corpus/NAME (new inputs
+# go to a scratch corpus, not into the tree). Fails on the first finding, printing the input's path.
+# Usage: run.sh BUILD_DIR SECONDS [NAME...]
+set -uo pipefail
+build=$(cd "$1" && pwd); seconds=$2; shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(modinfo params pci_config sysfs pci_ids platform toml nvme_identify device_entries text)
+out="$build/fuzz-results"; mkdir -p "$out"
+failed=0
+printf '%-16s %8s %8s %10s %s\n' fuzzer cov ft runs result
+for n in "${names[@]}"; do
+  bin="$build/bin/fuzz_$n"
+  [ -x "$bin" ] || { echo "fuzz: $bin is missing: make fuzz builds it"; exit 2; }
+  work=$(mktemp -d)
+  mkdir -p "$out/$n"
+  "$bin" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$out/$n/" "$work" "$here/corpus/$n" > "$out/$n.log" 2>&1
+  rc=$?
+  last=$(grep -E '^#[0-9]+[[:space:]]' "$out/$n.log" | tail -n 1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$n.log")
+  if [ $rc -eq 0 ]; then result=ok; else result="FINDING (exit $rc): $(ls "$out/$n"/crash-* "$out/$n"/leak-* "$out/$n"/timeout-* "$out/$n"/oom-* 2>/dev/null | head -1)"; failed=$((failed + 1)); fi
+  printf '%-16s %8s %8s %10s %s\n' "$n" "${cov:-?}" "${ft:-?}" "${runs:-?}" "$result"
+  [ $rc -eq 0 ] || tail -n 40 "$out/$n.log"
+  rm -rf "$work"
+done
+[ $failed -eq 0 ] && echo "fuzz: ${#names[@]} fuzzers, ${seconds} s each, no findings" || echo "fuzz: $failed fuzzer(s) found something (inputs under $out)"
+[ $failed -eq 0 ]
