@@ -58,21 +58,56 @@ private:
     Ranges low_;   // below floor_
 };
 
-/// The DMA address space of one VFIO container: IOVA allocation plus map/unmap.
+/// An IOMMU address space: IOVA allocation plus map/unmap. One per VFIO container for real devices
+/// (Space::of); device models use a SoftwareIommu.
 class Space {
 public:
+    virtual ~Space() = default;
     /// The space of `container` (one per container, shared).
     static std::shared_ptr<Space> of(const std::shared_ptr<vfio::Container>& container);
-    Result<std::uint64_t> map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit);
-    void unmap(std::uint64_t iova, std::size_t size) noexcept;
-    std::uint64_t free_iova_bytes() const;
+    /// Makes [vaddr, vaddr + size) reachable by the device at the returned IOVA (aligned, at or below `limit`).
+    virtual Result<std::uint64_t> map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) = 0;
+    virtual void unmap(std::uint64_t iova, std::size_t size) noexcept = 0;
+    virtual std::uint64_t free_iova_bytes() const = 0;
+};
+
+/// The space of one VFIO container (VFIO_IOMMU_MAP_DMA / UNMAP_DMA).
+class VfioSpace final : public Space {
+public:
+    explicit VfioSpace(std::shared_ptr<vfio::Container> c);
+    Result<std::uint64_t> map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) override;
+    void unmap(std::uint64_t iova, std::size_t size) noexcept override;
+    std::uint64_t free_iova_bytes() const override;
 
 private:
-    explicit Space(std::shared_ptr<vfio::Container> c);
     std::shared_ptr<vfio::Container> container_;
     mutable std::mutex mu_;
     IovaAllocator iova_;
     std::map<std::uint64_t, std::uint64_t> epochs_;  // iova -> container epoch it was mapped in
+};
+
+/// An IOMMU in software, for device models: the same IOVA allocation as a real one, and a table of
+/// mappings the model translates its DMA through. An access outside a mapping is the model's DMA fault.
+class SoftwareIommu final : public Space {
+public:
+    /// `width`: address bits the IOMMU translates (39, as QEMU's intel-iommu by default).
+    explicit SoftwareIommu(unsigned width = 39);
+    Result<std::uint64_t> map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) override;
+    void unmap(std::uint64_t iova, std::size_t size) noexcept override;
+    std::uint64_t free_iova_bytes() const override;
+    /// The memory behind [iova, iova + len), or EFAULT when any of it is not mapped (what a real IOMMU
+    /// reports as a DMA fault).
+    Result<std::byte*> translate(std::uint64_t iova, std::size_t len) const;
+    std::size_t mappings() const;
+
+private:
+    struct Mapping {
+        std::uint64_t size;
+        std::byte* cpu;
+    };
+    mutable std::mutex mu_;
+    IovaAllocator iova_;
+    std::map<std::uint64_t, Mapping> maps_;  // iova -> mapping
 };
 
 /// A block of DMA memory: CPU mapping + IOVA. Unmapped from the IOMMU and freed on destruction.

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "udrv/result.hpp"
-#include "udrv/vfio.hpp"
+#include "udrv/hw.hpp"
 
 namespace udrv::irq {
 
-using vfio::IrqKind;
+using hw::IrqKind;
 
 /// One interrupt vector routed to an eventfd.
 class Vector {
@@ -40,11 +40,11 @@ public:
 
 private:
     friend class Vectors;
-    Vector(int fd, unsigned index, const vfio::Device* dev, bool intx) : fd_(fd), index_(index), dev_(dev), intx_(intx) {}
+    Vector(int fd, unsigned index, const hw::PciFunction* dev, bool intx) : fd_(fd), index_(index), dev_(dev), intx_(intx) {}
     Result<std::uint64_t> consume(std::uint64_t n) noexcept;
     int fd_;
     unsigned index_;
-    const vfio::Device* dev_;
+    const hw::PciFunction* dev_;
     bool intx_;
     bool masked_ = false;  // INTx consumed, the line still masked (see rearm())
     std::uint64_t total_ = 0;
@@ -55,7 +55,7 @@ private:
 class Vectors {
 public:
     /// Routes `count` vectors of `kind` to new eventfds. EINVAL if the device has fewer.
-    static Result<Vectors> enable(std::shared_ptr<vfio::Device> dev, IrqKind kind, unsigned count);
+    static Result<Vectors> enable(std::shared_ptr<hw::PciFunction> dev, IrqKind kind, unsigned count);
     Vectors(Vectors&&) noexcept = default;
     Vectors& operator=(Vectors&&) noexcept = default;
     ~Vectors();
@@ -65,8 +65,8 @@ public:
     Vector& operator[](std::size_t i) noexcept { return *vectors_[i]; }
 
 private:
-    Vectors(std::shared_ptr<vfio::Device> d, IrqKind k) : dev_(std::move(d)), kind_(k) {}
-    std::shared_ptr<vfio::Device> dev_;
+    Vectors(std::shared_ptr<hw::PciFunction> d, IrqKind k) : dev_(std::move(d)), kind_(k) {}
+    std::shared_ptr<hw::PciFunction> dev_;
     IrqKind kind_;
     std::vector<std::unique_ptr<Vector>> vectors_;
 };

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "udrv/hw.hpp"
 #include "udrv/result.hpp"
 
 namespace udrv {
@@ -59,13 +60,16 @@ class MmioKey {
 }  // namespace detail
 
 /// A window of SIZE bytes of device registers. A view: the mapping is owned by the bound device and
-/// stays valid until the device is unbound (after the driver's remove has run).
+/// stays valid until the device is unbound (after the driver's remove has run). On a device model the
+/// window is memory, and the model hears of every access through its listener (see udrv/hw.hpp); a real
+/// device has none, and pays one predicted branch per access.
 template <std::size_t SIZE>
 class Mmio {
 public:
     static constexpr std::size_t kSize = SIZE;
 
-    Mmio(detail::MmioKey, volatile std::byte* base) noexcept : base_(base) {}
+    Mmio(detail::MmioKey, volatile std::byte* base, hw::MmioListener* listener = nullptr, unsigned bar = 0) noexcept
+        : base_(base), listener_(listener), bar_(bar) {}
 
     template <std::size_t OFF> std::uint8_t read8() const noexcept { check<OFF, 1>(); return read<std::uint8_t>(OFF); }
     template <std::size_t OFF> std::uint16_t read16() const noexcept { check<OFF, 2>(); return read<std::uint16_t>(OFF); }
@@ -114,6 +118,8 @@ private:
     template <typename T>
     T read(std::size_t off) const noexcept {
         T v = load<T>(off);
+        if (listener_) [[unlikely]]
+            if (auto m = listener_->mmio_read(bar_, off, sizeof(T))) v = static_cast<T>(*m);
 #if defined(__aarch64__)
         asm volatile("dmb oshld" ::: "memory");
 #else
@@ -129,6 +135,8 @@ private:
         asm volatile("" ::: "memory");
 #endif
         store(off, v);
+        if (listener_) [[unlikely]]
+            listener_->mmio_written(bar_, off, sizeof(T), v);
     }
     template <typename T>
     Result<T> try_read(std::size_t off) const noexcept {
@@ -143,6 +151,8 @@ private:
     }
 
     volatile std::byte* base_;
+    hw::MmioListener* listener_;
+    unsigned bar_;
 };
 
 namespace detail {
@@ -150,7 +160,7 @@ namespace detail {
 class MmioFactory {
 public:
     template <std::size_t SIZE>
-    static Mmio<SIZE> make(volatile std::byte* base) noexcept { return Mmio<SIZE>(MmioKey{}, base); }
+    static Mmio<SIZE> make(const hw::BarMapping& bar) noexcept { return Mmio<SIZE>(MmioKey{}, bar.base(), bar.listener(), bar.bar()); }
 };
 }  // namespace detail
 

@@ -237,15 +237,17 @@ public:
 private:
     friend class Bus;
     friend class udrv::Bound<Device>;
-    // What a binding holds through VFIO; opened before probe, dropped after the driver's resources.
-    struct Vfio {
-        std::shared_ptr<vfio::Device> dev;
-        std::map<unsigned, vfio::MappedRegion> bars;
+    // What a binding holds to reach the hardware (VFIO, or a model); opened before probe, dropped after
+    // the driver's managed resources.
+    struct Binding {
+        std::shared_ptr<hw::PciFunction> fn;
+        std::map<unsigned, std::unique_ptr<hw::BarMapping>> bars;
         std::shared_ptr<dma::Space> dma;
         std::uint64_t dma_limit = UINT64_MAX;
     };
     DeviceInfo info_;
-    std::unique_ptr<Vfio> vfio_;
+    std::shared_ptr<hw::PciFunction> model_;  // a device model the bus was given (tests): used instead of VFIO
+    std::unique_ptr<Binding> binding_;
 };
 
 }  // namespace udrv::pci
@@ -264,8 +266,8 @@ public:
     /// if the BAR is smaller than SIZE ("0000:00:03.0: BAR0 is 16 KiB, driver needs 32 KiB").
     template <std::size_t SIZE>
     Result<Mmio<SIZE>> map_bar(unsigned index) const {
-        volatile std::byte* base = UDRV_TRY(map_bar_raw(index, SIZE));
-        return detail::MmioFactory::make<SIZE>(base);
+        const hw::BarMapping* bar = UDRV_TRY(map_bar_raw(index, SIZE));
+        return detail::MmioFactory::make<SIZE>(*bar);
     }
     /// Lets the device master the bus (DMA and MSI); VFIO leaves it off.
     Result<void> enable_bus_master() const;
@@ -298,8 +300,8 @@ public:
     Result<irq::Vectors> alloc_irq_vectors_any(unsigned count) const;
 
 private:
-    Result<volatile std::byte*> map_bar_raw(unsigned index, std::size_t min_size) const;
-    Result<pci::Device::Vfio*> vfio() const;
+    Result<const hw::BarMapping*> map_bar_raw(unsigned index, std::size_t min_size) const;
+    Result<pci::Device::Binding*> binding() const;
 };
 
 }  // namespace udrv
@@ -353,6 +355,9 @@ public:
     void allow(const Address& a) { allow_.push_back(a); }
     /// Adds every device found under `root` not yet on the bus; returns how many were added.
     Result<std::size_t> scan(const std::filesystem::path& root = kSysfsDevices);
+    /// Adds a device reached through `fn` instead of VFIO (a device model in memory, for tests and
+    /// benchmarks), and binds it to the first matching driver whatever the claim policy says.
+    Result<Device*> add_model(DeviceInfo info, std::shared_ptr<hw::PciFunction> fn);
     Device* find(const Address& a) const noexcept;
 
 protected:
@@ -360,7 +365,7 @@ protected:
     Result<detail::DriverData> probe(udrv::Device& dev, udrv::Driver& drv, const void* id) override;
 
 private:
-    Result<void> open_vfio(Device& dev);
+    Result<void> open_binding(Device& dev);
     Claim claim_ = Claim::vfio_only;
     std::vector<Address> allow_;
 };

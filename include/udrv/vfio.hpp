@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "udrv/hw.hpp"
 #include "udrv/result.hpp"
 
 namespace udrv::vfio {
@@ -96,61 +97,35 @@ private:
     int fd_;
 };
 
-/// A mapped region (BAR) of a device: unmapped on destruction.
-class MappedRegion {
-public:
-    MappedRegion(void* addr, std::size_t size) noexcept : addr_(addr), size_(size) {}
-    MappedRegion(MappedRegion&& o) noexcept : addr_(o.addr_), size_(o.size_) { o.addr_ = nullptr; }
-    MappedRegion& operator=(MappedRegion&&) = delete;
-    ~MappedRegion();
-    volatile std::byte* base() const noexcept { return static_cast<volatile std::byte*>(addr_); }
-    std::size_t size() const noexcept { return size_; }
-
-private:
-    void* addr_;
-    std::size_t size_;
-};
-
 /// Interrupt kinds of a vfio-pci device (VFIO_PCI_*_IRQ_INDEX).
-enum class IrqKind : unsigned { intx = 0, msi = 1, msix = 2 };
-std::string_view irq_kind_name(IrqKind k) noexcept;
+using hw::IrqKind;
+using hw::irq_kind_name;
 
 /// A device opened through VFIO.
-class Device {
+class Device final : public hw::PciFunction {
 public:
-    ~Device();
+    ~Device() override;
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;
 
-    const std::string& address() const noexcept { return address_; }
+    const std::string& address() const noexcept override { return address_; }
     const std::shared_ptr<Group>& group() const noexcept { return group_; }
 
-    struct RegionInfo {
-        std::uint64_t size = 0, offset = 0;
-        bool readable = false, writable = false, mmappable = false;
-    };
-    /// Region `index`: 0-5 BARs, 6 ROM, 7 config space.
-    Result<RegionInfo> region(unsigned index) const;
-    /// mmaps a whole BAR region.
-    Result<MappedRegion> map_bar(unsigned index) const;
+    using RegionInfo = hw::RegionInfo;
+    Result<RegionInfo> region(unsigned index) const override;
+    /// mmaps a whole BAR region; the mapping is unmapped when dropped.
+    Result<std::unique_ptr<hw::BarMapping>> map_bar(unsigned index) const override;
 
-    Result<void> read_config(std::uint32_t offset, std::span<std::uint8_t> out) const;
-    Result<void> write_config(std::uint32_t offset, std::span<const std::uint8_t> in) const;
-    Result<std::uint16_t> read_config16(std::uint32_t offset) const;
-    Result<void> write_config16(std::uint32_t offset, std::uint16_t v) const;
-    /// Sets Bus Master Enable (command register bit 2): VFIO does not, and without it DMA silently fails.
-    Result<void> enable_bus_master() const;
+    Result<void> read_config(std::uint32_t offset, std::span<std::uint8_t> out) const override;
+    Result<void> write_config(std::uint32_t offset, std::span<const std::uint8_t> in) const override;
 
-    /// Number of vectors of `kind` (0 if the device has none).
-    Result<std::uint32_t> irq_count(IrqKind kind) const;
-    /// Routes vectors [start, start+fds.size()) of `kind` to eventfds (-1 disables that vector).
-    Result<void> set_irq_eventfds(IrqKind kind, std::uint32_t start, std::span<const std::int32_t> fds) const;
-    /// Disables every vector of `kind`.
-    Result<void> disable_irqs(IrqKind kind) const noexcept;
-    /// Unmasks INTx after it fired (INTx is masked automatically on delivery).
-    Result<void> unmask_intx() const;
-    /// Function-level reset, if the device supports one.
-    Result<void> reset() const;
+    Result<std::uint32_t> irq_count(IrqKind kind) const override;
+    Result<void> set_irq_eventfds(IrqKind kind, std::uint32_t start, std::span<const std::int32_t> fds) const override;
+    Result<void> disable_irqs(IrqKind kind) const noexcept override;
+    Result<void> unmask_intx() const override;
+    Result<void> reset() const override;
+    /// The space of the container this device's group is attached to (shared by its devices).
+    std::shared_ptr<dma::Space> dma_space() const override;
 
 private:
     friend class Group;

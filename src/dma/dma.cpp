@@ -95,7 +95,7 @@ std::uint64_t IovaAllocator::free_bytes() const noexcept {
     return n;
 }
 
-Space::Space(std::shared_ptr<vfio::Container> c) : container_(std::move(c)), iova_(container_->iova_ranges()) {}
+VfioSpace::VfioSpace(std::shared_ptr<vfio::Container> c) : container_(std::move(c)), iova_(container_->iova_ranges()) {}
 
 std::shared_ptr<Space> Space::of(const std::shared_ptr<vfio::Container>& container) {
     static std::mutex mu;
@@ -103,12 +103,12 @@ std::shared_ptr<Space> Space::of(const std::shared_ptr<vfio::Container>& contain
     std::lock_guard lock(mu);
     std::erase_if(spaces, [](auto& kv) { return kv.second.expired(); });
     if (auto s = spaces[container.get()].lock()) return s;
-    std::shared_ptr<Space> s(new Space(container));
+    auto s = std::make_shared<VfioSpace>(container);
     spaces[container.get()] = s;
     return s;
 }
 
-Result<std::uint64_t> Space::map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) {
+Result<std::uint64_t> VfioSpace::map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) {
     std::lock_guard lock(mu_);
     std::uint64_t iova = UDRV_TRY(iova_.alloc(size, std::max<std::uint64_t>(align, container_->iommu_page_size()), limit));
     if (auto r = container_->map_dma(vaddr, iova, size); !r) {
@@ -119,7 +119,7 @@ Result<std::uint64_t> Space::map(const void* vaddr, std::size_t size, std::uint6
     return iova;
 }
 
-void Space::unmap(std::uint64_t iova, std::size_t size) noexcept {
+void VfioSpace::unmap(std::uint64_t iova, std::size_t size) noexcept {
     std::lock_guard lock(mu_);
     auto it = epochs_.find(iova);
     // A mapping from an IOMMU context that is gone (its devices were unbound) went with it.
@@ -129,9 +129,46 @@ void Space::unmap(std::uint64_t iova, std::size_t size) noexcept {
     iova_.free(iova, size);
 }
 
-std::uint64_t Space::free_iova_bytes() const {
+std::uint64_t VfioSpace::free_iova_bytes() const {
     std::lock_guard lock(mu_);
     return iova_.free_bytes();
+}
+
+SoftwareIommu::SoftwareIommu(unsigned width) : iova_({vfio::IovaRange{0, (std::uint64_t{1} << width) - 1}}) {}
+
+Result<std::uint64_t> SoftwareIommu::map(const void* vaddr, std::size_t size, std::uint64_t align, std::uint64_t limit) {
+    std::lock_guard lock(mu_);
+    const std::uint64_t iova = UDRV_TRY(iova_.alloc(size, std::max<std::uint64_t>(align, kPage), limit));
+    // SAFETY: the model reads and writes this memory only through translate(), within its size, while mapped.
+    maps_[iova] = Mapping{size, static_cast<std::byte*>(const_cast<void*>(vaddr))};
+    return iova;
+}
+
+void SoftwareIommu::unmap(std::uint64_t iova, std::size_t size) noexcept {
+    std::lock_guard lock(mu_);
+    maps_.erase(iova);
+    iova_.free(iova, size);
+}
+
+std::uint64_t SoftwareIommu::free_iova_bytes() const {
+    std::lock_guard lock(mu_);
+    return iova_.free_bytes();
+}
+
+Result<std::byte*> SoftwareIommu::translate(std::uint64_t iova, std::size_t len) const {
+    std::lock_guard lock(mu_);
+    auto it = maps_.upper_bound(iova);
+    if (it != maps_.begin()) {
+        --it;
+        const std::uint64_t off = iova - it->first;
+        if (off < it->second.size && len <= it->second.size - off) return it->second.cpu + off;
+    }
+    return fail(EFAULT, "DMA fault: {} bytes at IOVA {:#x} are not mapped", len, iova);
+}
+
+std::size_t SoftwareIommu::mappings() const {
+    std::lock_guard lock(mu_);
+    return maps_.size();
 }
 
 Result<Region> Region::allocate(std::shared_ptr<Space> space, std::size_t size, std::uint64_t limit) {

@@ -47,17 +47,17 @@ Result<std::uint64_t> Vector::wait(std::chrono::milliseconds timeout) noexcept {
     }
 }
 
-Result<Vectors> Vectors::enable(std::shared_ptr<vfio::Device> dev, IrqKind kind, unsigned count) {
+Result<Vectors> Vectors::enable(std::shared_ptr<hw::PciFunction> dev, IrqKind kind, unsigned count) {
     std::uint32_t have = UDRV_TRY(dev->irq_count(kind));
     if (count == 0 || count > have)
-        return fail(EINVAL, "{}: asked for {} {} vector(s), the device has {}", dev->address(), count, vfio::irq_kind_name(kind), have);
+        return fail(EINVAL, "{}: asked for {} {} vector(s), the device has {}", dev->address(), count, hw::irq_kind_name(kind), have);
     Vectors v(dev, kind);
     std::vector<std::int32_t> fds;
     for (unsigned i = 0; i < count; ++i) {
         int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (fd < 0) {
             for (int f : fds) ::close(f);
-            return fail_errno("eventfd for {} vector {}", vfio::irq_kind_name(kind), i);
+            return fail_errno("eventfd for {} vector {}", hw::irq_kind_name(kind), i);
         }
         fds.push_back(fd);
         v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(fd, i, dev.get(), kind == IrqKind::intx)));

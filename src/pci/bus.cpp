@@ -36,38 +36,49 @@ Result<std::size_t> Bus::scan(const std::filesystem::path& root) {
     return added;
 }
 
+Result<Device*> Bus::add_model(DeviceInfo info, std::shared_ptr<hw::PciFunction> fn) {
+    auto dev = std::make_unique<Device>(*this, std::move(info));
+    dev->model_ = std::move(fn);
+    auto* d = UDRV_TRY(add_device(std::move(dev)));
+    return static_cast<Device*>(d);
+}
+
 Device* Bus::find(const Address& a) const noexcept { return static_cast<Device*>(find_device(a.to_string())); }
 
 const void* Bus::match(const udrv::Device& dev, const udrv::Driver& drv) const {
     // Devices on this bus are pci::Devices (their constructor takes a pci::Bus); a driver of another
     // bus type registered here by mistake simply matches nothing.
     auto* pdrv = dynamic_cast<const Driver*>(&drv);
-    const DeviceInfo& info = static_cast<const Device&>(dev).info();
-    if (claim_ == Claim::vfio_only && info.driver != "vfio-pci") return nullptr;  // a kernel driver owns it
+    const auto& pdev = static_cast<const Device&>(dev);
+    const DeviceInfo& info = pdev.info();
+    if (claim_ == Claim::vfio_only && info.driver != "vfio-pci" && !pdev.model_) return nullptr;  // a kernel driver owns it
     if (!allow_.empty() && std::find(allow_.begin(), allow_.end(), info.address) == allow_.end()) return nullptr;
     return pdrv ? pdrv->match(info) : nullptr;
 }
 
-Result<void> Bus::open_vfio(Device& dev) {
-    if (!dev.info().iommu_group)
-        return fail(ENODEV, "{}: no IOMMU group: the IOMMU is off (boot with intel_iommu=on or amd_iommu=on)", dev.name());
-    auto container = UDRV_TRY(vfio::Container::shared());
-    auto group = UDRV_TRY(container->group(*dev.info().iommu_group));
-    auto vdev = UDRV_TRY(group->open_device(dev.name()));
-    auto v = std::make_unique<Device::Vfio>();
-    v->dev = std::shared_ptr<vfio::Device>(std::move(vdev));
-    v->dma = dma::Space::of(container);
-    dev.vfio_ = std::move(v);
+Result<void> Bus::open_binding(Device& dev) {
+    auto b = std::make_unique<Device::Binding>();
+    if (dev.model_) {
+        b->fn = dev.model_;
+    } else {
+        if (!dev.info().iommu_group)
+            return fail(ENODEV, "{}: no IOMMU group: the IOMMU is off (boot with intel_iommu=on or amd_iommu=on)", dev.name());
+        auto container = UDRV_TRY(vfio::Container::shared());
+        auto group = UDRV_TRY(container->group(*dev.info().iommu_group));
+        b->fn = std::shared_ptr<vfio::Device>(UDRV_TRY(group->open_device(dev.name())));
+    }
+    b->dma = b->fn->dma_space();
+    dev.binding_ = std::move(b);
     return {};
 }
 
 Result<detail::DriverData> Bus::probe(udrv::Device& dev, udrv::Driver& drv, const void* id) {
     auto& pdev = static_cast<Device&>(dev);
     Bound<Device> bound(pdev, bound_key());
-    if (pdev.info().driver == "vfio-pci") {
-        UDRV_TRY(open_vfio(pdev));
+    if (pdev.model_ || pdev.info().driver == "vfio-pci") {
+        UDRV_TRY(open_binding(pdev));
         // Registered first, so released last: after the driver's own managed resources.
-        bound.add_action("vfio device", [&pdev] { pdev.vfio_.reset(); });
+        bound.add_action("device access", [&pdev] { pdev.binding_.reset(); });
     }
     return static_cast<Driver&>(drv).probe(bound, *static_cast<const DeviceId*>(id));
 }

@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "udrv/dma.hpp"
 #include "udrv/log.hpp"
 
 namespace udrv::vfio {
@@ -182,19 +183,19 @@ Result<std::unique_ptr<Device>> Group::open_device(const std::string& address) {
     return dev;
 }
 
-MappedRegion::~MappedRegion() {
-    // SAFETY: addr_/size_ describe a mapping made by Device::map_bar and not unmapped elsewhere.
-    if (addr_) munmap(addr_, size_);
-}
+namespace {
 
-std::string_view irq_kind_name(IrqKind k) noexcept {
-    switch (k) {
-        case IrqKind::intx: return "INTx";
-        case IrqKind::msi: return "MSI";
-        case IrqKind::msix: return "MSI-X";
+// A BAR mmapped from the device fd: unmapped when the mapping is dropped.
+class MappedRegion final : public hw::BarMapping {
+public:
+    using BarMapping::BarMapping;
+    ~MappedRegion() override {
+        // SAFETY: base_/size_ describe a mapping made by Device::map_bar and not unmapped elsewhere.
+        munmap(base_, size_);
     }
-    return "?";
-}
+};
+
+}  // namespace
 
 Device::~Device() { ::close(fd_); }
 
@@ -208,7 +209,7 @@ Result<Device::RegionInfo> Device::region(unsigned index) const {
                       bool(r.flags & VFIO_REGION_INFO_FLAG_MMAP)};
 }
 
-Result<MappedRegion> Device::map_bar(unsigned index) const {
+Result<std::unique_ptr<hw::BarMapping>> Device::map_bar(unsigned index) const {
     if (index > 5) return fail(EINVAL, "{}: BAR index {} is out of range (0-5)", address_, index);
     RegionInfo r = UDRV_TRY(region(index));
     if (r.size == 0) return fail(ENXIO, "{}: BAR{} is not implemented", address_, index);
@@ -216,8 +217,10 @@ Result<MappedRegion> Device::map_bar(unsigned index) const {
     // SAFETY: maps the region at the offset VFIO reported, with its full size; MappedRegion unmaps it.
     void* p = mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(r.offset));
     if (p == MAP_FAILED) return fail_errno("{}: mmap of BAR{} ({} bytes)", address_, index, r.size);
-    return MappedRegion(p, r.size);
+    return std::unique_ptr<hw::BarMapping>(new MappedRegion(p, r.size, index, nullptr));
 }
+
+std::shared_ptr<dma::Space> Device::dma_space() const { return dma::Space::of(group_->container()); }
 
 Result<void> Device::read_config(std::uint32_t offset, std::span<std::uint8_t> out) const {
     const RegionInfo& r = config_;
@@ -235,23 +238,6 @@ Result<void> Device::write_config(std::uint32_t offset, std::span<const std::uin
     ssize_t n = pwrite(fd_, in.data(), in.size(), static_cast<off_t>(r.offset + offset));
     if (n != static_cast<ssize_t>(in.size())) return fail_errno("{}: config write at {:#x}", address_, offset);
     return {};
-}
-
-Result<std::uint16_t> Device::read_config16(std::uint32_t offset) const {
-    std::uint8_t b[2];
-    UDRV_TRY(read_config(offset, b));
-    return static_cast<std::uint16_t>(b[0] | b[1] << 8);
-}
-
-Result<void> Device::write_config16(std::uint32_t offset, std::uint16_t v) const {
-    const std::uint8_t b[2] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8)};
-    return write_config(offset, b);
-}
-
-Result<void> Device::enable_bus_master() const {
-    std::uint16_t cmd = UDRV_TRY(read_config16(0x04));
-    if (cmd & 0x4) return {};
-    return write_config16(0x04, static_cast<std::uint16_t>(cmd | 0x4 | 0x2));  // bus master + memory space
 }
 
 Result<std::uint32_t> Device::irq_count(IrqKind kind) const {

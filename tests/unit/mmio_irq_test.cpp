@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <tuple>
+#include <vector>
 #include <thread>
 
 #include "udrv/irq.hpp"
@@ -14,7 +16,8 @@ namespace {
 
 TEST(Mmio, ConstantAndCheckedOffsets) {
     alignas(8) std::array<std::byte, 64> regs{};
-    auto m = udrv::detail::MmioFactory::make<64>(regs.data());
+    udrv::hw::BarMapping bar(regs.data(), regs.size(), 0, nullptr);
+    auto m = udrv::detail::MmioFactory::make<64>(bar);
     m.write32<0x10>(0xdeadbeef);
     EXPECT_EQ(m.read32<0x10>(), 0xdeadbeefu);
     m.write64<0x38>(0x0123456789abcdefull);
@@ -24,6 +27,28 @@ TEST(Mmio, ConstantAndCheckedOffsets) {
     EXPECT_EQ(m.try_write64(0x40, 1).error().message(), "MMIO offset 0x40 (+8) lies beyond the 64-byte window");
     EXPECT_EQ(m.try_read8(SIZE_MAX).error().code(), ERANGE);  // no overflow into a small offset
     // m.read32<0x40>() or m.read32<0x11>() do not compile: see the static_asserts in mmio.hpp.
+}
+
+// A device model hears every register write, and may answer reads, through its listener.
+TEST(Mmio, ModelsHearWritesAndMayAnswerReads) {
+    struct Model : udrv::hw::MmioListener {
+        std::vector<std::tuple<unsigned, std::size_t, unsigned, std::uint64_t>> writes;
+        void mmio_written(unsigned bar, std::size_t off, unsigned width, std::uint64_t v) override { writes.emplace_back(bar, off, width, v); }
+        std::optional<std::uint64_t> mmio_read(unsigned, std::size_t off, unsigned) override {
+            if (off == 0x20) return 0x1234;  // a clear-on-read counter, say
+            return std::nullopt;
+        }
+    } model;
+    alignas(8) std::array<std::byte, 64> regs{};
+    udrv::hw::BarMapping bar(regs.data(), regs.size(), 2, &model);
+    auto m = udrv::detail::MmioFactory::make<64>(bar);
+    m.write32<0x10>(7);
+    ASSERT_TRUE(m.try_write16(0x14, 9));
+    EXPECT_EQ(m.read32<0x10>(), 7u);      // memory as written
+    EXPECT_EQ(m.read32<0x20>(), 0x1234u);  // the model's answer
+    ASSERT_EQ(model.writes.size(), 2u);
+    EXPECT_EQ(model.writes[0], std::make_tuple(2u, std::size_t{0x10}, 4u, std::uint64_t{7}));
+    EXPECT_EQ(model.writes[1], std::make_tuple(2u, std::size_t{0x14}, 2u, std::uint64_t{9}));
 }
 
 TEST(Irq, EventLoopRunsHandlersOfReadyFds) {
