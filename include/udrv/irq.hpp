@@ -44,7 +44,7 @@ private:
     Result<std::uint64_t> consume(std::uint64_t n) noexcept;
     int fd_;
     unsigned index_;
-    const hw::PciFunction* dev_;
+    const hw::PciFunction* dev_;  // null once the device is released (Vectors::release_device)
     bool intx_;
     bool masked_ = false;  // INTx consumed, the line still masked (see rearm())
     std::uint64_t total_ = 0;
@@ -63,6 +63,9 @@ public:
     IrqKind kind() const noexcept { return kind_; }
     std::size_t size() const noexcept { return vectors_.size(); }
     Vector& operator[](std::size_t i) noexcept { return *vectors_[i]; }
+    /// Disables the vectors in the device and lets go of it (at unbind), keeping the eventfds: a
+    /// queue that outlives its device may still wait on one (it never fires again). Idempotent.
+    void release_device() noexcept;
 
 private:
     Vectors(std::shared_ptr<hw::PciFunction> d, IrqKind k) : dev_(std::move(d)), kind_(k) {}

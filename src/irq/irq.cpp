@@ -20,6 +20,7 @@ Result<std::uint64_t> Vector::consume(std::uint64_t n) noexcept {
 
 Result<void> Vector::rearm() noexcept {
     if (!masked_) return {};
+    if (!dev_) return fail(ENODEV, "interrupt vector {}: the device was released", index_);
     UDRV_TRY(dev_->unmask_intx());
     masked_ = false;
     return {};
@@ -71,10 +72,16 @@ Result<Vectors> Vectors::enable(std::shared_ptr<hw::PciFunction> dev, IrqKind ki
     return v;
 }
 
+void Vectors::release_device() noexcept {
+    if (!dev_) return;
+    (void)dev_->disable_irqs(kind_);  // the device stops signalling before anything else goes
+    for (auto& v : vectors_) v->dev_ = nullptr;
+    dev_.reset();
+}
+
 Vectors::~Vectors() {
-    if (!dev_) return;  // moved from
-    (void)dev_->disable_irqs(kind_);  // the device stops signalling before the eventfds go
-    for (auto& v : vectors_) ::close(v->fd_);
+    release_device();
+    for (auto& v : vectors_) ::close(v->fd_);  // empty when moved from
 }
 
 Result<EventLoop> EventLoop::create() {

@@ -23,19 +23,44 @@ NvmeModel::NvmeModel(std::string address, Options o)
     add_bar(0, 16384);
     add_msix(o.msix_vectors, 0, 0x3000);
     // CAP: MQES, CQR (contiguous queues), TO = 1 (500 ms), DSTRD 0, NVM command set, MPSMIN 0.
-    const std::uint64_t cap = (o.max_queue_entries - 1u) | 1ull << 16 | 1ull << 24 | 1ull << 37;
+    const std::uint64_t cap = (o.max_queue_entries - 1u) | 1ull << 16 | 1ull << 24 | std::uint64_t{o.nvm_command_set} << 37;
     set_reg<std::uint64_t>(0, kRegCap, cap);
     set_reg<std::uint32_t>(0, kRegVs, 0x00010400);
 }
 
-std::uint64_t NvmeModel::commands_on(std::uint16_t qid) const { return qid < per_queue_.size() ? per_queue_[qid] : 0; }
+std::uint64_t NvmeModel::commands_on(std::uint16_t qid) const {
+    std::lock_guard lock(mu_);
+    return qid < per_queue_.size() ? per_queue_[qid] : 0;
+}
 
-void NvmeModel::fail_next(std::uint8_t opcode, std::uint16_t status, unsigned count) { failures_.push_back({opcode, status, count}); }
-void NvmeModel::hold_completions(bool hold) { hold_ = hold; }
-void NvmeModel::corrupt_next_cid(std::uint16_t cid) { corrupt_cid_ = cid; }
-void NvmeModel::set_fatal() { set_reg<std::uint32_t>(0, kRegCsts, reg<std::uint32_t>(0, kRegCsts) | kCstsFatal); }
+void NvmeModel::fail_next(std::uint8_t opcode, std::uint16_t status, unsigned count) {
+    std::lock_guard lock(mu_);
+    failures_.push_back({opcode, status, count});
+}
+void NvmeModel::hold_completions(bool hold) {
+    std::lock_guard lock(mu_);
+    hold_ = hold;
+}
+void NvmeModel::corrupt_next_cid(std::uint16_t cid) {
+    std::lock_guard lock(mu_);
+    corrupt_cid_ = cid;
+}
+void NvmeModel::set_fatal() {
+    std::lock_guard lock(mu_);
+    set_reg<std::uint32_t>(0, kRegCsts, reg<std::uint32_t>(0, kRegCsts) | kCstsFatal);
+}
+
+void NvmeModel::hold_admin(bool hold) {
+    std::lock_guard lock(mu_);
+    hold_admin_ = hold;
+    if (hold) return;
+    auto held = std::move(held_admin_);
+    held_admin_.clear();
+    for (const Held& h : held) (void)complete(0, h.cid, h.sf, h.result);
+}
 
 void NvmeModel::release() {
+    std::lock_guard lock(mu_);
     auto held = std::move(held_);
     held_.clear();
     for (const Held& h : held) (void)complete(h.sqid, h.cid, h.sf, h.result);
@@ -43,6 +68,7 @@ void NvmeModel::release() {
 
 void NvmeModel::mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) {
     if (bar != 0) return;
+    std::lock_guard lock(mu_);
     if (offset == kRegCc && width == 4) controller_config(static_cast<std::uint32_t>(value));
     else if (offset >= kRegDoorbells && width == 4) doorbell(offset, static_cast<std::uint32_t>(value));
 }
@@ -60,13 +86,14 @@ void NvmeModel::controller_config(std::uint32_t cc) {
         Queue& acq = cqs_[0];
         asq = Queue{reg<std::uint64_t>(0, kRegAsq), static_cast<std::uint16_t>((aqa & 0xfff) + 1), 0, 0, 0, true, false, 0, true};
         acq = Queue{reg<std::uint64_t>(0, kRegAcq), static_cast<std::uint16_t>(((aqa >> 16) & 0xfff) + 1), 0, 0, 0, true, false, 0, true};
-        csts |= kCstsReady;
+        if (!o_.never_ready) csts |= kCstsReady;
         shut_down_ = false;
     } else if (!(cc & kCcEnable) && was_ready) {
         // Disabled: every queue and what they hold is gone (a controller reset).
         for (auto& q : sqs_) q = Queue{};
         for (auto& q : cqs_) q = Queue{};
         held_.clear();
+        held_admin_.clear();
         pending_.clear();
         shadow_db_ = shadow_ei_ = 0;
         csts &= ~(kCstsReady | kCstsFatal);
@@ -112,6 +139,10 @@ void NvmeModel::run_sq(std::uint16_t qid) {
             held_.push_back({qid, cid, status, result});
             continue;
         }
+        if (qid == 0 && hold_admin_) {
+            held_admin_.push_back({qid, cid, status, result});
+            continue;
+        }
         (void)complete(qid, cid, status, result);
     }
 }
@@ -129,6 +160,7 @@ std::uint16_t NvmeModel::execute(std::uint16_t sqid, const Sqe& c, std::uint32_t
 
 std::uint16_t NvmeModel::admin(const Sqe& c, std::uint32_t& result) {
     const auto opcode = static_cast<std::uint8_t>(c.cdw0);
+    if (o_.fail_admin_opcode == opcode) return o_.fail_admin_status;
     switch (opcode) {
         case kAdminIdentify: {
             std::vector<std::byte> page(kPage);
@@ -192,7 +224,7 @@ std::uint16_t NvmeModel::admin(const Sqe& c, std::uint32_t& result) {
             const auto sqid = static_cast<std::uint16_t>(c.cdw10), cid = static_cast<std::uint16_t>(c.cdw10 >> 16);
             auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) { return h.sqid == sqid && h.cid == cid; });
             result = 1;  // bit 0 set: not aborted
-            if (it != held_.end()) {
+            if (it != held_.end() && o_.honour_abort) {
                 (void)complete(sqid, cid, kAbortRequested, 0);
                 held_.erase(it);
                 result = 0;

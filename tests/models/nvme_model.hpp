@@ -2,10 +2,11 @@
 // admin and I/O queues in the driver's DMA memory, one namespace of RAM, MSI-X. It does the work a
 // doorbell asks for when the doorbell is written. Told to, it fails commands with a status, holds their
 // completions back (a command that times out), posts a completion naming a command nobody submitted, or
-// sets the controller fatal status.
+// sets the controller fatal status. Thread-safe: register writes from any thread are serialised.
 #pragma once
 
 #include <deque>
+#include <mutex>
 #include <optional>
 
 #include "model.hpp"
@@ -21,6 +22,12 @@ struct NvmeOptions {
     std::uint64_t blocks = 8192;             ///< namespace size (4 MiB of 512 B)
     bool shadow_doorbells = false;           ///< offer Doorbell Buffer Config (OACS bit 8)
     unsigned msix_vectors = 17;
+    bool honour_abort = true;                ///< false: Abort answers "not aborted" (the command stays held)
+    bool never_ready = false;                ///< CC.EN=1 never sets CSTS.RDY (a controller that hangs)
+    bool nvm_command_set = true;             ///< CAP.CSS bit 0
+    /// Admin commands with this opcode fail with `fail_admin_status` (probe's and queue creation's errors).
+    std::optional<std::uint8_t> fail_admin_opcode;
+    std::uint16_t fail_admin_status = 0x0002;  ///< Invalid Field in Command
 };
 
 class NvmeModel final : public ModelFunction {
@@ -47,6 +54,8 @@ public:
     /// While held, I/O commands are taken but not completed (they time out); release() completes them.
     void hold_completions(bool hold);
     void release();
+    /// The same for admin commands: while held they are taken but not completed.
+    void hold_admin(bool hold);
     /// The next I/O completion names command id `cid` instead of the real one.
     void corrupt_next_cid(std::uint16_t cid);
     /// Sets CSTS.CFS (controller fatal status), as a controller that died does.
@@ -82,12 +91,16 @@ private:
     void identify_controller(std::byte* page) const;
     void identify_namespace(std::byte* page) const;
 
+    // The driver reaches the model from its owner threads and its service thread (the admin queue,
+    // CSTS); tests inject faults from theirs. One lock, as a device has one state.
+    mutable std::recursive_mutex mu_;
     Options o_;
     std::vector<Queue> sqs_, cqs_;
     std::vector<std::uint64_t> per_queue_;
     std::vector<std::byte> media_;
     std::deque<Held> held_, pending_;  // held back by hold_completions; waiting for CQ room
-    bool hold_ = false, shut_down_ = false;
+    bool hold_ = false, hold_admin_ = false, shut_down_ = false;
+    std::deque<Held> held_admin_;
     std::optional<std::uint16_t> corrupt_cid_;
     struct Injected {
         std::uint8_t opcode;

@@ -3,7 +3,9 @@
 // flight), run on the driver's real code with the model doing the controller's work.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "nvme/nvme.hpp"
 #include "nvme_model.hpp"
@@ -43,6 +45,13 @@ protected:
         auto* c = d ? (*d)->driver_data<udrv::nvme::Controller>() : nullptr;
         EXPECT_NE(c, nullptr) << (log.empty() ? "" : log.back());
         return c;
+    }
+    /// attach(), with the driver loaded with these parameters.
+    udrv::nvme::Controller* attach_with(const std::vector<std::string>& params, NvmeModel::Options o = {}) {
+        EXPECT_TRUE(loader.unload("udrv_nvme"));
+        auto m = loader.load_builtin("udrv_nvme", params);
+        EXPECT_TRUE(m) << (m ? "" : m.error().message());
+        return attach(o);
     }
     void wait_for(udrv::block::Queue& q, Tally& t, int n) {
         for (int i = 0; i < 100000 && t.done() < n; ++i) ASSERT_TRUE(q.wait(std::chrono::milliseconds(10)));
@@ -167,7 +176,12 @@ TEST_F(NvmeOnModel, AnInvalidCompletionFailsTheQueueNotTheWrongCommand) {
     EXPECT_EQ(r.error().code(), EPROTO);
     EXPECT_NE(r.error().message().find("got an invalid completion (cid 3"), std::string::npos) << r.error().message();
     EXPECT_EQ(t.failed, 1);  // its callback ran, with the error
-    EXPECT_EQ(q->read(0, 8, buf.bytes(), &Tally::cb, &t).error().code(), ENODEV);
+    // The controller is not trusted until reset: its service thread does that, and the queue comes back.
+    for (int i = 0; i < 500 && c->resets() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(c->resets(), 1u);
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    wait_for(*q, t, 2);
+    EXPECT_EQ(t.ok, 1) << t.last_error;
 }
 
 // A reset with commands in flight: each completes or fails (its callback runs), and the queue works after.
@@ -191,6 +205,176 @@ TEST_F(NvmeOnModel, ResetWithCommandsInFlight) {
     ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
     wait_for(*q, t, 5);
     EXPECT_EQ(t.ok, 1) << t.last_error;
+}
+
+// A command the controller never completes: after io_timeout_ms the service thread aborts it, and the
+// abort completes it (with its status).
+TEST_F(NvmeOnModel, ATimedOutCommandIsAborted) {
+    auto* c = attach_with({"io_timeout_ms=100"});
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_completions(true);
+    Tally t;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    wait_for(*q, t, 1);
+    EXPECT_EQ(t.failed, 1);
+    EXPECT_NE(t.last_error.find("Command Abort Requested"), std::string::npos) << t.last_error;
+    EXPECT_EQ(c->resets(), 0u);
+    model->hold_completions(false);
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    wait_for(*q, t, 2);
+    EXPECT_EQ(t.ok, 1) << t.last_error;
+}
+
+// An abort that does not help: past a second timeout the controller is reset, the command fails, and
+// the queue works again.
+TEST_F(NvmeOnModel, ACommandThatCannotBeAbortedCostsAReset) {
+    NvmeModel::Options o;
+    o.honour_abort = false;
+    auto* c = attach_with({"io_timeout_ms=100"}, o);
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_completions(true);
+    Tally t;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    for (int i = 0; i < 500 && t.done() < 1; ++i) (void)q->wait(std::chrono::milliseconds(10));  // EAGAIN while frozen
+    ASSERT_EQ(t.done(), 1);
+    EXPECT_EQ(t.last_code, ETIMEDOUT) << t.last_error;
+    EXPECT_NE(t.last_error.find("timed out and the abort did not help"), std::string::npos) << t.last_error;
+    EXPECT_EQ(c->resets(), 1u);
+    model->hold_completions(false);
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    wait_for(*q, t, 2);
+    EXPECT_EQ(t.ok, 1) << t.last_error;
+}
+
+// CSTS.CFS: the service thread resets the controller; what was in flight fails with EIO and may be
+// resubmitted at once.
+TEST_F(NvmeOnModel, FatalStatusResetsTheController) {
+    auto* c = attach();
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_completions(true);
+    Tally t;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    model->set_fatal();
+    for (int i = 0; i < 500 && t.done() < 1; ++i) (void)q->wait(std::chrono::milliseconds(10));
+    ASSERT_EQ(t.done(), 1);
+    EXPECT_EQ(t.last_code, EIO) << t.last_error;
+    EXPECT_EQ(c->resets(), 1u);
+    model->hold_completions(false);
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    wait_for(*q, t, 2);
+    EXPECT_EQ(t.ok, 1) << t.last_error;
+}
+
+// Unbinding while an application holds a queue with a command in flight: the controller waits up to
+// the I/O timeout, deletes the queue and shuts down; the queue's owner hears of the command (its
+// callback runs) and gets ENODEV from then on, and dropping the queue later is safe.
+TEST_F(NvmeOnModel, RemoveWithAQueueStillHeld) {
+    auto* c = attach_with({"io_timeout_ms=100"});
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::interrupt);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_completions(true);
+    Tally t;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    udrv::pci::bus().remove_all_devices();
+    EXPECT_TRUE(model->shut_down());
+    auto r = q->poll();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ENODEV);
+    EXPECT_NE(r.error().message().find("the controller was removed"), std::string::npos) << r.error().message();
+    EXPECT_EQ(t.failed, 1);
+    EXPECT_EQ(t.last_code, ENODEV) << t.last_error;
+    EXPECT_EQ(q->read(0, 8, buf.bytes(), &Tally::cb, &t).error().code(), ENODEV);
+    EXPECT_EQ(q->wait(std::chrono::milliseconds(1)).error().code(), ENODEV);
+    q.reset();
+    EXPECT_EQ(t.done(), 1);
+}
+
+// Probe failing at each step leaves nothing behind (LSan checks the memory under make asan) and says
+// what went wrong.
+TEST_F(NvmeOnModel, ProbeFailuresSayWhatAndLeakNothing) {
+    struct Case {
+        const char* what;
+        NvmeModel::Options o;
+        const char* expect;
+    };
+    std::vector<Case> cases;
+    {
+        NvmeModel::Options o;
+        o.nvm_command_set = false;
+        cases.push_back({"no NVM command set", o, "does not support the NVM command set"});
+    }
+    {
+        NvmeModel::Options o;
+        o.never_ready = true;
+        cases.push_back({"never ready", o, "did not become ready"});
+    }
+    for (std::uint8_t opcode : {udrv::nvme::kAdminIdentify, udrv::nvme::kAdminSetFeatures}) {
+        NvmeModel::Options o;
+        o.fail_admin_opcode = opcode;
+        cases.push_back({"admin command fails", o, opcode == udrv::nvme::kAdminIdentify ? "identify controller" : "set features"});
+    }
+    for (const Case& k : cases) {
+        SCOPED_TRACE(k.what);
+        log.clear();
+        model = std::make_shared<NvmeModel>("0000:00:04.0", k.o);
+        auto d = udrv::pci::bus().add_model(model->info(), model);
+        ASSERT_TRUE(d);
+        EXPECT_EQ((*d)->driver_data<udrv::nvme::Controller>(), nullptr);
+        bool said = false;
+        for (auto& m : log) said |= m.find(k.expect) != std::string::npos;
+        EXPECT_TRUE(said) << (log.empty() ? "(no log)" : log.back());
+        udrv::pci::bus().remove_all_devices();
+        EXPECT_EQ(model.use_count(), 1) << "the binding let go of the model";
+    }
+}
+
+// A queue the controller refuses to create: the caller gets the controller's status, and the queue id
+// is free again for the next attempt.
+TEST_F(NvmeOnModel, QueueCreationRefused) {
+    NvmeModel::Options o;
+    o.fail_admin_opcode = udrv::nvme::kAdminCreateSq;
+    auto* c = attach(o);
+    ASSERT_NE(c, nullptr);
+    auto q = (*c->find_namespace(1))->open_queue(4, udrv::block::Mode::polled);
+    ASSERT_FALSE(q);
+    EXPECT_NE(q.error().message().find("create I/O submission queue"), std::string::npos) << q.error().message();
+    EXPECT_NE(q.error().message().find("Invalid Field"), std::string::npos) << q.error().message();
+}
+
+// The I/O path takes no lock the control path holds: with an admin command stuck in the controller
+// (its thread holds the controller's lock, waiting), I/O on a queue still completes.
+TEST_F(NvmeOnModel, IoDoesNotWaitForAdminWork) {
+    auto* c = attach();
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_admin(true);
+    std::atomic<bool> identified{false};
+    const std::uint64_t admin_before = model->commands_on(0);
+    std::thread admin([&] { identified = c->identify(udrv::nvme::kCnsController, 0).has_value(); });
+    while (model->commands_on(0) == admin_before) std::this_thread::yield();  // the Identify is in the controller
+    Tally t;
+    for (int i = 0; i < 64; ++i) {
+        ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+        wait_for(*q, t, i + 1);
+    }
+    EXPECT_EQ(t.ok, 64);
+    EXPECT_FALSE(identified);  // still waiting: the reads did not wait for it
+    model->hold_admin(false);
+    admin.join();
+    EXPECT_TRUE(identified);
 }
 
 TEST_F(NvmeOnModel, RemoveShutsTheControllerDown) {

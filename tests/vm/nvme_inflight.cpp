@@ -1,7 +1,7 @@
 // NVMe driver checks that need a program: device status decoding, buffers that are not DMA memory or
 // not dword aligned, controller resets with I/O in flight on two threads' queues, and unbinding with
-// I/O in flight: every command must complete or fail (its callback runs), and the controller must shut
-// down cleanly.
+// I/O in flight: every command must complete or fail (its callback runs, on the queue owner's next
+// call), and the controller must shut down cleanly.
 // Usage: udrv-vmtest-nvme ADDRESS
 #include <atomic>
 #include <cstdio>
@@ -157,6 +157,11 @@ int main(int argc, char** argv) {
     }
     std::printf("INFO %d commands in flight at unbind\n", submitted);
     udrv::pci::bus().unbind(*dev);
+    // The queue is the application's: it hears what became of its commands on its next call (on its own
+    // thread, never from the unbind), and is refused from then on.
+    auto first = (*q)->poll();
+    check(!first && first.error().code() == ENODEV, "the queue's next call after unbind says the controller is gone: " +
+                                                        (first ? std::string("accepted") : first.error().message()));
     check(inflight.ok + inflight.failed == submitted,
           "every in-flight command completed or failed: " + std::to_string(inflight.ok) + " ok, " + std::to_string(inflight.failed) + " failed");
     bool clean = false;
