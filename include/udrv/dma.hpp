@@ -123,6 +123,19 @@ public:
     std::uint64_t iova() const noexcept { return iova_; }
     std::size_t size() const noexcept { return size_; }
     bool hugepages() const noexcept { return huge_; }
+    /// `count` objects of T at byte `offset`: a typed view of one part of a structure whose parts
+    /// differ (a virtqueue ring: a header, then entries). EINVAL unless aligned for T and inside.
+    template <typename T>
+    Result<std::span<T>> view(std::size_t offset, std::size_t count) const noexcept {
+        static_assert(std::is_trivially_copyable_v<T>, "DMA memory holds plain data the device can write");
+        if (offset % alignof(T) || offset > size_ || count > (size_ - offset) / sizeof(T))
+            return fail(EINVAL, "a view of {} x {} bytes at offset {} does not fit a {}-byte DMA region aligned", count, sizeof(T),
+                        offset, size_);
+        // SAFETY: the region is page aligned, zeroed and mapped for its lifetime; [offset, offset +
+        // count * sizeof(T)) is inside it (checked) and aligned for T, and T is trivially copyable: the
+        // bytes are a valid T[count] for as long as the region lives.
+        return std::span<T>(reinterpret_cast<T*>(static_cast<std::byte*>(cpu_) + offset), count);
+    }
     /// The IOMMU address space the region is mapped in (devices in other spaces cannot reach it).
     const Space* space() const noexcept { return space_.get(); }
 

@@ -50,17 +50,21 @@ struct VirtioNet::Regions {
 
 // ---- virtqueue ----
 
-Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Coherent<std::uint16_t> a, dma::Coherent<std::uint32_t> u)
-    : size_(size), desc_(std::move(d)), avail_(std::move(a)), used_(std::move(u)) {
+Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avail, dma::Region used)
+    : size_(size), desc_(std::move(d)), avail_mem_(std::move(avail)), used_mem_(std::move(used)) {
     for (std::uint16_t i = size; i > 0; --i) free_.push_back(static_cast<std::uint16_t>(i - 1));
 }
 
 Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t size) {
     auto d = UDRV_TRY(dma.coherent<Desc>(size));
-    auto a = UDRV_TRY(dma.coherent<std::uint16_t>(3u + size));
-    auto u = UDRV_TRY(dma.coherent<std::uint32_t>(2u + 2u * size));
-    a[0] = 1;  // VRING_AVAIL_F_NO_INTERRUPT: we poll
-    return Virtqueue(size, std::move(d), std::move(a), std::move(u));
+    Virtqueue vq(size, std::move(d), UDRV_TRY(dma.region(vring::avail_bytes(size))), UDRV_TRY(dma.region(vring::used_bytes(size))));
+    // The views are taken once the regions are where they stay (a Region's memory does not move with it).
+    vq.avail_ = UDRV_TRY(vq.avail_mem_.view<vring::Header>(0, 1)).data();
+    vq.avail_ring_ = UDRV_TRY(vq.avail_mem_.view<std::uint16_t>(sizeof(vring::Header), size));
+    vq.used_ = UDRV_TRY(vq.used_mem_.view<const vring::Header>(0, 1)).data();
+    vq.used_ring_ = UDRV_TRY(vq.used_mem_.view<const vring::UsedElem>(sizeof(vring::Header), size));
+    vq.avail_->flags = vring::kAvailNoInterrupt;  // we poll
+    return vq;
 }
 
 // ---- device ----
@@ -260,8 +264,8 @@ Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<co
     if (ctrlq_->publish()) notify(ctrl_index_);
     for (int i = 0; i < 100000; ++i) {  // QEMU answers at once; a real device within microseconds; give up after ~1 s
         if (auto used = ctrlq_->next_used()) {
-            if (used->first != head)  // the device's word is wrong: keep the chain (it may still use it)
-                return fail(EPROTO, "{}: control queue returned descriptor {}, sent {}", dev_->name(), used->first, head);
+            if (used->id != head)  // the device's word is wrong: keep the chain (it may still use it)
+                return fail(EPROTO, "{}: control queue returned descriptor {}, sent {}", dev_->name(), used->id, head);
             ctrlq_->free_request(head);
             const std::uint8_t ack = dma::read_once(buf[kCtrlAck]);
             if (ack != kCtrlOk) return fail(EIO, "{}: the device refused control command {}.{} (ack {})", dev_->name(), cls, cmd, ack);
@@ -357,7 +361,7 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
 
 void VirtioNet::reclaim_tx(Pair& q) {
     while (auto used = q.txq->next_used()) {
-        auto id = used->first;
+        auto id = used->id;
         if (check_used(id, 0, q.tx_inflight.size(), [&](std::uint32_t i) { return bool(q.tx_inflight[i]); }) != UsedCheck::ok) {
             net::count(q.stats.tx_errors);
             continue;

@@ -27,17 +27,38 @@ constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t 
     return UsedCheck::ok;
 }
 
-/// One split virtqueue (descriptor table, available ring, used ring) in DMA memory. The per-packet
-/// operations are inline, below: a call per packet is measurable.
+/// The split virtqueue's layout (virtio 1.2, 2.7): a descriptor table, the available ring (the driver
+/// writes it: a header, `size` descriptor ids, used_event) and the used ring (the device writes it: a
+/// header, `size` elements, avail_event). Little-endian, as x86 is.
+namespace vring {
+struct Desc {
+    std::uint64_t addr;
+    std::uint32_t len;
+    std::uint16_t flags, next;
+};
+static_assert(sizeof(Desc) == 16);
+inline constexpr std::uint16_t kDescNext = 1, kDescWrite = 2;
+struct Header {  // of either ring
+    std::uint16_t flags, idx;
+};
+static_assert(sizeof(Header) == 4);
+inline constexpr std::uint16_t kAvailNoInterrupt = 1;  // VRING_AVAIL_F_NO_INTERRUPT
+inline constexpr std::uint16_t kUsedNoNotify = 1;      // VRING_USED_F_NO_NOTIFY
+struct UsedElem {
+    std::uint32_t id;   // head of the descriptor chain the device is done with
+    std::uint32_t len;  // bytes it wrote into the chain
+};
+static_assert(sizeof(UsedElem) == 8);
+constexpr std::size_t avail_bytes(std::uint16_t size) { return sizeof(Header) + 2u * size + 2u; }
+constexpr std::size_t used_bytes(std::uint16_t size) { return sizeof(Header) + sizeof(UsedElem) * size + 2u; }
+}  // namespace vring
+
+/// One split virtqueue in DMA memory. The per-packet operations are inline, below: a call per packet
+/// is measurable.
 class Virtqueue {
 public:
-    struct Desc {
-        std::uint64_t addr;
-        std::uint32_t len;
-        std::uint16_t flags, next;
-    };
-    static_assert(sizeof(Desc) == 16);
-    static constexpr std::uint16_t kDescNext = 1, kDescWrite = 2;
+    using Desc = vring::Desc;
+    static constexpr std::uint16_t kDescNext = vring::kDescNext, kDescWrite = vring::kDescWrite;
 
     static Result<Virtqueue> create(const dma::Allocator& dma, std::uint16_t size);
     std::uint16_t size() const noexcept { return size_; }
@@ -50,23 +71,27 @@ public:
     void free_request(std::uint16_t head) noexcept;
     /// Makes everything added visible to the device; true if the device wants a notification.
     bool publish() noexcept;
-    /// Next used element, if the device returned one: (descriptor id, length written).
-    std::optional<std::pair<std::uint32_t, std::uint32_t>> next_used() noexcept;
+    /// Next used element, if the device returned one (unchecked: see check_used).
+    std::optional<vring::UsedElem> next_used() noexcept;
     void free_desc(std::uint16_t id) noexcept { free_.push_back(id); }
     /// Has the device returned buffers not yet taken by next_used()?
     bool has_used() const noexcept;
     /// Asks the device for interrupts on used buffers (VRING_AVAIL_F_NO_INTERRUPT cleared) or not.
     void set_interrupts(bool on) noexcept;
     std::uint64_t desc_iova() const noexcept { return desc_.iova(); }
-    std::uint64_t avail_iova() const noexcept { return avail_.iova(); }
-    std::uint64_t used_iova() const noexcept { return used_.iova(); }
+    std::uint64_t avail_iova() const noexcept { return avail_mem_.iova(); }
+    std::uint64_t used_iova() const noexcept { return used_mem_.iova(); }
 
 private:
-    Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Coherent<std::uint16_t> a, dma::Coherent<std::uint32_t> u);
+    Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avail, dma::Region used);
     std::uint16_t size_;
     dma::Coherent<Desc> desc_;
-    dma::Coherent<std::uint16_t> avail_;  // [0] flags, [1] idx, [2 + i] ring, [2 + size] used_event
-    dma::Coherent<std::uint32_t> used_;   // [0] flags | idx << 16, [1 + 2i] id, [2 + 2i] len
+    dma::Region avail_mem_, used_mem_;
+    // Views into the two rings' memory (valid while the regions live; moving a Region keeps its memory).
+    vring::Header* avail_ = nullptr;
+    std::span<std::uint16_t> avail_ring_;
+    const vring::Header* used_ = nullptr;
+    std::span<const vring::UsedElem> used_ring_;
     std::vector<std::uint16_t> free_;
     std::uint16_t avail_idx_ = 0, last_used_ = 0;
 };
@@ -77,16 +102,16 @@ inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::
     std::uint16_t id = free_.back();
     free_.pop_back();
     desc_[id] = Desc{addr, len, flags, 0};
-    avail_[2u + avail_idx_ % size_] = id;
+    avail_ring_[avail_idx_ % size_] = id;
     ++avail_idx_;
     return id;
 }
 
 inline bool Virtqueue::publish() noexcept {
     dma_wmb();  // descriptors and ring entries before the index that announces them
-    avail_[1] = avail_idx_;
+    avail_->idx = avail_idx_;
     dma_mb();   // the index before reading whether the device wants a kick
-    return !(dma::read_once(used_[0]) & 1);  // VRING_USED_F_NO_NOTIFY
+    return !(dma::read_once(used_->flags) & vring::kUsedNoNotify);
 }
 
 inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept {
@@ -96,7 +121,7 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
     free_.pop_back();
     desc_[head] = Desc{out, out_len, kDescNext, tail};
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
-    avail_[2u + avail_idx_ % size_] = head;
+    avail_ring_[avail_idx_ % size_] = head;
     ++avail_idx_;
     return head;
 }
@@ -106,20 +131,19 @@ inline void Virtqueue::free_request(std::uint16_t head) noexcept {
     free_.push_back(head);
 }
 
-inline bool Virtqueue::has_used() const noexcept { return static_cast<std::uint16_t>(dma::read_once(used_[0]) >> 16) != last_used_; }
+inline bool Virtqueue::has_used() const noexcept { return dma::read_once(used_->idx) != last_used_; }
 
 inline void Virtqueue::set_interrupts(bool on) noexcept {
-    avail_[0] = on ? 0 : 1;  // VRING_AVAIL_F_NO_INTERRUPT
-    dma_mb();                // the flag before the caller looks at the used ring again
+    avail_->flags = on ? 0 : vring::kAvailNoInterrupt;
+    dma_mb();  // the flag before the caller looks at the used ring again
 }
 
-inline std::optional<std::pair<std::uint32_t, std::uint32_t>> Virtqueue::next_used() noexcept {
-    auto idx = static_cast<std::uint16_t>(dma::read_once(used_[0]) >> 16);
-    if (idx == last_used_) return std::nullopt;
+inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
+    if (dma::read_once(used_->idx) == last_used_) return std::nullopt;
     dma_rmb();  // the element after the index that says it is there
-    std::size_t slot = last_used_ % size_;
+    const vring::UsedElem& e = used_ring_[last_used_ % size_];
     ++last_used_;
-    return std::make_pair(used_[1 + 2 * slot], used_[2 + 2 * slot]);
+    return vring::UsedElem{dma::read_once(e.id), dma::read_once(e.len)};
 }
 
 class VirtioNet final : public net::Device {
