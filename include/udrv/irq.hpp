@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "udrv/fileio.hpp"
 #include "udrv/result.hpp"
 #include "udrv/hw.hpp"
 
@@ -23,7 +24,7 @@ using hw::IrqKind;
 /// One interrupt vector routed to an eventfd.
 class Vector {
 public:
-    int fd() const noexcept { return fd_; }
+    int fd() const noexcept { return fd_.get(); }
     unsigned index() const noexcept { return index_; }
     /// Consumes pending interrupts without blocking; returns how many fired since the last call (0: none).
     /// Rearms first (see rearm()).
@@ -40,9 +41,9 @@ public:
 
 private:
     friend class Vectors;
-    Vector(int fd, unsigned index, const hw::PciFunction* dev, bool intx) : fd_(fd), index_(index), dev_(dev), intx_(intx) {}
+    Vector(Fd fd, unsigned index, const hw::PciFunction* dev, bool intx) : fd_(std::move(fd)), index_(index), dev_(dev), intx_(intx) {}
     Result<std::uint64_t> consume(std::uint64_t n) noexcept;
-    int fd_;
+    Fd fd_;
     unsigned index_;
     const hw::PciFunction* dev_;  // null once the device is released (Vectors::release_device)
     bool intx_;
@@ -78,9 +79,8 @@ private:
 class EventLoop {
 public:
     static Result<EventLoop> create();
-    EventLoop(EventLoop&& o) noexcept : fd_(o.fd_), handlers_(std::move(o.handlers_)) { o.fd_ = -1; }
+    EventLoop(EventLoop&& o) noexcept = default;
     EventLoop& operator=(EventLoop&&) = delete;
-    ~EventLoop();
     /// Calls `on_ready` whenever `fd` is readable. The handler must consume the event (Vector::poll)
     /// and, for INTx, call Vector::rearm() once it has acknowledged the device.
     Result<void> add(int fd, std::function<void()> on_ready);
@@ -89,8 +89,8 @@ public:
     Result<int> run_once(std::chrono::milliseconds timeout);
 
 private:
-    explicit EventLoop(int fd) : fd_(fd) {}
-    int fd_;
+    explicit EventLoop(Fd fd) : fd_(std::move(fd)) {}
+    Fd fd_;
     std::map<int, std::function<void()>> handlers_;
 };
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "udrv/fileio.hpp"
 #include "udrv/hw.hpp"
 #include "udrv/result.hpp"
 
@@ -36,7 +37,7 @@ public:
     static Result<std::shared_ptr<Container>> open(const std::filesystem::path& dev_dir = "/dev/vfio");
     /// The process-wide container most users share (opened on first use).
     static Result<std::shared_ptr<Container>> shared();
-    ~Container();
+    ~Container() = default;
     Container(const Container&) = delete;
     Container& operator=(const Container&) = delete;
 
@@ -60,10 +61,10 @@ public:
     Result<void> unmap_dma(std::uint64_t iova, std::size_t size) noexcept;
 
 private:
-    Container(int fd, std::filesystem::path dev_dir) : fd_(fd), dev_dir_(std::move(dev_dir)) {}
+    Container(Fd fd, std::filesystem::path dev_dir) : fd_(std::move(fd)), dev_dir_(std::move(dev_dir)) {}
     Result<void> read_iommu_info();
 
-    int fd_;
+    Fd fd_;
     std::filesystem::path dev_dir_;
     bool iommu_set_ = false;
     unsigned attached_ = 0;
@@ -91,10 +92,10 @@ public:
 private:
     friend class Container;
     bool attached_ = false;
-    Group(std::shared_ptr<Container> c, unsigned n, int fd) : container_(std::move(c)), number_(n), fd_(fd) {}
+    Group(std::shared_ptr<Container> c, unsigned n, Fd fd) : container_(std::move(c)), number_(n), fd_(std::move(fd)) {}
     std::shared_ptr<Container> container_;
     unsigned number_;
-    int fd_;
+    Fd fd_;
 };
 
 /// Interrupt kinds of a vfio-pci device (VFIO_PCI_*_IRQ_INDEX).
@@ -104,7 +105,7 @@ using hw::irq_kind_name;
 /// A device opened through VFIO.
 class Device final : public hw::PciFunction {
 public:
-    ~Device() override;
+    ~Device() override = default;
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;
 
@@ -129,10 +130,10 @@ public:
 
 private:
     friend class Group;
-    Device(std::shared_ptr<Group> g, std::string address, int fd) : group_(std::move(g)), address_(std::move(address)), fd_(fd) {}
+    Device(std::shared_ptr<Group> g, std::string address, Fd fd) : group_(std::move(g)), address_(std::move(address)), fd_(std::move(fd)) {}
     std::shared_ptr<Group> group_;
     std::string address_;
-    int fd_;
+    Fd fd_;
     RegionInfo config_;  // the config space region, read once at open (not an ioctl per access)
 };
 

@@ -29,7 +29,7 @@ Result<void> Vector::rearm() noexcept {
 Result<std::uint64_t> Vector::poll() noexcept {
     UDRV_TRY(rearm());
     std::uint64_t n = 0;
-    ssize_t r = ::read(fd_, &n, sizeof(n));
+    ssize_t r = ::read(fd_.get(), &n, sizeof(n));
     if (r == sizeof(n)) return consume(n);
     if (r < 0 && errno == EAGAIN) return 0;
     return fail_errno("reading interrupt eventfd of vector {}", index_);
@@ -42,7 +42,7 @@ Result<std::uint64_t> Vector::wait(std::chrono::milliseconds timeout) noexcept {
         if (n) return n;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) return fail(ETIMEDOUT, "no interrupt on vector {} within {} ms", index_, timeout.count());
-        pollfd p{fd_, POLLIN, 0};
+        pollfd p{fd_.get(), POLLIN, 0};
         int r = ::poll(&p, 1, static_cast<int>(left.count()));
         if (r < 0 && errno != EINTR) return fail_errno("poll on interrupt eventfd");
     }
@@ -52,23 +52,16 @@ Result<Vectors> Vectors::enable(std::shared_ptr<hw::PciFunction> dev, IrqKind ki
     std::uint32_t have = UDRV_TRY(dev->irq_count(kind));
     if (count == 0 || count > have)
         return fail(EINVAL, "{}: asked for {} {} vector(s), the device has {}", dev->address(), count, hw::irq_kind_name(kind), have);
-    Vectors v(dev, kind);
+    Vectors v(nullptr, kind);  // the device is set once it signals these eventfds
     std::vector<std::int32_t> fds;
     for (unsigned i = 0; i < count; ++i) {
-        int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (fd < 0) {
-            for (int f : fds) ::close(f);
-            return fail_errno("eventfd for {} vector {}", hw::irq_kind_name(kind), i);
-        }
-        fds.push_back(fd);
-        v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(fd, i, dev.get(), kind == IrqKind::intx)));
+        Fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!fd) return fail_errno("eventfd for {} vector {}", hw::irq_kind_name(kind), i);
+        fds.push_back(fd.get());
+        v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(std::move(fd), i, dev.get(), kind == IrqKind::intx)));
     }
-    if (auto r = dev->set_irq_eventfds(kind, 0, fds); !r) {
-        v.vectors_.clear();
-        for (int f : fds) ::close(f);
-        v.dev_.reset();
-        return std::unexpected(std::move(r).error());
-    }
+    UDRV_TRY(dev->set_irq_eventfds(kind, 0, fds));
+    v.dev_ = std::move(dev);
     return v;
 }
 
@@ -79,39 +72,32 @@ void Vectors::release_device() noexcept {
     dev_.reset();
 }
 
-Vectors::~Vectors() {
-    release_device();
-    for (auto& v : vectors_) ::close(v->fd_);  // empty when moved from
-}
+Vectors::~Vectors() { release_device(); }  // the device stops signalling before the eventfds close
 
 Result<EventLoop> EventLoop::create() {
-    int fd = epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return fail_errno("epoll_create1");
-    return EventLoop(fd);
-}
-
-EventLoop::~EventLoop() {
-    if (fd_ >= 0) ::close(fd_);
+    Fd fd(epoll_create1(EPOLL_CLOEXEC));
+    if (!fd) return fail_errno("epoll_create1");
+    return EventLoop(std::move(fd));
 }
 
 Result<void> EventLoop::add(int fd, std::function<void()> on_ready) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    if (epoll_ctl(fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return fail_errno("epoll_ctl add fd {}", fd);
+    if (epoll_ctl(fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return fail_errno("epoll_ctl add fd {}", fd);
     handlers_[fd] = std::move(on_ready);
     return {};
 }
 
 Result<void> EventLoop::remove(int fd) {
-    if (epoll_ctl(fd_, EPOLL_CTL_DEL, fd, nullptr) != 0) return fail_errno("epoll_ctl del fd {}", fd);
+    if (epoll_ctl(fd_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return fail_errno("epoll_ctl del fd {}", fd);
     handlers_.erase(fd);
     return {};
 }
 
 Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
     epoll_event evs[32];
-    int n = epoll_wait(fd_, evs, 32, static_cast<int>(timeout.count()));
+    int n = epoll_wait(fd_.get(), evs, 32, static_cast<int>(timeout.count()));
     if (n < 0) {
         if (errno == EINTR) return 0;
         return fail_errno("epoll_wait");

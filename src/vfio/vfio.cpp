@@ -35,7 +35,7 @@ Result<std::shared_ptr<Container>> Container::open(const std::filesystem::path& 
         errno = e;
         return fail_errno("cannot open {}", path.string());
     }
-    std::shared_ptr<Container> c(new Container(fd, dev_dir));
+    std::shared_ptr<Container> c(new Container(Fd(fd), dev_dir));
     // SAFETY: VFIO_GET_API_VERSION / VFIO_CHECK_EXTENSION take no argument pointer.
     if (ioctl(fd, VFIO_GET_API_VERSION) != VFIO_API_VERSION)
         return fail(EPROTO, "{}: unknown VFIO API version (expected {})", path.string(), VFIO_API_VERSION);
@@ -55,8 +55,6 @@ Result<std::shared_ptr<Container>> Container::shared() {
     return c;
 }
 
-Container::~Container() { ::close(fd_); }
-
 Result<std::shared_ptr<Group>> Container::group(unsigned number) {
     std::lock_guard lock(mu_);
     if (auto g = groups_[number].lock()) return g;
@@ -70,7 +68,7 @@ Result<std::shared_ptr<Group>> Container::group(unsigned number) {
         errno = e;
         return fail_errno("cannot open {}", path.string());
     }
-    std::shared_ptr<Group> g(new Group(shared_from_this(), number, fd));
+    std::shared_ptr<Group> g(new Group(shared_from_this(), number, Fd(fd)));
     vfio_group_status status{};
     status.argsz = sizeof(status);
     // SAFETY: status is a properly sized vfio_group_status with argsz set.
@@ -79,12 +77,13 @@ Result<std::shared_ptr<Group>> Container::group(unsigned number) {
         return fail(EINVAL, "IOMMU group {} is not viable: every device in it must be bound to vfio-pci (or no driver); "
                     "see /sys/kernel/iommu_groups/{}/devices", number, number);
     // SAFETY: the argument is a pointer to the container fd, as VFIO_GROUP_SET_CONTAINER expects.
-    if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &fd_) != 0) return fail_errno("{}: cannot attach to the VFIO container", path.string());
+    const int container_fd = fd_.get();
+    if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &container_fd) != 0) return fail_errno("{}: cannot attach to the VFIO container", path.string());
     g->attached_ = true;
     ++attached_;
     if (!iommu_set_) {
         // SAFETY: VFIO_SET_IOMMU takes the IOMMU type by value.
-        if (ioctl(fd_, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) return fail_errno("VFIO_SET_IOMMU(type1v2)");
+        if (ioctl(fd_.get(), VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) != 0) return fail_errno("VFIO_SET_IOMMU(type1v2)");
         iommu_set_ = true;
         UDRV_TRY(read_iommu_info());
     }
@@ -97,11 +96,11 @@ Result<void> Container::read_iommu_info() {
     vfio_iommu_type1_info probe{};
     probe.argsz = sizeof(probe);
     // SAFETY: probe is a vfio_iommu_type1_info with argsz = its size.
-    if (ioctl(fd_, VFIO_IOMMU_GET_INFO, &probe) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
+    if (ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, &probe) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
     std::vector<std::uint64_t> buf((std::max<std::size_t>(probe.argsz, sizeof(probe)) + 7) / 8);
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf.data());  // SAFETY: 8-aligned buffer of argsz bytes
     info->argsz = static_cast<std::uint32_t>(buf.size() * 8);
-    if (ioctl(fd_, VFIO_IOMMU_GET_INFO, info) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
+    if (ioctl(fd_.get(), VFIO_IOMMU_GET_INFO, info) != 0) return fail_errno("VFIO_IOMMU_GET_INFO");
     if (info->flags & VFIO_IOMMU_INFO_PGSIZES) page_size_ = info->iova_pgsizes & (~info->iova_pgsizes + 1);
     ranges_.clear();
     if (info->flags & VFIO_IOMMU_INFO_CAPS) {
@@ -136,7 +135,7 @@ Result<void> Container::map_dma(const void* vaddr, std::uint64_t iova, std::size
     m.iova = iova;
     m.size = size;
     // SAFETY: m is a complete vfio_iommu_type1_dma_map.
-    if (ioctl(fd_, VFIO_IOMMU_MAP_DMA, &m) != 0) {
+    if (ioctl(fd_.get(), VFIO_IOMMU_MAP_DMA, &m) != 0) {
         int e = errno;
         if (e == ENOMEM)
             return fail(ENOMEM, "mapping {} bytes for DMA failed: the locked-memory limit (RLIMIT_MEMLOCK, now {}) is reached; "
@@ -156,14 +155,14 @@ Result<void> Container::unmap_dma(std::uint64_t iova, std::size_t size) noexcept
     u.iova = iova;
     u.size = size;
     // SAFETY: u is a complete vfio_iommu_type1_dma_unmap.
-    if (ioctl(fd_, VFIO_IOMMU_UNMAP_DMA, &u) != 0) return fail_errno("VFIO_IOMMU_UNMAP_DMA at IOVA {:#x}", iova);
+    if (ioctl(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u) != 0) return fail_errno("VFIO_IOMMU_UNMAP_DMA at IOVA {:#x}", iova);
     return {};
 }
 
 Group::~Group() {
     if (attached_) {
         // SAFETY: detaching takes no argument; then the fd is ours to close.
-        ioctl(fd_, VFIO_GROUP_UNSET_CONTAINER);
+        ioctl(fd_.get(), VFIO_GROUP_UNSET_CONTAINER);
         std::lock_guard lock(container_->mu_);
         if (--container_->attached_ == 0) {
             // The last group took the IOMMU context (and every mapping) with it.
@@ -171,14 +170,13 @@ Group::~Group() {
             ++container_->epoch_;
         }
     }
-    ::close(fd_);
-}
+}  // the group fd closes after the detach
 
 Result<std::unique_ptr<Device>> Group::open_device(const std::string& address) {
     // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a NUL-terminated device name.
-    int fd = ioctl(fd_, VFIO_GROUP_GET_DEVICE_FD, address.c_str());
+    int fd = ioctl(fd_.get(), VFIO_GROUP_GET_DEVICE_FD, address.c_str());
     if (fd < 0) return fail_errno("{}: cannot open through VFIO group {} (is it bound to vfio-pci?)", address, number_);
-    std::unique_ptr<Device> dev(new Device(shared_from_this(), address, fd));
+    std::unique_ptr<Device> dev(new Device(shared_from_this(), address, Fd(fd)));
     dev->config_ = UDRV_TRY(dev->region(VFIO_PCI_CONFIG_REGION_INDEX));
     return dev;
 }
@@ -197,14 +195,12 @@ public:
 
 }  // namespace
 
-Device::~Device() { ::close(fd_); }
-
 Result<Device::RegionInfo> Device::region(unsigned index) const {
     vfio_region_info r{};
     r.argsz = sizeof(r);
     r.index = index;
     // SAFETY: r is a vfio_region_info with argsz set; capabilities beyond it are not requested.
-    if (ioctl(fd_, VFIO_DEVICE_GET_REGION_INFO, &r) != 0) return fail_errno("{}: region {} info", address_, index);
+    if (ioctl(fd_.get(), VFIO_DEVICE_GET_REGION_INFO, &r) != 0) return fail_errno("{}: region {} info", address_, index);
     return RegionInfo{r.size, r.offset, bool(r.flags & VFIO_REGION_INFO_FLAG_READ), bool(r.flags & VFIO_REGION_INFO_FLAG_WRITE),
                       bool(r.flags & VFIO_REGION_INFO_FLAG_MMAP)};
 }
@@ -215,7 +211,7 @@ Result<std::unique_ptr<hw::BarMapping>> Device::map_bar(unsigned index) const {
     if (r.size == 0) return fail(ENXIO, "{}: BAR{} is not implemented", address_, index);
     if (!r.mmappable) return fail(ENOTSUP, "{}: BAR{} cannot be mmapped (an I/O port BAR?)", address_, index);
     // SAFETY: maps the region at the offset VFIO reported, with its full size; MappedRegion unmaps it.
-    void* p = mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(r.offset));
+    void* p = mmap(nullptr, r.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), static_cast<off_t>(r.offset));
     if (p == MAP_FAILED) return fail_errno("{}: mmap of BAR{} ({} bytes)", address_, index, r.size);
     return std::unique_ptr<hw::BarMapping>(new MappedRegion(p, r.size, index, nullptr));
 }
@@ -226,7 +222,7 @@ Result<void> Device::read_config(std::uint32_t offset, std::span<std::uint8_t> o
     const RegionInfo& r = config_;
     if (offset > r.size || out.size() > r.size - offset)
         return fail(ERANGE, "{}: config read of {} bytes at {:#x} beyond {} bytes", address_, out.size(), offset, r.size);
-    ssize_t n = pread(fd_, out.data(), out.size(), static_cast<off_t>(r.offset + offset));
+    ssize_t n = pread(fd_.get(), out.data(), out.size(), static_cast<off_t>(r.offset + offset));
     if (n != static_cast<ssize_t>(out.size())) return fail_errno("{}: config read at {:#x}", address_, offset);
     return {};
 }
@@ -235,7 +231,7 @@ Result<void> Device::write_config(std::uint32_t offset, std::span<const std::uin
     const RegionInfo& r = config_;
     if (offset > r.size || in.size() > r.size - offset)
         return fail(ERANGE, "{}: config write of {} bytes at {:#x} beyond {} bytes", address_, in.size(), offset, r.size);
-    ssize_t n = pwrite(fd_, in.data(), in.size(), static_cast<off_t>(r.offset + offset));
+    ssize_t n = pwrite(fd_.get(), in.data(), in.size(), static_cast<off_t>(r.offset + offset));
     if (n != static_cast<ssize_t>(in.size())) return fail_errno("{}: config write at {:#x}", address_, offset);
     return {};
 }
@@ -245,7 +241,7 @@ Result<std::uint32_t> Device::irq_count(IrqKind kind) const {
     info.argsz = sizeof(info);
     info.index = static_cast<std::uint32_t>(kind);
     // SAFETY: info is a vfio_irq_info with argsz set.
-    if (ioctl(fd_, VFIO_DEVICE_GET_IRQ_INFO, &info) != 0) return fail_errno("{}: {} info", address_, irq_kind_name(kind));
+    if (ioctl(fd_.get(), VFIO_DEVICE_GET_IRQ_INFO, &info) != 0) return fail_errno("{}: {} info", address_, irq_kind_name(kind));
     return info.count;
 }
 
@@ -260,7 +256,7 @@ Result<void> Device::set_irq_eventfds(IrqKind kind, std::uint32_t start, std::sp
     std::memcpy(set->data, fds.data(), fds.size_bytes());
     // SAFETY: set points to argsz bytes: the vfio_irq_set header followed by count eventfds, as
     // VFIO_DEVICE_SET_IRQS with DATA_EVENTFD reads them.
-    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, set) != 0)
+    if (ioctl(fd_.get(), VFIO_DEVICE_SET_IRQS, set) != 0)
         return fail_errno("{}: routing {} vectors {}..{} to eventfds", address_, irq_kind_name(kind), start, start + fds.size() - 1);
     return {};
 }
@@ -271,7 +267,7 @@ Result<void> Device::disable_irqs(IrqKind kind) const noexcept {
     set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
     set.index = static_cast<std::uint32_t>(kind);
     // SAFETY: count 0 with DATA_NONE disables the index; no payload.
-    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: disabling {}", address_, irq_kind_name(kind));
+    if (ioctl(fd_.get(), VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: disabling {}", address_, irq_kind_name(kind));
     return {};
 }
 
@@ -282,13 +278,13 @@ Result<void> Device::unmask_intx() const {
     set.index = VFIO_PCI_INTX_IRQ_INDEX;
     set.count = 1;
     // SAFETY: as disable_irqs.
-    if (ioctl(fd_, VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: unmasking INTx", address_);
+    if (ioctl(fd_.get(), VFIO_DEVICE_SET_IRQS, &set) != 0) return fail_errno("{}: unmasking INTx", address_);
     return {};
 }
 
 Result<void> Device::reset() const {
     // SAFETY: VFIO_DEVICE_RESET takes no argument.
-    if (ioctl(fd_, VFIO_DEVICE_RESET) != 0) return fail_errno("{}: reset", address_);
+    if (ioctl(fd_.get(), VFIO_DEVICE_RESET) != 0) return fail_errno("{}: reset", address_);
     return {};
 }
 

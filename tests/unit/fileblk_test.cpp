@@ -194,3 +194,22 @@ TEST_F(FileBlockTest, PollReturnsWhenCallbacksResubmitAndTheKernelCompletesAtOnc
 }
 
 }  // namespace
+
+// A queue the application still holds after the device is unbound: what it had in flight comes back,
+// new requests are refused with ENODEV, and the file stays open under it until it is dropped.
+TEST_F(FileBlockTest, AQueueHeldPastUnbindIsRefused) {
+    auto* dev = make(1 << 20);
+    ASSERT_NE(dev, nullptr);
+    auto q = *dev->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *dev->alloc_buffer(4096);
+    Done d;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Done::cb, &d));
+    udrv::platform::bus().remove_all_devices();
+    drain(*q);
+    EXPECT_EQ(d.ok, 1) << d.error;
+    auto r = q->read(0, 8, buf.bytes(), &Done::cb, &d);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ENODEV);
+    EXPECT_NE(r.error().message().find("the device was removed"), std::string::npos) << r.error().message();
+    q.reset();
+}

@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <vector>
 
+#include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
 
 namespace udrv::fileblk {
@@ -19,11 +21,24 @@ namespace {
 constexpr std::uint64_t kMaxRequestBytes = std::uint64_t{1} << 30;
 constexpr unsigned kMaxQueueDepth = 4096;  // entries of one io_uring
 
+}  // namespace
+
+// The file and what it is, shared by the device and its queues: a queue an application still holds
+// after unbind keeps the file open (no descriptor is reused under it) and is refused new requests.
+struct Backing {
+    Fd fd;
+    block::Info info;
+    std::atomic<bool> removed{false};
+};
+
+namespace {
+
 // One io_uring per queue, owned by one thread like an NVMe queue pair.
 class Queue final : public block::Queue {
 public:
-    static Result<std::unique_ptr<Queue>> create(int fd, const block::Info& info, unsigned depth, block::Mode mode) {
-        std::unique_ptr<Queue> q(new Queue(fd, info, depth, mode));
+    static Result<std::unique_ptr<Queue>> create(std::shared_ptr<const Backing> b, unsigned depth, block::Mode mode) {
+        std::unique_ptr<Queue> q(new Queue(std::move(b), depth, mode));
+        const block::Info& info = q->info_;
         int e = io_uring_queue_init(depth, &q->ring_, 0);
         if (e < 0) return fail(-e, "{}: io_uring_queue_init({}) failed: {}", info.name, depth, std::strerror(-e));
         q->ready_ = true;
@@ -102,10 +117,13 @@ private:
         void* ctx;
         std::uint32_t bytes;  // a read or write must move exactly this many; 0 for other commands
     };
-    Queue(int fd, const block::Info& info, unsigned depth, block::Mode mode) : fd_(fd), info_(info), depth_(depth), mode_(mode), slots_(depth) {
+    Queue(std::shared_ptr<const Backing> b, unsigned depth, block::Mode mode)
+        : backing_(std::move(b)), fd_(backing_->fd.get()), info_(backing_->info), depth_(depth), mode_(mode), slots_(depth) {
         for (unsigned i = depth; i > 0; --i) free_.push_back(i - 1);
     }
     Result<io_uring_sqe*> take(block::Callback cb, void* ctx, std::uint32_t bytes = 0) {
+        if (backing_->removed.load(std::memory_order_relaxed)) [[unlikely]]
+            return fail(ENODEV, "{}: the device was removed: close this queue", info_.name);
         if (free_.empty()) return fail(EAGAIN, "{}: queue is full ({} requests outstanding)", info_.name, outstanding_);
         io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
         if (!sqe) return fail(EAGAIN, "{}: io_uring submission ring is full", info_.name);
@@ -160,8 +178,9 @@ private:
         else s.cb(s.ctx, {});
     }
 
-    int fd_;
-    const block::Info& info_;
+    std::shared_ptr<const Backing> backing_;
+    int fd_;                   // backing_'s, open while this queue lives
+    const block::Info& info_;  // backing_'s
     unsigned depth_;
     block::Mode mode_;
     io_uring ring_{};
@@ -183,27 +202,20 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
     std::int64_t size = dev->property<std::int64_t>("size").value_or(0);
     bool direct = dev->property<bool>("direct").value_or(true);
     int flags = O_RDWR | O_CLOEXEC | (size > 0 ? O_CREAT : 0);
-    int fd = ::open(path.c_str(), flags | (direct ? O_DIRECT : 0), 0644);
-    if (fd < 0 && direct && errno == EINVAL) {  // tmpfs and some others refuse O_DIRECT
+    Fd fd(::open(path.c_str(), flags | (direct ? O_DIRECT : 0), 0644));
+    if (!fd && direct && errno == EINVAL) {  // tmpfs and some others refuse O_DIRECT
         dev_warn(dev.device(), "{} does not support O_DIRECT: using the page cache", path);
-        fd = ::open(path.c_str(), flags, 0644);
+        fd.reset(::open(path.c_str(), flags, 0644));
     }
-    if (fd < 0) return fail_errno("{}: cannot open {}", dev->name(), path);
+    if (!fd) return fail_errno("{}: cannot open {}", dev->name(), path);
     struct stat st {};
-    if (fstat(fd, &st) != 0) {
-        ::close(fd);
-        return fail_errno("{}: fstat {}", dev->name(), path);
-    }
-    if (size > 0 && S_ISREG(st.st_mode) && st.st_size < size && ftruncate(fd, size) != 0) {
-        ::close(fd);
+    if (fstat(fd.get(), &st) != 0) return fail_errno("{}: fstat {}", dev->name(), path);
+    if (size > 0 && S_ISREG(st.st_mode) && st.st_size < size && ftruncate(fd.get(), size) != 0)
         return fail_errno("{}: cannot extend {} to {} bytes", dev->name(), path, size);
-    }
     std::uint64_t bytes = S_ISREG(st.st_mode) ? static_cast<std::uint64_t>(std::max<std::int64_t>(st.st_size, size)) : 0;
-    if (S_ISBLK(st.st_mode)) bytes = static_cast<std::uint64_t>(lseek(fd, 0, SEEK_END));
-    if (bytes < static_cast<std::uint64_t>(bs)) {
-        ::close(fd);
+    if (S_ISBLK(st.st_mode)) bytes = static_cast<std::uint64_t>(lseek(fd.get(), 0, SEEK_END));
+    if (bytes < static_cast<std::uint64_t>(bs))
         return fail(EINVAL, "{}: {} holds {} bytes, less than one block (give size = N to create it)", dev->name(), path, bytes);
-    }
     block::Info info;
     info.name = "file:" + path;
     info.block_size = static_cast<std::uint32_t>(bs);
@@ -212,21 +224,26 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
     info.max_queue_depth = kMaxQueueDepth;
     info.write_zeroes = info.deallocate = true;
     dev_info(dev.device(), "{}: {} blocks of {} bytes{}", path, info.blocks, bs, direct ? ", O_DIRECT" : "");
-    return std::unique_ptr<FileBlock>(new FileBlock(fd, std::move(info)));
+    auto backing = std::make_shared<Backing>();
+    backing->fd = std::move(fd);
+    backing->info = std::move(info);
+    return std::unique_ptr<FileBlock>(new FileBlock(std::move(backing)));
 }
 
-FileBlock::~FileBlock() { ::close(fd_); }
+FileBlock::~FileBlock() { backing_->removed.store(true, std::memory_order_relaxed); }
+
+const block::Info& FileBlock::info() const { return backing_->info; }
 
 Result<std::unique_ptr<block::Queue>> FileBlock::open_queue(unsigned depth, block::Mode mode) {
-    if (depth == 0 || depth > kMaxQueueDepth) return fail(EINVAL, "{}: queue depth {} (1-{})", info_.name, depth, kMaxQueueDepth);
-    auto q = UDRV_TRY(Queue::create(fd_, info_, depth, mode));
+    if (depth == 0 || depth > kMaxQueueDepth) return fail(EINVAL, "{}: queue depth {} (1-{})", info().name, depth, kMaxQueueDepth);
+    auto q = UDRV_TRY(Queue::create(backing_, depth, mode));
     return std::unique_ptr<block::Queue>(std::move(q));
 }
 
 Result<block::Buffer> FileBlock::alloc_buffer(std::size_t bytes) {
     std::size_t len = (bytes + 4095) & ~std::size_t{4095};
     void* p = std::aligned_alloc(4096, len);  // O_DIRECT wants page-aligned memory
-    if (!p) return fail(ENOMEM, "{}: cannot allocate {} bytes", info_.name, len);
+    if (!p) return fail(ENOMEM, "{}: cannot allocate {} bytes", info().name, len);
     std::shared_ptr<void> owner(p, [](void* q) { std::free(q); });
     return block::Buffer(std::span<std::byte>(static_cast<std::byte*>(p), bytes), std::move(owner));
 }

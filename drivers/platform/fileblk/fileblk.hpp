@@ -19,20 +19,21 @@
 
 namespace udrv::fileblk {
 
+struct Backing;
+
 class FileBlock final : public block::Device {
 public:
     static constexpr std::string_view compatible[] = {"udrv,file-block"};
     static Result<std::unique_ptr<FileBlock>> probe(Bound<platform::Device>& dev, std::string_view matched);
     ~FileBlock() override;
 
-    const block::Info& info() const override { return info_; }
+    const block::Info& info() const override;
     Result<std::unique_ptr<block::Queue>> open_queue(unsigned depth, block::Mode mode) override;
     Result<block::Buffer> alloc_buffer(std::size_t bytes) override;
 
 private:
-    FileBlock(int fd, block::Info info) : fd_(fd), info_(std::move(info)) {}
-    int fd_;
-    block::Info info_;
+    explicit FileBlock(std::shared_ptr<Backing> b) : backing_(std::move(b)) {}
+    std::shared_ptr<Backing> backing_;  // shared with the queues (see fileblk.cpp)
 };
 
 }  // namespace udrv::fileblk
