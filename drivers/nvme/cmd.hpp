@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "spec.hpp"
+#include "udrv/nvme_spec.hpp"
 
 namespace udrv::nvme {
 

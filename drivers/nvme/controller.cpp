@@ -94,11 +94,29 @@ Result<std::unique_ptr<Controller>> Controller::probe(Bound<pci::Device>& dev, c
     }
     // 9. The service thread: timeouts and controller fatal status, off every I/O path.
     c->start_service();
+    // 10. Publish: the controller as nvme<N>, each namespace as block device nvme<N>n<nsid>.
+    UDRV_TRY(c->publish(dev));
     const ControllerInfo& i = c->info_;
-    dev_info(dev.device(), "{} (serial {}, firmware {}), NVMe {}.{}, {} namespace(s), {} I/O queues, {} KiB per command{}", i.model,
-             i.serial, i.firmware, i.version >> 16, (i.version >> 8) & 0xff, c->namespaces_.size(), i.io_queues, i.max_transfer / 1024,
-             i.shadow_doorbells ? ", shadow doorbells" : "");
+    dev_info(dev.device(), "{}: {} (serial {}, firmware {}), NVMe {}.{}, {} namespace(s), {} I/O queues, {} KiB per command{}",
+             c->name_, i.model, i.serial, i.firmware, i.version >> 16, (i.version >> 8) & 0xff, c->namespaces_.size(), i.io_queues,
+             i.max_transfer / 1024, i.shadow_doorbells ? ", shadow doorbells" : "");
     return c;
+}
+
+Result<void> Controller::publish(Bound<pci::Device>& dev) {
+    name_ = UDRV_TRY(nvme::publish(dev, *this, dev->name()));
+    for (auto& ns : namespaces_) {
+        const std::uint32_t nsid = ns->ns_.nsid;
+        ns->block_name_ = UDRV_TRY(block::publish(dev, *ns, ClassName::exactly(fmt::format("{}n{}", name_, nsid)),
+                                                  fmt::format("{}/ns{}", dev->name(), nsid)));
+    }
+    return {};
+}
+
+std::vector<ControllerDevice::NamespaceEntry> Controller::namespaces() const {
+    std::vector<NamespaceEntry> out;
+    for (auto& ns : namespaces_) out.push_back({ns->ns_, ns->block_name_});
+    return out;
 }
 
 Result<void> Controller::read_capabilities(std::uint64_t cap) {
@@ -228,6 +246,7 @@ Result<void> Controller::identify_namespaces() {
         bi.max_transfer = info_.max_transfer;
         bi.splits = true;
         bi.max_queue_depth = info_.max_queue_entries - 1u;  // one SQ slot stays empty (full != empty)
+        bi.max_queues = info_.io_queues;                     // shared by the controller's namespaces
         bi.write_zeroes = info_.oncs & kOncsWriteZeroes;
         bi.deallocate = info_.oncs & kOncsDatasetManagement;
         bi.volatile_cache = info_.vwc & 1;
@@ -590,5 +609,7 @@ Result<std::unique_ptr<block::Queue>> Namespace::open_queue(unsigned depth, bloc
 }
 
 Result<block::Buffer> Namespace::alloc_buffer(std::size_t bytes) { return ctrl_.alloc_buffer(bytes); }
+Result<void> Namespace::register_memory(std::span<std::byte> memory) { return ctrl_.register_memory(memory); }
+void Namespace::unregister_memory(std::span<std::byte> memory) { ctrl_.unregister_memory(memory); }
 
 }  // namespace udrv::nvme

@@ -17,6 +17,7 @@
 
 #include "queue.hpp"
 #include "udrv/block.hpp"
+#include "udrv/nvme.hpp"
 #include "udrv/pci.hpp"
 
 namespace udrv::nvme {
@@ -70,13 +71,16 @@ private:
     std::vector<const MemMap*> mem_retired_;
 };
 
-/// One namespace as a block device.
+/// One namespace as a block device (published as nvme<N>n<nsid>, path <address>/ns<nsid>).
 class Namespace final : public block::Device {
 public:
     const block::Info& info() const override { return info_; }
     Result<std::unique_ptr<block::Queue>> open_queue(unsigned depth, block::Mode mode) override;
     Result<block::Buffer> alloc_buffer(std::size_t bytes) override;
+    Result<void> register_memory(std::span<std::byte> memory) override;
+    void unregister_memory(std::span<std::byte> memory) override;
     const NamespaceInfo& nvme_info() const noexcept { return ns_; }
+    const std::string& block_name() const noexcept { return block_name_; }
 
 private:
     friend class Controller;
@@ -84,9 +88,11 @@ private:
     Controller& ctrl_;
     NamespaceInfo ns_;
     block::Info info_;
+    std::string block_name_;
 };
 
-class Controller {
+/// The controller: published in the nvme class (nvme<N>), its namespaces in the block class.
+class Controller final : public nvme::ControllerDevice {
 public:
     static constexpr pci::DeviceId ids[] = {pci::DeviceId::by_class(0x010802, 0xffffff)};  // NVM Express
     /// Module parameter io_timeout_ms: how long an I/O command may take before it is aborted (and, if
@@ -96,21 +102,22 @@ public:
     /// remove(): what is in flight completes (bounded wait), the I/O queues are deleted, the controller
     /// is shut down (CC.SHN) so that acknowledged writes are on the medium. Queues still held fail with
     /// ENODEV from then on, reporting what they had in flight on their next call.
-    ~Controller();
+    ~Controller() override;
 
-    const ControllerInfo& info() const noexcept { return info_; }
+    // nvme::ControllerDevice
+    const ControllerInfo& info() const noexcept override { return info_; }
     /// Resets the controller (disable, re-enable, restore its features and every I/O queue), as after a
     /// timeout or CSTS.CFS. Commands in flight fail with EIO (or complete, if the controller finished
     /// them first); each queue's owner hears of them on its next call, and may resubmit at once.
-    Result<void> reset();
+    Result<void> reset() override;
     /// Resets so far, requested or after faults.
-    unsigned resets() const;
-    const std::vector<std::unique_ptr<Namespace>>& namespaces() const noexcept { return namespaces_; }
+    unsigned resets() const override;
+    std::vector<NamespaceEntry> namespaces() const override;
     Result<Namespace*> find_namespace(std::uint32_t nsid) const;
     /// A new I/O queue pair for namespace `nsid`, for the calling thread.
     Result<std::unique_ptr<QueuePair>> create_queue_pair(std::uint32_t nsid, unsigned depth, block::Mode mode);
     /// Raw Identify data (4096 bytes): CNS 1 controller, CNS 0 namespace `nsid`.
-    Result<std::vector<std::byte>> identify(std::uint32_t cns, std::uint32_t nsid);
+    Result<std::vector<std::byte>> identify(std::uint32_t cns, std::uint32_t nsid) override;
     /// I/O memory mapped for this controller.
     Result<block::Buffer> alloc_buffer(std::size_t bytes);
     /// Maps caller-owned memory (page aligned, whole pages) for zero-copy I/O until unregistered.
@@ -132,6 +139,7 @@ private:
     Result<void> identify_controller();
     Result<void> setup_queues_and_doorbells();
     Result<void> identify_namespaces();
+    Result<void> publish(Bound<pci::Device>& dev);
     void start_service();
 
     // ---- admin commands (callers hold core_->mu) ----
@@ -153,6 +161,7 @@ private:
     std::shared_ptr<ControllerCore> core_;
     dma::Allocator dma_;
     ControllerInfo info_;
+    std::string name_;  // in the nvme class: nvme0, ...
     std::unique_ptr<QueuePair> admin_;
     std::shared_ptr<irq::Vectors> vectors_;
     std::vector<std::unique_ptr<Namespace>> namespaces_;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "cmd.hpp"
-#include "spec.hpp"
+#include "udrv/nvme_spec.hpp"
 #include "udrv/block.hpp"
 #include "udrv/dma.hpp"
 #include "udrv/irq.hpp"

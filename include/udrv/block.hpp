@@ -1,6 +1,7 @@
-// A small asynchronous block-device interface, implemented by the NVMe driver (one per namespace) and by
-// the file-backed platform device. SPDK-style: a Queue belongs to one thread and has no locks; commands
-// complete by callback from that thread's poll()/wait().
+// Block devices: a small asynchronous interface that drivers implement (NVMe, one per namespace; the
+// file-backed and RAM platform devices), and the block class through which everyone else finds and
+// opens them by name ("nvme0n1") or stable path ("0000:00:04.0/ns1"). SPDK-style: a Queue belongs to
+// one thread and has no locks; commands complete by callback from that thread's poll()/wait().
 #pragma once
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "udrv/classdev.hpp"
 #include "udrv/result.hpp"
 
 namespace udrv::block {
@@ -21,6 +23,7 @@ struct Info {
     std::uint32_t max_transfer = 0;     ///< largest single command in bytes
     bool splits = false;                ///< requests above max_transfer become several commands (NVMe); else they are refused
     std::uint32_t max_queue_depth = 0;  ///< commands one queue can hold; open_queue refuses more
+    std::uint32_t max_queues = 0;       ///< queues that can be open at once (0: no fixed limit)
     bool write_zeroes = false, deallocate = false, volatile_cache = false;
 };
 
@@ -73,6 +76,57 @@ public:
     virtual Result<std::unique_ptr<Queue>> open_queue(unsigned depth, Mode mode) = 0;
     /// Memory the device can transfer to and from directly.
     virtual Result<Buffer> alloc_buffer(std::size_t bytes) = 0;
+    /// Makes caller-owned memory (page aligned, whole pages) usable for I/O in place, until
+    /// unregistered. ENOTSUP where the device needs no registration (any memory works) or has none.
+    virtual Result<void> register_memory(std::span<std::byte>) { return fail(ENOTSUP, "{}: takes no registered memory", info().name); }
+    virtual void unregister_memory(std::span<std::byte>) {}
 };
+
+// ---- the block class ----
+
+/// A block device opened through the class. Implements Device by forwarding to the driver's, until
+/// the device is unbound: from then on every call fails with ENODEV (queues opened before have their
+/// own lifetime, and fail the same way). Movable; any thread.
+class Handle final : public Device {
+public:
+    const ClassDeviceInfo& id() const noexcept { return id_; }
+    /// What the device was when opened (a block device does not change size while bound).
+    const Info& info() const override { return info_; }
+    bool alive() const noexcept { return !object_->revoked(); }
+    Result<std::unique_ptr<Queue>> open_queue(unsigned depth, Mode mode) override;
+    Result<Buffer> alloc_buffer(std::size_t bytes) override;
+    Result<void> register_memory(std::span<std::byte> memory) override;
+    void unregister_memory(std::span<std::byte> memory) override;
+
+private:
+    friend Result<Handle> open(std::string_view);
+    Handle(ClassDeviceInfo id, Info info, std::shared_ptr<Revocable<Device>> o) : id_(std::move(id)), info_(std::move(info)), object_(std::move(o)) {}
+    ClassDeviceInfo id_;
+    Info info_;
+    std::shared_ptr<Revocable<Device>> object_;
+};
+
+/// Opens a published block device by name ("nvme0n1") or path ("0000:00:04.0/ns1"; "00:04.0/ns1").
+Result<Handle> open(std::string_view name_or_path);
+
+/// What `udrv block list` shows.
+struct Listing {
+    ClassDeviceInfo id;
+    Info info;
+};
+std::vector<Listing> list();
+
+/// For drivers: publishes `dev` as a block device while `bound` stays bound (withdrawn at unbind before
+/// the driver's remove). Returns the name given. EEXIST if the name or path is taken.
+template <typename D>
+Result<std::string> publish(const BoundBase<D>& bound, Device& dev, ClassName name, std::string path);
+
+namespace detail {
+udrv::detail::ClassRegistry<Device>& registry();
+}
+template <typename D>
+Result<std::string> publish(const BoundBase<D>& bound, Device& dev, ClassName name, std::string path) {
+    return udrv::detail::publish(detail::registry(), bound, dev, std::move(name), std::move(path), "block");
+}
 
 }  // namespace udrv::block

@@ -60,6 +60,8 @@ public:
     bool is_bound() const noexcept { return driver_ != nullptr; }
     /// Number of managed resources currently tied to the binding (for diagnostics and tests).
     std::size_t devres_count() const noexcept { return devres_.size(); }
+    /// Number of publications (class devices) the binding made, withdrawn first at unbind.
+    std::size_t published_count() const noexcept { return unpublish_.size(); }
     /// The bound driver's per-device object if it is a T (the kernel's dev_get_drvdata), else nullptr.
     template <typename T>
     T* driver_data() const noexcept {
@@ -79,12 +81,14 @@ private:
     };
 
     void release_all_devres() noexcept;
+    void withdraw_all_publications() noexcept;
 
     Bus* bus_;
     std::string name_;
     Driver* driver_ = nullptr;
     detail::DriverData data_;
     std::vector<DevresAction> devres_;
+    std::vector<DevresAction> unpublish_;  // run before the driver's remove, newest first
 };
 
 /// A resource whose lifetime is tied to a device binding (the kernel's Devres<T>). The driver keeps the
@@ -129,6 +133,13 @@ public:
     /// reverse order of registration. `what` names the resource in debug logs.
     void add_action(std::string what, std::function<void()> release) const {
         static_cast<Device&>(*dev_).devres_.push_back({std::move(what), std::move(release)});
+    }
+
+    /// Runs `withdraw` at unbind (or when probe fails) before the driver's remove and before the managed
+    /// resources go, newest first: for what makes the device reachable by others (a class device), so
+    /// that nobody calls into a driver that is tearing down. See udrv/classdev.hpp.
+    void add_unpublish_action(std::string what, std::function<void()> withdraw) const {
+        static_cast<Device&>(*dev_).unpublish_.push_back({std::move(what), std::move(withdraw)});
     }
 
     /// Moves `value` into a managed slot dropped at unbind; returns a revocable handle to it.

@@ -22,4 +22,9 @@ public:
 /// be called inside one.
 void synchronize() noexcept;
 
+/// A full memory barrier on every thread of the process (membarrier(2)), for asymmetric handshakes: a
+/// fast path that orders its accesses with a compiler barrier only, and a rare slow path that calls
+/// this between its store and its load, behave as if both had fenced.
+void fence_all_threads() noexcept;
+
 }  // namespace udrv::rcu

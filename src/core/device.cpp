@@ -9,7 +9,19 @@ namespace udrv {
 
 Device::Device(Bus& bus, std::string name) : bus_(&bus), name_(std::move(name)) {}
 
-Device::~Device() { release_all_devres(); }
+Device::~Device() {
+    withdraw_all_publications();
+    release_all_devres();
+}
+
+void Device::withdraw_all_publications() noexcept {
+    while (!unpublish_.empty()) {
+        DevresAction a = std::move(unpublish_.back());
+        unpublish_.pop_back();
+        pr_debug("{}: withdraw {}", name_, a.what);
+        a.release();
+    }
+}
 
 void Device::release_all_devres() noexcept {
     // Reverse order of acquisition, like devres_release_all(): later resources may depend on earlier ones.
@@ -120,7 +132,8 @@ Result<void> Bus::really_probe(Device& dev, Driver& drv, const void* id) {
     dev.driver_ = &drv;
     auto data = probe(dev, drv, id);
     if (!data) {
-        // A failed probe leaves nothing behind: whatever it acquired through Bound<> goes now.
+        // A failed probe leaves nothing behind: whatever it published or acquired through Bound<> goes now.
+        dev.withdraw_all_publications();
         dev.release_all_devres();
         dev.driver_ = nullptr;
         return std::unexpected(std::move(data).error());
@@ -132,7 +145,9 @@ Result<void> Bus::really_probe(Device& dev, Driver& drv, const void* id) {
 
 void Bus::unbind(Device& dev) noexcept {
     if (!dev.driver_) return;
-    // remove() first (the driver's own teardown may still use its resources), then devres in reverse.
+    // Publications first (nobody may enter the driver from here on), then remove() (the driver's own
+    // teardown may still use its resources), then devres in reverse.
+    dev.withdraw_all_publications();
     dev.data_ = {};
     dev.release_all_devres();
     pr_debug("{} {}: unbound", dev.driver_->name(), dev.name());

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "e1000e/e1000e.hpp"
-#include "nvme/spec.hpp"
+#include "udrv/nvme_spec.hpp"
 #include "virtio_net/virtio_net.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -4,7 +4,7 @@
 #include <span>
 #include <vector>
 
-#include "nvme/spec.hpp"
+#include "udrv/nvme_spec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::vector<std::byte> page(4096);

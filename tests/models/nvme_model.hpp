@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "model.hpp"
-#include "nvme/spec.hpp"
+#include "udrv/nvme_spec.hpp"
 
 namespace udrv::models {
 

@@ -43,7 +43,12 @@ check "block perf on holes ends at -t (polled)" 0 "randread 4096 B QD32 x1 \(pol
   timeout 30 "$udrv" block perf "$tmp/disk.toml" disk0 -t 1
 check "block perf on holes ends at -t (interrupt)" 0 "randread 4096 B QD32 x1 \(interrupt\): [0-9]+ IOPS, .* 0 errors" \
   timeout 30 "$udrv" block perf "$tmp/disk.toml" disk0 -t 1 --mode interrupt
-check "block perf names a missing device" 1 "no block device named 'disk9'" "$udrv" block perf "$tmp/disk.toml" disk9
+check "block list shows the file-backed device" 0 "fileblk0 +disk0 +udrv_fileblk +32768 blocks of 512 B \(16.0 MiB\)" \
+  "$udrv" block list -p "$tmp/disk.toml"
+check "block list --json" 0 '"name": "fileblk0"' "$udrv" block list -p "$tmp/disk.toml" --json
+check "block perf by class name" 0 "randread 4096 B QD32 x1 \(polled\): [0-9]+ IOPS, .* 0 errors" \
+  timeout 30 "$udrv" block perf "$tmp/disk.toml" fileblk0 -t 1
+check "block perf names a missing device" 1 "no block device disk9 in this process; there are: fileblk0 \(disk0\)" "$udrv" block perf "$tmp/disk.toml" disk9
 rm -f "/var/tmp/udrv-cli-$$.img"
 # pci.ids names that are not UTF-8 or hold control bytes: JSON gets U+FFFD (it used to abort), text \xNN.
 printf '1af4  Red Hat, Inc.\n\t1041  Virtio caf\xe9 \033[2J NIC\n' > "$tmp/pci.ids"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The unsafe surface stays small and documented: every reinterpret_cast, ioctl and mmap in the library
 # (src/, include/) has a "SAFETY:" note within the six lines before it, and drivers/ and tools/ have
-# none at all (nor volatile): they use the typed MMIO, DMA and VFIO interfaces.
+# none at all (nor volatile): they use the typed MMIO, DMA and VFIO interfaces. And no tool includes a
+# driver's header: tools reach devices through their class (udrv/block.hpp, net.hpp, nvme.hpp).
 # Usage: unsafe_surface.sh SOURCE_DIR
 set -uo pipefail
 cd "$1" || exit 2
@@ -18,5 +19,8 @@ for f in $(find drivers tools -name '*.cpp' -o -name '*.hpp' | sort); do
     echo "FAIL: $f:$ln: raw device access belongs in the low layer: $text"; bad=$((bad + 1))
   done < <(sed -E 's://.*$::' "$f" | grep -nE "$site|(^|[^A-Za-z_])volatile([^A-Za-z_]|$)")
 done
-[ "$bad" -eq 0 ] && echo "PASS: every unsafe site in src/ and include/ has its SAFETY note; drivers/ and tools/ have none"
+while IFS=: read -r f ln text; do
+  echo "FAIL: $f:$ln: a tool includes a driver header ($text): use the device's class instead"; bad=$((bad + 1))
+done < <(grep -rnE '#include "(nvme|e1000e|virtio_net|fileblk|ramdisk|edu)/' tools)
+[ "$bad" -eq 0 ] && echo "PASS: every unsafe site in src/ and include/ has its SAFETY note; drivers/ and tools/ have none; no tool includes a driver header"
 [ "$bad" -eq 0 ]

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "block_perf.hpp"
+#include "output.hpp"
 
 namespace {
 
@@ -83,7 +84,8 @@ struct PerfRun {
 PerfRun run_perf(udrv::block::Device& dev, const udrv::tools::PerfOpts& o) {
     testing::internal::CaptureStdout();
     testing::internal::CaptureStderr();
-    int rc = udrv::tools::run_block_perf(dev, o);
+    auto r = udrv::tools::run_block_perf(dev, o);
+    const int rc = r ? *r : udrv::tools::report(r.error());
     std::fflush(stdout);
     return {rc, testing::internal::GetCapturedStdout(), testing::internal::GetCapturedStderr()};
 }

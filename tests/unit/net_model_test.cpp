@@ -43,7 +43,7 @@ protected:
             if (sent < count) {
                 std::vector<udrv::net::Packet> tx;
                 for (unsigned i = 0; i < batch && sent + i < count; ++i) {
-                    auto p = dev.tx_pool(q).alloc();
+                    auto p = (*dev.tx_pool(q))->alloc();
                     if (!p) break;
                     EXPECT_TRUE(p->resize(64));
                     std::uint32_t n = sent + i;

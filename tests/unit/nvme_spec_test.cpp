@@ -7,7 +7,7 @@
 
 #include <fstream>
 
-#include "nvme/spec.hpp"
+#include "udrv/nvme_spec.hpp"
 #include "nvme_json.hpp"
 
 using namespace udrv::nvme;

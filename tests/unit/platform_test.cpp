@@ -130,7 +130,7 @@ TEST_F(RamdiskTest, BindsReadsWritesAndChecksBounds) {
     EXPECT_EQ(rd->write(127, out).error().code(), ERANGE);
     EXPECT_EQ(rd->read(0, std::span(in).first(100)).error().message(), "rd0: transfer of 100 bytes is not a multiple of the 512-byte block");
     EXPECT_EQ(rd->read(UINT64_MAX, in).error().code(), ERANGE);
-    EXPECT_NE(std::find(log.begin(), log.end(), "udrv_ramdisk rd0: 128 blocks of 512 bytes (64 KiB)"), log.end());
+    EXPECT_NE(std::find(log.begin(), log.end(), "udrv_ramdisk rd0: ram0: 128 blocks of 512 bytes (64 KiB)"), log.end());
 }
 
 TEST_F(RamdiskTest, BadConfigurationFailsProbeAndLeavesItUnbound) {

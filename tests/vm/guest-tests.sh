@@ -98,6 +98,12 @@ data_kernel_to_udrv() {
 vm_test "nvme data safety: udrv writes, kernel reads" data_udrv_to_kernel
 vm_test "nvme data safety: kernel writes, udrv reads" data_kernel_to_udrv
 udrv bind "$NVME" >/dev/null
+vm_test "block list: the namespace is block device nvme0n1 at $NVME/ns1, with its size" sh -c \
+  "udrv block list | tee /dev/stderr | grep -E '^nvme0n1 +$NVME/ns1 +udrv_nvme +131072 blocks of 512 B \\(64.0 MiB\\)'"
+vm_test "nvme list names the controller nvme0 and its namespace's block device" sh -c \
+  "udrv nvme list | tee /dev/stderr | grep -E '^nvme0  $NVME  ' && udrv nvme list | grep -qE 'ns1: .*block device nvme0n1$'"
+vm_test "block perf opens the namespace by class name (nvme0n1) and by path (00:04.0/ns1 style)" sh -c \
+  "udrv block perf nvme0n1 -q 4 -t 1 | grep -q ' 0 errors' && udrv block perf ${NVME#0000:}/ns1 -q 4 -t 1 | grep -q ' 0 errors'"
 vm_test "nvme: status decoding, non-DMA memory, resets and unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
 vm_test "nvme: udrv nvme reset, then identify and a read work" sh -c \
   "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"sn\": \"udrv0001 ' && udrv nvme read -s $NVME --blocks 8 -o /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
@@ -114,7 +120,7 @@ vm_test "nvme: perf -q 100000 is refused at once, not after allocating" sh -c \
 vm_test "nvme: numbers are parsed strictly (--lba -1)" expect_fail "--lba: '-1' is not a whole number" udrv nvme read -s "$NVME" --lba -1
 udrv unbind "$NVME" >/dev/null
 vm_test "nvme: a controller on the kernel driver is named with what to do" expect_fail \
-  "$NVME is on nvme: udrv bind $NVME first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none
+  "$NVME is on the kernel's nvme driver: \`udrv bind $NVME\` first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none
 
 MULTI=0000:00:09.0
 vm_test "nvme: id-ctrl/id-ns JSON agree with nvme-cli on two namespaces (512 B and 4 KiB blocks)" sh /udrv/nvme_identify_agrees.sh "$MULTI"
@@ -145,7 +151,7 @@ vm_test "nvme: a controller another process holds is named with the reason (iden
   "udrv nvme perf -s $MULTI -q 1 -t 5 > /dev/null 2>&1 & sleep 1.5; udrv nvme identify -s $MULTI > /tmp/busy.out 2>&1; rc=\$?;
    udrv nvme list > /tmp/busy.list 2>&1; wait; cat /tmp/busy.out /tmp/busy.list; [ \$rc -ne 0 ] &&
    tail -1 /tmp/busy.out | grep -q '^udrv: error: $MULTI: .*is in use by another process' &&
-   grep -q '^$MULTI  (on vfio-pci, but udrv_nvme could not take it' /tmp/busy.list"
+   grep -q '^- *$MULTI  (not taken: .*in use by another process' /tmp/busy.list"
 udrv unbind "$MULTI" >/dev/null
 
 # Network: udrv's virtio-net driver on 00:07.0 and the guest kernel's own NIC on 00:08.0, one hub.
@@ -153,6 +159,10 @@ VNET=0000:00:07.0 E1K=0000:00:06.0
 echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6  # no stray router solicitations in the captures
 ip addr add 10.0.0.1/24 dev "$IFACE" && ip link set "$IFACE" up
 udrv bind "$VNET" "$E1K" >/dev/null
+vm_test "net list: both NICs as net devices, with driver, MAC, link and queues" sh -c \
+  "udrv net list | tee /tmp/netlist.out; grep -qE '^net[0-9] +$VNET +udrv_virtio_net +([0-9a-f]{2}:){5}[0-9a-f]{2} +link (up|down) +1 queue pair' /tmp/netlist.out &&
+   grep -qE '^net[0-9] +$E1K +udrv_e1000e +([0-9a-f]{2}:){5}[0-9a-f]{2} +link (up|down) +1 queue pair' /tmp/netlist.out &&
+   udrv net list --json | grep -q '\"driver\": \"udrv_e1000e\"'"
 ping_udrv() {  # ping_udrv NIC IP [MODE]: in interrupt mode the responder must have been woken by interrupts
   udrv net respond -s "$1" --ip "$2" -t 15 -m "${3:-poll}" > /tmp/respond.out 2>&1 &
   pid=$!

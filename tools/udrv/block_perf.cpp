@@ -123,39 +123,39 @@ struct Worker {
 
 }  // namespace
 
-int run_block_perf(block::Device& dev, const PerfOpts& o) {
+Result<int> run_block_perf(block::Device& dev, const PerfOpts& o) {
     static const std::vector<std::string> patterns = {"read", "write", "randread", "randwrite", "rw", "randrw"};
     if (std::find(patterns.begin(), patterns.end(), o.pattern) == patterns.end())
-        return report(Error(EINVAL, fmt::format("unknown pattern '{}' (read, write, randread, randwrite, rw, randrw)", o.pattern)));
+        return std::unexpected(Error(EINVAL, fmt::format("unknown pattern '{}' (read, write, randread, randwrite, rw, randrw)", o.pattern)));
     block::Mode mode = o.mode == "interrupt" ? block::Mode::interrupt : o.mode == "hybrid" ? block::Mode::hybrid : block::Mode::polled;
     if (o.mode != "polled" && o.mode != "interrupt" && o.mode != "hybrid")
-        return report(Error(EINVAL, fmt::format("unknown mode '{}' (polled, interrupt, hybrid)", o.mode)));
+        return std::unexpected(Error(EINVAL, fmt::format("unknown mode '{}' (polled, interrupt, hybrid)", o.mode)));
     const block::Info& info = dev.info();
     if (o.io_size == 0 || o.io_size % info.block_size)
-        return report(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
+        return std::unexpected(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
     if (o.io_size / info.block_size > info.blocks)
-        return report(Error(EINVAL, fmt::format("I/O size {} is larger than {} ({} blocks)", o.io_size, info.name, info.blocks)));
+        return std::unexpected(Error(EINVAL, fmt::format("I/O size {} is larger than {} ({} blocks)", o.io_size, info.name, info.blocks)));
     if (o.depth == 0 || o.threads == 0 || o.threads > 1024)
-        return report(Error(EINVAL, fmt::format("queue depth {} and threads {}: both must be at least 1 (threads at most 1024)", o.depth,
+        return std::unexpected(Error(EINVAL, fmt::format("queue depth {} and threads {}: both must be at least 1 (threads at most 1024)", o.depth,
                                                 o.threads)));
     // Every I/O above the device's largest command is several commands, each taking a queue slot: the
     // queue is sized for that, and refused up front where the device cannot hold it.
     std::uint64_t commands_per_io = 1;
     if (info.max_transfer && o.io_size > info.max_transfer) {
         if (!info.splits)
-            return report(Error(EINVAL, fmt::format("I/O size {} is above the {} bytes {} moves per request", o.io_size, info.max_transfer,
+            return std::unexpected(Error(EINVAL, fmt::format("I/O size {} is above the {} bytes {} moves per request", o.io_size, info.max_transfer,
                                                     info.name)));
         commands_per_io = (o.io_size + info.max_transfer - 1) / info.max_transfer;
     }
     const std::uint64_t queue_depth = std::uint64_t{o.depth} * commands_per_io;
     if (info.max_queue_depth && queue_depth > info.max_queue_depth)
-        return report(Error(EINVAL, commands_per_io > 1
+        return std::unexpected(Error(EINVAL, commands_per_io > 1
             ? fmt::format("-q {} with {}-byte I/Os needs {} commands in flight ({} per I/O of at most {} bytes each); {} allows at most {} per "
                           "queue: lower -q or -o", o.depth, o.io_size, queue_depth, commands_per_io, info.max_transfer, info.name,
                           info.max_queue_depth)
             : fmt::format("-q {}: {} allows at most {} commands per queue", o.depth, info.name, info.max_queue_depth)));
-    if (!(o.seconds > 0)) return report(Error(EINVAL, fmt::format("time {} s: must be more than 0", o.seconds)));
-    if (o.mix > 100) return report(Error(EINVAL, fmt::format("read percentage {} (0-100)", o.mix)));
+    if (!(o.seconds > 0)) return std::unexpected(Error(EINVAL, fmt::format("time {} s: must be more than 0", o.seconds)));
+    if (o.mix > 100) return std::unexpected(Error(EINVAL, fmt::format("read percentage {} (0-100)", o.mix)));
 
     (void)ticks_per_second();  // calibrate before the clock starts
     std::vector<std::unique_ptr<Worker>> workers;
@@ -163,7 +163,7 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
     for (std::uint32_t t = 0; t < o.threads; ++t) {
         auto w = std::make_unique<Worker>();
         auto q = dev.open_queue(static_cast<unsigned>(queue_depth), mode);
-        if (!q) return report(q.error());
+        if (!q) return std::unexpected(q.error());
         w->q = q->get();
         queues.push_back(std::move(*q));
         w->o = &o;
@@ -173,7 +173,7 @@ int run_block_perf(block::Device& dev, const PerfOpts& o) {
         w->seq_lba = (info.blocks / o.threads) * t / w->blocks_per_io * w->blocks_per_io;
         for (std::uint32_t i = 0; i < o.depth; ++i) {
             auto b = dev.alloc_buffer(o.io_size);
-            if (!b) return report(b.error());
+            if (!b) return std::unexpected(b.error());
             w->bufs.push_back(*b);
             w->ios.push_back({w.get(), i, 0});
         }

@@ -20,7 +20,8 @@ struct PerfOpts {
 /// Adds the benchmark's options (-q, -o, -w, -M, -t, -c, --mode, --json) to `cmd`.
 void add_perf_options(CLI::App* cmd, PerfOpts& o);
 
-/// Runs the benchmark on `dev`, prints the report (text or JSON); returns the exit status.
-int run_block_perf(block::Device& dev, const PerfOpts& o);
+/// Runs the benchmark on `dev` and prints the report (text or JSON): exit status 0, or 1 if I/Os
+/// failed (the report says which first); an error if it could not start.
+Result<int> run_block_perf(block::Device& dev, const PerfOpts& o);
 
 }  // namespace udrv::tools

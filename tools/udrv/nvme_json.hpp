@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nvme/spec.hpp"
+#include "udrv/nvme_spec.hpp"
 
 namespace udrv::tools {
 

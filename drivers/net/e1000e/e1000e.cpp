@@ -107,11 +107,16 @@ Result<std::unique_ptr<E1000e>> E1000e::probe(Bound<pci::Device>& dev, const pci
     for (int i = 0; i < 200 && !e->link_up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     (void)e->stats();  // start the counters from zero
     e->totals_ = {};
-    dev_info(dev.device(), "82574L, MAC {}, link {}", net::format_mac(e->mac_), e->link_up() ? "up" : "down");
+    // 8. Publish: the net class names it (net0, ...) and others open it by that name or its address.
+    const std::string name = UDRV_TRY(net::publish(dev, *e, dev->name()));
+    dev_info(dev.device(), "{}: 82574L, MAC {}, link {}", name, net::format_mac(e->mac_), e->link_up() ? "up" : "down");
     return e;
 }
 
 E1000e::~E1000e() {
+    // The pools give out nothing more; packets come back under their lock from here on (udrv/packet.hpp).
+    for (auto* pool : {rx_pool_.get(), tx_pool_.get()})
+        if (pool) pool->detach();
     // Frames already handed to tx_batch go out: wait (bounded) for the ring to drain.
     for (int i = 0; i < 1000 && regs_.read32<TDH>() != regs_.read32<TDT>(); ++i) std::this_thread::sleep_for(std::chrono::microseconds(100));
     // Stop the rings before their memory goes; masking and a reset leave the device quiet.

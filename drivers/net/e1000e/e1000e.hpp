@@ -31,7 +31,7 @@ public:
     unsigned queues() const override { return 1; }
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
-    net::PacketPool& tx_pool(unsigned) override { return *tx_pool_; }
+    Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned) override { return tx_pool_; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
     struct RxDesc {

@@ -200,12 +200,19 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     std::uint8_t st = UDRV_TRY(r.r8(r.common + kDeviceStatus));
     if (st & (kStatusNeedsReset | kStatusFailed)) return fail(EIO, "{}: device status {:#x} after DRIVER_OK", dev->name(), st);
     n->notify(0);
-    dev_info(dev.device(), "virtio-net, MAC {}, link {}, {} queue pair(s) of {}/{} entries (1 in use){}", net::format_mac(n->mac_),
+    // 6. Publish: the net class names it (net0, ...) and others open it by that name or its address.
+    const std::string name = UDRV_TRY(net::publish(dev, *n, dev->name()));
+    dev_info(dev.device(), "{}: virtio-net, MAC {}, link {}, {} queue pair(s) of {}/{} entries (1 in use){}", name, net::format_mac(n->mac_),
              n->link_up() ? "up" : "down", pairs, n->pairs_[0].rxq->size(), n->pairs_[0].txq->size(), ctrl ? ", control queue" : "");
     return n;
 }
 
 VirtioNet::~VirtioNet() {
+    // The pools give out nothing more, and packets come back under their lock from here on: the queues'
+    // owners may still be dropping theirs (see udrv/packet.hpp).
+    for (Pair& p : pairs_)
+        for (auto* pool : {p.rx_pool.get(), p.tx_pool.get()})
+            if (pool) pool->detach();
     if (!r_) return;
     // Frames already handed to tx_batch go out: wait (bounded) until the device has used them all.
     for (Pair& p : pairs_) {

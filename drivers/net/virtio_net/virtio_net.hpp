@@ -163,7 +163,7 @@ public:
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
     /// A queue not in use gets pair 0's pool: its packets are valid everywhere on this device, and
     /// tx_batch on that queue says what is wrong.
-    net::PacketPool& tx_pool(unsigned queue) override { return *pairs_[queue < active_ ? queue : 0].tx_pool; }
+    Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned queue) override { return pairs_[queue < active_ ? queue : 0].tx_pool; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
 private:

@@ -223,11 +223,13 @@ Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev
     info.max_transfer = static_cast<std::uint32_t>(kMaxRequestBytes);  // one io_uring operation
     info.max_queue_depth = kMaxQueueDepth;
     info.write_zeroes = info.deallocate = true;
-    dev_info(dev.device(), "{}: {} blocks of {} bytes{}", path, info.blocks, bs, direct ? ", O_DIRECT" : "");
     auto backing = std::make_shared<Backing>();
     backing->fd = std::move(fd);
     backing->info = std::move(info);
-    return std::unique_ptr<FileBlock>(new FileBlock(std::move(backing)));
+    std::unique_ptr<FileBlock> fb(new FileBlock(backing));
+    const std::string name = UDRV_TRY(block::publish(dev, *fb, ClassName::next("fileblk"), dev->name()));
+    dev_info(dev.device(), "{}: {}: {} blocks of {} bytes{}", name, path, backing->info.blocks, bs, direct ? ", O_DIRECT" : "");
+    return fb;
 }
 
 FileBlock::~FileBlock() { backing_->removed.store(true, std::memory_order_relaxed); }

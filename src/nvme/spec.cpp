@@ -1,4 +1,4 @@
-#include "spec.hpp"
+#include "udrv/nvme_spec.hpp"
 
 #include <algorithm>
 #include <cerrno>

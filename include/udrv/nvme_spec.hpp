@@ -1,4 +1,6 @@
-// NVMe 1.4 definitions used by the driver: registers, queue entry layouts, opcodes, status names.
+// NVMe 1.4 definitions: registers, queue entry layouts, opcodes, status names, and the validated
+// parsing of what a controller reports (Identify). Shared by the driver, the tools, the tests and
+// anything that speaks NVMe (the NVMe/TCP target).
 #pragma once
 
 #include <cstddef>
