@@ -26,6 +26,16 @@ struct IovaRange {
     std::uint64_t start = 0, end = 0;
 };
 
+/// What VFIO_IOMMU_GET_INFO's capability chain says (the IOVA ranges, the DMA mappings left).
+struct IommuCaps {
+    std::vector<IovaRange> ranges;
+    std::optional<std::uint32_t> dma_avail;
+};
+/// Walks the chain starting at `cap_offset` in the info buffer `info`: never outside it, only forwards
+/// (at most 64 capabilities), unaligned fields copied out; unknown capabilities and inverted ranges
+/// are skipped.
+IommuCaps parse_iommu_caps(std::span<const std::byte> info, std::uint32_t cap_offset);
+
 class Group;
 
 /// An IOMMU address space (/dev/vfio/vfio with the type1 v2 IOMMU). Several groups may share one.

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "udrv/dma.hpp"
@@ -91,6 +92,38 @@ Result<std::shared_ptr<Group>> Container::group(unsigned number) {
     return g;
 }
 
+IommuCaps parse_iommu_caps(std::span<const std::byte> info, std::uint32_t cap_offset) {
+    IommuCaps caps;
+    // Capabilities are only 4-aligned (the kernel packs them after the 24-byte info, so an 8-byte field
+    // may sit at 4 mod 8): each is copied out, never accessed in place.
+    auto copy_out = [&]<typename T>(std::size_t at, T& out) { std::memcpy(&out, info.data() + at, sizeof out); };
+    std::size_t off = cap_offset;
+    for (int guard = 0; off && guard < 64; ++guard) {
+        // The chain comes from the kernel; still, never read outside the buffer.
+        if (off % 4 != 0 || off + sizeof(vfio_info_cap_header) > info.size()) break;
+        vfio_info_cap_header hdr;
+        copy_out(off, hdr);
+        if (hdr.id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && off + sizeof(vfio_iommu_type1_info_cap_iova_range) <= info.size()) {
+            std::uint32_t n = 0;
+            copy_out(off + offsetof(vfio_iommu_type1_info_cap_iova_range, nr_iovas), n);
+            const std::size_t first = off + offsetof(vfio_iommu_type1_info_cap_iova_range, iova_ranges);
+            if (first + std::size_t{n} * sizeof(vfio_iova_range) <= info.size())
+                for (std::size_t i = 0; i < n; ++i) {
+                    vfio_iova_range r;
+                    copy_out(first + i * sizeof r, r);
+                    if (r.start <= r.end) caps.ranges.push_back({r.start, r.end});
+                }
+        } else if (hdr.id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && off + sizeof(vfio_iommu_type1_info_dma_avail) <= info.size()) {
+            vfio_iommu_type1_info_dma_avail avail;
+            copy_out(off, avail);
+            caps.dma_avail = avail.avail;
+        }
+        if (hdr.next <= off) break;  // the kernel appends capabilities: a chain that goes back is a loop
+        off = hdr.next;
+    }
+    return caps;
+}
+
 Result<void> Container::read_iommu_info() {
     // Two calls: the first tells how large the capability chain is.
     vfio_iommu_type1_info probe{};
@@ -104,23 +137,10 @@ Result<void> Container::read_iommu_info() {
     if (info->flags & VFIO_IOMMU_INFO_PGSIZES) page_size_ = info->iova_pgsizes & (~info->iova_pgsizes + 1);
     ranges_.clear();
     if (info->flags & VFIO_IOMMU_INFO_CAPS) {
-        const std::size_t total = buf.size() * 8;
-        std::uint32_t off = info->cap_offset;
-        for (int guard = 0; off && guard < 64; ++guard) {
-            // The chain comes from the kernel; still, never read outside the buffer.
-            if (off % 4 != 0 || off + sizeof(vfio_info_cap_header) > total) break;
-            // SAFETY: off lies within buf and is 4-aligned; headers are u16/u16/u32.
-            auto* hdr = reinterpret_cast<const vfio_info_cap_header*>(reinterpret_cast<const char*>(buf.data()) + off);
-            if (hdr->id == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && off + sizeof(vfio_iommu_type1_info_cap_iova_range) <= total) {
-                auto* cap = reinterpret_cast<const vfio_iommu_type1_info_cap_iova_range*>(hdr);  // SAFETY: id and size checked
-                std::size_t n = cap->nr_iovas;
-                if (off + sizeof(*cap) + n * sizeof(vfio_iova_range) <= total)
-                    for (std::size_t i = 0; i < n; ++i) ranges_.push_back({cap->iova_ranges[i].start, cap->iova_ranges[i].end});
-            } else if (hdr->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && off + sizeof(vfio_iommu_type1_info_dma_avail) <= total) {
-                dma_avail_ = reinterpret_cast<const vfio_iommu_type1_info_dma_avail*>(hdr)->avail;  // SAFETY: id and size checked
-            }
-            off = hdr->next;
-        }
+        // SAFETY: buf is buf.size() * 8 bytes the kernel filled; the span covers exactly those.
+        auto caps = parse_iommu_caps(std::span(reinterpret_cast<const std::byte*>(buf.data()), buf.size() * 8), info->cap_offset);
+        ranges_ = std::move(caps.ranges);
+        dma_avail_ = caps.dma_avail;
     }
     if (ranges_.empty()) ranges_.push_back({0, (1ull << 39) - 1});  // old kernels: assume the smallest common width
     for (auto& r : ranges_) pr_debug("vfio: IOVA range [{:#x}, {:#x}]", r.start, r.end);
