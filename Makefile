@@ -1,8 +1,9 @@
 # The two entry points (see README.md):
 #   make run    the demo: builds udrv, lists this machine's PCI devices, loads the sample modules
 #   make test   installs dependencies, builds, runs every test (unit, fixtures, system)
-# Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make fuzz (every libFuzzer
-# harness for FUZZ_SECONDS each, default 30; clang-16), make clean.
+# Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make asan-vm (the VM suite
+# with that build: device paths under ASan, LSan and UBSan), make fuzz (every libFuzzer harness for
+# FUZZ_SECONDS each, default 30; clang-16), make clean.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -11,7 +12,7 @@ FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build run test asan fuzz clean
+.PHONY: deps build run test asan asan-vm fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -30,6 +31,11 @@ asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DUDRV_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE vm
+
+# The VM suite on the sanitizer build: the guest fails the suite on any sanitizer report. Slower under
+# TCG (unoptimised, instrumented), hence the longer limit.
+asan-vm: asan
+	@UDRV_VM_TIMEOUT=900 tests/vm/run-suite.sh $(ASAN_BUILD)
 
 # clang 14 cannot build the project's std::expected code; clang-16 can, told that libstdc++ 12 may use it.
 fuzz: deps

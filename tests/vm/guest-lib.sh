@@ -17,6 +17,15 @@ find_dev() {
   return 1
 }
 vm_summary() {
+  if [ -n "${ASAN_OPTIONS:-}" ]; then  # a sanitizer build: no process may have reported anything
+    echo "=== RUN  sanitizers: no AddressSanitizer, LeakSanitizer or UBSan report from any process"
+    if ls /tmp/sanitizer/* >/dev/null 2>&1; then
+      for f in /tmp/sanitizer/*; do echo "--- $f"; head -n 40 "$f"; done
+      echo "=== FAIL sanitizers: $(ls /tmp/sanitizer | wc -l) report(s)"; failed=$((failed + 1))
+    else
+      echo "=== PASS sanitizers: none"; passed=$((passed + 1))
+    fi
+  fi
   echo "$passed passed, $failed failed"
   [ "$failed" -gt 100 ] && failed=100
   return "$failed"

@@ -83,6 +83,9 @@ copy_elf() {
   local f=$1 dest=$2 root=$3
   mkdir -p "$root/$(dirname "$dest")"
   cp -L "$f" "$root/$dest"
+  # Without debug info: the initramfs is unpacked into the guest's RAM, and a sanitizer build's tool
+  # alone is over 100 MB with it. Symbols stay; sanitizer reports give module+offset to resolve on the host.
+  strip --strip-debug "$root/$dest" 2>/dev/null || true
   ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
     [ -e "$root/$lib" ] || { mkdir -p "$root/$(dirname "$lib")"; cp -L "$lib" "$root/$lib"; }
   done
@@ -108,6 +111,7 @@ mkinitramfs() {
     [ -d "$build/$d" ] || continue
     for f in "$build/$d"/*; do
       [ -f "$f" ] || continue
+      [ "$(basename "$f")" = udrv_unit_tests ] && continue  # the host runs those
       if file -b "$f" 2>/dev/null | grep -q ELF || head -c 4 "$f" | grep -q ELF; then
         copy_elf "$f" "udrv/$d/$(basename "$f")" "$root"
       else
@@ -148,6 +152,12 @@ mkinitramfs() {
   cp "$script" "$root/udrv/guest.sh"
   # Benchmark settings (UDRV_BENCH_*) reach the guest script as environment variables.
   env | grep -E '^UDRV_BENCH_[A-Z_]+=[0-9A-Za-z_.,-]*$' | sed 's/^/export /' > "$root/udrv/env.sh" || true
+  # A sanitizer build (make asan-vm): every process in the guest writes its AddressSanitizer, LeakSanitizer
+  # and UBSan reports to /tmp/sanitizer, and the suite fails if anything is there at the end.
+  if grep -qs '^UDRV_SANITIZE:BOOL=ON' "$build/CMakeCache.txt"; then
+    echo 'mkdir -p /tmp/sanitizer; export ASAN_OPTIONS=detect_leaks=1:log_path=/tmp/sanitizer/asan UBSAN_OPTIONS=print_stacktrace=1:log_path=/tmp/sanitizer/ubsan' \
+      >> "$root/udrv/env.sh"
+  fi
   cp -r "$here/guest-lib.sh" "$root/udrv/"
   [ -d "$here/../../docs/examples" ] && cp -r "$here/../../docs/examples" "$root/udrv/examples"
   cat > "$root/init" <<'INIT'
