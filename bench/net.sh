@@ -17,7 +17,16 @@ if ! command -v dpdk-testpmd >/dev/null || ! ls /usr/lib/*/dpdk/pmds-*/librte_ne
 fi
 out=bench/results/net-$(date +%Y-%m-%d).md
 raw=$(mktemp)
-UDRV_VM_DPDK=1 UDRV_VM_MEM=2G UDRV_VM_TIMEOUT=1200 tests/vm/vm.sh run "$build" bench/net-guest.sh | tee "$raw" | grep '^RESULT' || true
+rc=0
+UDRV_VM_DPDK=1 UDRV_VM_MEM=2G UDRV_VM_TIMEOUT=1200 UDRV_VM_LOG="${UDRV_BENCH_SERIAL_LOG:-}" tests/vm/vm.sh run "$build" bench/net-guest.sh > "$raw" || rc=$?
+grep '^RESULT' "$raw" || true
+# A guest that stopped early: say so instead of a table of partial medians (vm.sh's report of the
+# failure repeats the log's last lines, RESULT lines included, so they would be counted twice).
+if [ "$rc" -ne 0 ]; then
+  echo "bench/net.sh: the VM run failed (exit $rc); no table written. Its last output:" >&2
+  grep -v '^RESULT' "$raw" | tail -n 40 >&2
+  exit 1
+fi
 # k WORK BATCH IMPL FIELD: the median over the rounds.
 k() {
   awk -v w="$1" -v b="$2" -v i="$3" -v f="$4" '$1=="RESULT" && $2==w && $3==b && $4==i {print $f}' "$raw" | sort -n |

@@ -18,7 +18,14 @@ raw=$(mktemp)
 trap 'rm -f "$raw" "$raw".*' EXIT
 for cfg in default ioeventfd; do
   opts=""; [ $cfg = ioeventfd ] && opts=",ioeventfd=on"
-  UDRV_VM_PIN=1 UDRV_VM_DEVICES=nvme UDRV_VM_NVME_OPTS="$opts" UDRV_VM_TIMEOUT=1800 tests/vm/vm.sh run "$build" bench/nvme-guest.sh | tee "$raw.$cfg" | grep '^RESULT' || true
+  rc=0
+  UDRV_VM_PIN=1 UDRV_VM_DEVICES=nvme UDRV_VM_NVME_OPTS="$opts" UDRV_VM_TIMEOUT=1800 tests/vm/vm.sh run "$build" bench/nvme-guest.sh > "$raw.$cfg" || rc=$?
+  grep '^RESULT' "$raw.$cfg" || true
+  if [ "$rc" -ne 0 ]; then  # partial medians (and vm.sh's failure report repeats RESULT lines): no table
+    echo "bench/nvme.sh: the VM run ($cfg) failed (exit $rc); no table written. Its last output:" >&2
+    grep -v '^RESULT' "$raw.$cfg" | tail -n 40 >&2
+    exit 1
+  fi
 done
 table() {  # table RAWFILE
   echo "| device | QD | kernel io_uring | kernel libaio | kernel io_uring polled | udrv polled | udrv interrupt | udrv best / kernel best |"
