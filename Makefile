@@ -2,8 +2,9 @@
 #   make run    the demo: builds udrv, lists this machine's PCI devices, loads the sample modules
 #   make test   installs dependencies, builds, runs every test (unit, fixtures, system)
 # Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make asan-vm (the VM suite
-# with that build: device paths under ASan, LSan and UBSan), make fuzz (every libFuzzer harness for
-# FUZZ_SECONDS each, default 30; clang-16), make clean.
+# with that build: device paths under ASan, LSan and UBSan), make bench-micro (the drivers' instruction
+# budgets, callgrind), make fuzz (every libFuzzer harness for FUZZ_SECONDS each, default 30; clang-16),
+# make clean.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -12,7 +13,7 @@ FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build run test asan asan-vm fuzz clean
+.PHONY: deps build run test asan asan-vm fuzz bench-micro clean
 
 deps:
 	@scripts/install-deps.sh
@@ -36,6 +37,11 @@ asan: deps
 # TCG (unoptimised, instrumented), hence the longer limit.
 asan-vm: asan
 	@UDRV_VM_TIMEOUT=900 tests/vm/run-suite.sh $(ASAN_BUILD)
+
+# The drivers' instructions per operation on the device models (callgrind), checked against the
+# committed baseline: bench/micro.sh.
+bench-micro: build
+	@bench/micro.sh $(BUILD) --check
 
 # clang 14 cannot build the project's std::expected code; clang-16 can, told that libstdc++ 12 may use it.
 fuzz: deps

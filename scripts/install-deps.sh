@@ -11,6 +11,7 @@ pkgs=(
   pciutils pci.ids                   # lspci (compared against) and the names database
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)
   tshark                             # reads back the pcaps udrv net dump writes
+  valgrind                           # callgrind: the drivers' instruction budgets (bench/micro.sh)
 )
 # `install-deps.sh fuzz`: also the fuzzing toolchain (libFuzzer comes with clang-16's runtime).
 [ "${1:-}" = fuzz ] && pkgs+=(clang-16 libclang-rt-16-dev)

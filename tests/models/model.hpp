@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,12 @@ public:
     /// DMA faults so far (accesses outside the driver's mappings).
     std::uint64_t dma_faults() const noexcept { return dma_faults_; }
 
+    // ---- hw::MmioListener: the device's work, done in on_mmio_written / on_mmio_read ----
+    // Left out of bench/micro's instruction counts (callgrind's collection is off while they run):
+    // what is measured is the driver's work, not the model's.
+    void mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) final;
+    std::optional<std::uint64_t> mmio_read(unsigned bar, std::size_t offset, unsigned width) final;
+
     // ---- hw::PciFunction ----
     const std::string& address() const noexcept override { return address_; }
     Result<hw::RegionInfo> region(unsigned index) const override;
@@ -67,6 +74,13 @@ public:
     Result<void> unmask_intx() const override { return {}; }
     Result<void> reset() const override { return {}; }
     std::shared_ptr<dma::Space> dma_space() const override { return iommu_; }
+
+protected:
+    virtual void on_mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) = 0;
+    virtual std::optional<std::uint64_t> on_mmio_read(unsigned bar, std::size_t offset, unsigned width) {
+        (void)bar, (void)offset, (void)width;
+        return std::nullopt;
+    }
 
 private:
     std::uint8_t next_cap_offset(std::size_t len);

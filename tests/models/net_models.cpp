@@ -118,7 +118,7 @@ void VirtioNetModel::queue_register_written(std::size_t off) {
     }
 }
 
-void VirtioNetModel::mmio_written(unsigned bar, std::size_t offset, unsigned, std::uint64_t value) {
+void VirtioNetModel::on_mmio_written(unsigned bar, std::size_t offset, unsigned, std::uint64_t value) {
     if (bar != 0) return;
     if (offset >= kNotify && offset < kNotify + 0x1000) {
         notified(static_cast<std::uint16_t>(value));
@@ -256,7 +256,7 @@ void E1000eModel::reset_device() {
     ims_ = 0;
 }
 
-void E1000eModel::mmio_written(unsigned bar, std::size_t offset, unsigned, std::uint64_t value) {
+void E1000eModel::on_mmio_written(unsigned bar, std::size_t offset, unsigned, std::uint64_t value) {
     if (bar != 0) return;
     const auto v = static_cast<std::uint32_t>(value);
     switch (offset) {
@@ -282,7 +282,7 @@ void E1000eModel::mmio_written(unsigned bar, std::size_t offset, unsigned, std::
     set_reg<std::uint32_t>(0, IMS, ims_);
 }
 
-std::optional<std::uint64_t> E1000eModel::mmio_read(unsigned bar, std::size_t offset, unsigned) {
+std::optional<std::uint64_t> E1000eModel::on_mmio_read(unsigned bar, std::size_t offset, unsigned) {
     if (bar != 0) return std::nullopt;
     auto take = [](std::uint64_t& counter, std::uint64_t mask = 0xffffffff) {
         const std::uint64_t v = counter & mask;

@@ -51,7 +51,7 @@ private:
         std::uint32_t len;
         std::uint16_t flags, next;
     };
-    void mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
+    void on_mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
     void reset_device();
     void load_queue_registers();
     void queue_register_written(std::size_t off);
@@ -87,8 +87,8 @@ public:
     void corrupt_next_rx_len(std::uint16_t len) { bad_len_ = len; }
 
 private:
-    void mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
-    std::optional<std::uint64_t> mmio_read(unsigned bar, std::size_t offset, unsigned width) override;
+    void on_mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
+    std::optional<std::uint64_t> on_mmio_read(unsigned bar, std::size_t offset, unsigned width) override;
     void reset_device();
     void transmit();
 

@@ -66,7 +66,7 @@ void NvmeModel::release() {
     for (const Held& h : held) (void)complete(h.sqid, h.cid, h.sf, h.result);
 }
 
-void NvmeModel::mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) {
+void NvmeModel::on_mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) {
     if (bar != 0) return;
     std::lock_guard lock(mu_);
     if (offset == kRegCc && width == 4) controller_config(static_cast<std::uint32_t>(value));

@@ -75,7 +75,7 @@ private:
         std::uint16_t sqid, cid, sf;
         std::uint32_t result;
     };
-    void mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
+    void on_mmio_written(unsigned bar, std::size_t offset, unsigned width, std::uint64_t value) override;
     void controller_config(std::uint32_t cc);
     void doorbell(std::size_t offset, std::uint32_t value);
     void run_sq(std::uint16_t qid);
