@@ -118,7 +118,11 @@ private:
         std::size_t size = 0;
         std::uint64_t iova = 0;
     };
-    std::array<MemCacheEntry, 64> mem_cache_{};  // by buffer page: see iova_of
+    // By buffer page, two ways per set (see iova_of): buffers mapped in separate runs of pages often
+    // share a page number modulo the set count, and a direct-mapped cache then missed on most I/Os.
+    static constexpr std::size_t kMemCacheSets = 64;
+    std::array<std::array<MemCacheEntry, 2>, kMemCacheSets> mem_cache_{};
+    std::array<std::uint8_t, kMemCacheSets> mem_cache_victim_{};  // the way to replace next in each set
 };
 
 }  // namespace udrv::nvme

@@ -385,3 +385,36 @@ TEST_F(NvmeOnModel, RemoveShutsTheControllerDown) {
 }
 
 }  // namespace
+
+// The per-queue buffer-address cache (two ways per page set): far more buffers than it holds, used in
+// turn, each read lands in its own buffer; memory unregistered after use is refused, not served from a
+// stale entry.
+TEST_F(NvmeOnModel, BufferAddressesStayRightPastTheCache) {
+    auto* c = attach();
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(8, udrv::block::Mode::polled);
+    for (std::size_t b = 0; b < 300; ++b) std::memset(model->media().data() + b * 512, static_cast<int>(b % 200), 512);
+    std::vector<udrv::block::Buffer> bufs;
+    for (int i = 0; i < 300; ++i) bufs.push_back(*ns->alloc_buffer(512));
+    Tally t;
+    for (int round = 0; round < 2; ++round)
+        for (std::size_t i = 0; i < bufs.size(); ++i) {
+            std::memset(bufs[i].bytes().data(), 0xff, 512);  // no block holds 0xff
+            ASSERT_TRUE(q->read(i, 1, bufs[i].bytes(), &Tally::cb, &t));
+            wait_for(*q, t, static_cast<int>(round * bufs.size() + i + 1));
+            ASSERT_EQ(bufs[i].bytes()[511], std::byte(i % 200)) << "buffer " << i << ", round " << round;
+        }
+    EXPECT_EQ(t.failed, 0) << t.last_error;
+    EXPECT_EQ(model->dma_faults(), 0u);
+
+    std::vector<std::byte> own(8192);
+    auto page = std::span(own).subspan((4096 - reinterpret_cast<std::uintptr_t>(own.data()) % 4096) % 4096, 4096);
+    ASSERT_TRUE(ns->register_memory(page));
+    ASSERT_TRUE(q->read(0, 8, page, &Tally::cb, &t));
+    wait_for(*q, t, 601);
+    ns->unregister_memory(page);
+    auto r = q->read(0, 8, page, &Tally::cb, &t);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), EFAULT);
+}
