@@ -5,7 +5,6 @@ pkgs=(
   g++ cmake make pkg-config          # toolchain
   libfmt-dev libcli11-dev nlohmann-json3-dev   # libraries
   liburing-dev                       # the file-backed block device
-  liburcu-dev                        # RCU: revoking devices under running queues
   libpcap-dev                        # pcap files (udrv net dump)
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
