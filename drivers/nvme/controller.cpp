@@ -167,7 +167,8 @@ Result<void> Controller::setup_admin_queue() {
     auto sq = UDRV_TRY(dma_.coherent<Sqe>(depth));
     auto cq = UDRV_TRY(dma_.coherent<Cqe>(depth));
     auto prps = UDRV_TRY(dma_.pool(kPage, depth));
-    admin_.reset(new QueuePair(core_, 0, depth, depth, 0, 512, block::Mode::polled, std::move(sq), std::move(cq), std::move(prps)));
+    const QueueDoorbells doorbells = UDRV_TRY(core_->doorbells_for(0));
+    admin_.reset(new QueuePair(core_, 0, doorbells, depth, depth, 0, 512, block::Mode::polled, std::move(sq), std::move(cq), std::move(prps)));
     return {};
 }
 
@@ -368,8 +369,9 @@ Result<std::unique_ptr<QueuePair>> Controller::create_queue_pair(std::uint32_t n
     auto sq = UDRV_TRY(dma_.coherent<Sqe>(qdepth));
     auto cq = UDRV_TRY(dma_.coherent<Cqe>(cq_depth));
     auto prps = UDRV_TRY(dma_.pool(kPage, qdepth));
+    const QueueDoorbells doorbells = UDRV_TRY(core.doorbells_for(qid));
     std::unique_ptr<QueuePair> q(
-        new QueuePair(core_, qid, qdepth, cq_depth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq), std::move(prps)));
+        new QueuePair(core_, qid, doorbells, qdepth, cq_depth, nsid, ns->info().block_size, mode, std::move(sq), std::move(cq), std::move(prps)));
     q->timeout_ticks_ = to_ticks(io_timeout_);
     if (mode != block::Mode::polled) {
         q->vectors_ = vectors_;

@@ -62,6 +62,12 @@ struct ControllerCore {
     std::size_t doorbell(std::uint16_t qid, bool cq) const { return kRegDoorbells + (2u * qid + cq) * doorbell_stride; }
     /// Index of a queue's doorbell in the shadow pages (laid out as the doorbells are).
     std::size_t shadow_index(std::uint16_t qid, bool cq) const { return (2u * qid + cq) * (doorbell_stride / 4); }
+    /// A queue's doorbells; ERANGE if the stride puts them outside the register window.
+    Result<QueueDoorbells> doorbells_for(std::uint16_t qid) const {
+        auto sq = UDRV_TRY_CTX(Mmio<kBarMin>::reg<std::uint32_t>(doorbell(qid, false)), "{}: queue {}'s doorbell", name, qid);
+        auto cq = UDRV_TRY_CTX(Mmio<kBarMin>::reg<std::uint32_t>(doorbell(qid, true)), "{}: queue {}'s doorbell", name, qid);
+        return QueueDoorbells{sq, cq, shadow_index(qid, false), shadow_index(qid, true)};
+    }
     /// The registration holding [p, p + len): its start, size and IOVA; EFAULT if none.
     Result<std::tuple<std::uintptr_t, std::size_t, std::uint64_t>> find_mem(const void* p, std::size_t len);
 

@@ -3,6 +3,7 @@
 #include "queue.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <thread>
 
@@ -48,10 +49,13 @@ struct Split {
     void* ctx;
 };
 
-QueuePair::QueuePair(std::shared_ptr<ControllerCore> core, std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth,
-                     std::uint32_t nsid, std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq,
-                     dma::Pool prps)
-    : core_(std::move(core)), qid_(qid), depth_(depth), cq_depth_(cq_depth), nsid_(nsid), block_size_(block_size), mode_(mode),
+// block_size is a power of two (parse_identify_namespace takes it from LBADS) no larger than MDTS,
+// which the controller reads once, at probe (the admin queue is made before: it moves no blocks).
+QueuePair::QueuePair(std::shared_ptr<ControllerCore> core, std::uint16_t qid, QueueDoorbells doorbells, std::uint16_t depth,
+                     std::uint16_t cq_depth, std::uint32_t nsid, std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq,
+                     dma::Coherent<Cqe> cq, dma::Pool prps)
+    : core_(std::move(core)), qid_(qid), depth_(depth), cq_depth_(cq_depth), doorbells_(doorbells), nsid_(nsid), block_size_(block_size),
+      block_shift_(static_cast<unsigned>(std::countr_zero(block_size))), max_blocks_(core_->max_transfer >> block_shift_), mode_(mode),
       sq_(std::move(sq)), cq_(std::move(cq)), prps_(std::move(prps)), slots_(depth) {
     check_interval_ticks_ = ns_to_ticks(100e6);  // look for timed-out commands every 100 ms at most
     ticks_per_ms_ = std::max<std::uint64_t>(ns_to_ticks(1e6), 1);
@@ -133,9 +137,9 @@ bool QueuePair::shadow_needs_mmio(std::size_t index, std::uint16_t value) noexce
     return static_cast<std::uint16_t>(value - event - 1) < static_cast<std::uint16_t>(value - old);
 }
 
-void QueuePair::ring_sq() noexcept {
+[[gnu::always_inline]] inline void QueuePair::ring_sq() noexcept {
     dma_wmb();
-    if (shadow_needs_mmio(core_->shadow_index(qid_, false), sq_tail_)) (void)core_->regs.try_write32(core_->doorbell(qid_, false), sq_tail_);
+    if (shadow_needs_mmio(doorbells_.sq_shadow, sq_tail_)) core_->regs.write(doorbells_.sq, std::uint32_t{sq_tail_});
 }
 
 // The CQ head doorbell only frees CQ entries for the controller; it need not follow every poll. A
@@ -145,40 +149,55 @@ void QueuePair::ring_sq() noexcept {
 // each doorbell an emulated controller sees is a trap. Interrupt-driven queues report on every poll.
 void QueuePair::ring_cq() noexcept {
     cq_unreported_ = 0;
-    if (shadow_needs_mmio(core_->shadow_index(qid_, true), cq_head_)) (void)core_->regs.try_write32(core_->doorbell(qid_, true), cq_head_);
+    if (shadow_needs_mmio(doorbells_.cq_shadow, cq_head_)) core_->regs.write(doorbells_.cq, std::uint32_t{cq_head_});
 }
 
 // ---------------------------------------------------------------------------------------------------
 // The owner: submission
 
-Result<std::uint16_t> QueuePair::submit(Sqe sqe, block::Callback cb, void* ctx, Split* split) {
-    if (free_cids_.empty()) return fail(EAGAIN, "{}: queue {} is full ({} commands outstanding)", core_->name, qid_, outstanding_);
+Result<std::uint16_t> QueuePair::queue_full() const {
+    return fail(EAGAIN, "{}: queue {} is full ({} commands outstanding)", core_->name, qid_, outstanding_);
+}
+
+Result<std::uint16_t> QueuePair::submit(const Sqe& sqe, block::Callback cb, void* ctx, Split* split) {
+    if (free_cids_.empty()) [[unlikely]]
+        return queue_full();
+    return push(sqe, cb, ctx, split);
+}
+
+// Inlined into the I/O paths: the command goes into the ring once, with its id.
+[[gnu::always_inline]] inline std::uint16_t QueuePair::push(const Sqe& sqe, block::Callback cb, void* ctx, Split* split) noexcept {
     // The controller must always have a free CQ entry for every command it may complete: the entries
     // it has posted or may post (outstanding_, this command included) plus those we consumed without
     // telling it (cq_unreported_) stay below the CQ's size, or we report the head first.
     if (cq_unreported_ && cq_unreported_ + outstanding_ + 1u > cq_depth_ - 1u) ring_cq();
     const std::uint16_t cid = free_cids_.back();
     free_cids_.pop_back();
-    sqe.cdw0 = (sqe.cdw0 & 0xffff) | static_cast<std::uint32_t>(cid) << 16;
-    sq_[sq_tail_] = sqe;
+    Sqe& entry = sq_[sq_tail_];  // the controller reads it only after the doorbell
+    entry = sqe;
+    entry.cdw0 = (sqe.cdw0 & 0xffff) | static_cast<std::uint32_t>(cid) << 16;
     slots_[cid] = Slot{cb, ctx, split, ticks(), 0, true};
     ++outstanding_;
-    sq_tail_ = static_cast<std::uint16_t>((sq_tail_ + 1) % depth_);
+    if (++sq_tail_ == depth_) sq_tail_ = 0;
     if (in_poll_) ring_pending_ = true;  // a callback resubmitting: one doorbell at the end of poll()
     else ring_sq();
     return cid;
 }
 
-Result<void> QueuePair::build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len) {
+// PRP1 and, for a transfer that crosses one page boundary, PRP2; a list page beyond that.
+[[gnu::always_inline]] inline Result<void> QueuePair::build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len) {
     sqe.prp1 = iova;
     const std::size_t first = kPage - (iova & (kPage - 1));
     if (len <= first) return {};
-    const std::uint64_t next = iova + first;
-    const std::size_t rest = len - first;
-    if (rest <= kPage) {
-        sqe.prp2 = next;
+    if (len - first <= kPage) {
+        sqe.prp2 = iova + first;
         return {};
     }
+    return build_prp_list(sqe, cid, iova + first, len - first);
+}
+
+Result<void> QueuePair::build_prp_list(Sqe& sqe, std::uint16_t cid, std::uint64_t next, std::size_t rest) {
+    const std::size_t len = rest + (kPage - (sqe.prp1 & (kPage - 1)));
     const std::size_t pages = (rest + kPage - 1) / kPage;
     if (pages > kPage / 8) return fail(EINVAL, "transfer of {} bytes needs {} PRP entries (max {})", len, pages, kPage / 8);
     dma::PoolBuffer list = prps_.buffer(cid);
@@ -193,7 +212,7 @@ Result<void> QueuePair::build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t io
 // The bus address of a caller's buffer. A small per-queue cache (by page, two-way) in front of the
 // controller's registry: the registry's lock and tree walk showed as 4% of a QD1 guest profile. Any
 // change to the registry bumps mem_gen, which empties every queue's cache.
-Result<std::uint64_t> QueuePair::iova_of(const std::byte* data, std::size_t len) {
+[[gnu::always_inline]] inline std::optional<std::uint64_t> QueuePair::cached_iova(const std::byte* data, std::size_t len) noexcept {
     const std::uintptr_t addr = dma::address_of(data);
     const std::uint64_t gen = core_->mem_gen.load(std::memory_order_acquire);
     const std::size_t set = (addr >> 12) % kMemCacheSets;
@@ -205,6 +224,18 @@ Result<std::uint64_t> QueuePair::iova_of(const std::byte* data, std::size_t len)
             return e.iova + (addr - e.base);
         }
     }
+    return std::nullopt;
+}
+
+[[gnu::always_inline]] inline Result<std::uint64_t> QueuePair::iova_of(const std::byte* data, std::size_t len) {
+    if (auto iova = cached_iova(data, len)) return *iova;
+    return iova_of_miss(data, len, core_->mem_gen.load(std::memory_order_acquire));
+}
+
+Result<std::uint64_t> QueuePair::iova_of_miss(const std::byte* data, std::size_t len, std::uint64_t gen) {
+    const std::uintptr_t addr = dma::address_of(data);
+    const std::size_t set = (addr >> 12) % kMemCacheSets;
+    auto& ways = mem_cache_[set];
     auto [base, size, iova] = UDRV_TRY(core_->find_mem(data, len));
     const unsigned w = mem_cache_victim_[set];
     ways[w] = MemCacheEntry{gen, base, size, iova};  // gen read before the lookup: a change since makes it stale
@@ -212,31 +243,52 @@ Result<std::uint64_t> QueuePair::iova_of(const std::byte* data, std::size_t len)
     return iova + (addr - base);
 }
 
-Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len,
-                           block::Callback cb, void* ctx) {
+// The common case inline: the queue active, one command (up to MDTS). The rest, refusals included, in
+// rw_slow().
+Result<void> QueuePair::misaligned(std::uint64_t iova) const {
+    return fail(EINVAL, "{}: buffer at bus address {:#x} is not 4-byte aligned, as NVMe's PRPs require", core_->name, iova);
+}
+
+[[gnu::always_inline]] inline Result<void> QueuePair::rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data,
+                                                         std::size_t len, block::Callback cb, void* ctx) {
     rcu::ReadLock lock;
-    if (const QueueState s = state_.load(std::memory_order_acquire); s != QueueState::active) [[unlikely]]
-        UDRV_TRY(not_active(s));
-    const std::uint64_t bytes = std::uint64_t{blocks} * block_size_;
+    const std::uint64_t bytes = std::uint64_t{blocks} << block_shift_;
+    if (state_.load(std::memory_order_acquire) != QueueState::active || blocks == 0 || blocks > max_blocks_ || len < bytes ||
+        free_cids_.empty()) [[unlikely]]
+        return rw_slow(opcode, lba, blocks, data, len, cb, ctx);
+    const std::uint64_t iova = UDRV_TRY(iova_of(data, bytes));
+    if (iova & 3) [[unlikely]]
+        return misaligned(iova);
+    Sqe sqe = cmd::block_command(opcode, nsid_, lba, blocks);
+    UDRV_TRY(build_prps(sqe, free_cids_.back(), iova, bytes));  // push() takes this id
+    (void)push(sqe, cb, ctx, nullptr);
+    return {};
+}
+
+// rw() for the rest: a queue that is not active, arguments to refuse, a buffer to look up, a PRP list,
+// a request above MDTS (several commands; the callback runs once, when the last completes).
+Result<void> QueuePair::rw_slow(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len,
+                                block::Callback cb, void* ctx) {
+    if (const QueueState s = state_.load(std::memory_order_acquire); s != QueueState::active) UDRV_TRY(not_active(s));
+    const std::uint64_t bytes = std::uint64_t{blocks} << block_shift_;
     if (blocks == 0) return fail(EINVAL, "{}: transfer of 0 blocks", core_->name);
     if (len < bytes) return fail(EINVAL, "{}: buffer of {} bytes is smaller than {} blocks of {}", core_->name, len, blocks, block_size_);
     const std::uint64_t iova = UDRV_TRY(iova_of(data, bytes));
-    if (iova & 3) return fail(EINVAL, "{}: buffer at bus address {:#x} is not 4-byte aligned, as NVMe's PRPs require", core_->name, iova);
-    const std::uint32_t max_blocks = core_->max_transfer / block_size_;
-    const std::uint32_t parts = (blocks + max_blocks - 1) / max_blocks;
+    if (iova & 3) return misaligned(iova);
+    if (max_blocks_ == 0) return fail(EINVAL, "{}: queue {} moves no data (the admin queue)", core_->name, qid_);
+    const std::uint32_t parts = (blocks + max_blocks_ - 1) / max_blocks_;
     if (parts > free_cids_.size())
         return fail(EAGAIN, "{}: queue {} has room for {} commands, the request needs {}", core_->name, qid_, free_cids_.size(), parts);
-    // Above MDTS: several commands, and the callback runs once, when the last of them completes.
     std::unique_ptr<Split> split(parts > 1 ? new Split{parts, std::nullopt, cb, ctx} : nullptr);
     for (std::uint32_t i = 0; i < parts; ++i) {
-        const std::uint32_t n = std::min(max_blocks, blocks - i * max_blocks);
-        const std::uint64_t off = std::uint64_t{i} * max_blocks * block_size_;
-        Sqe sqe = cmd::block_command(opcode, nsid_, lba + std::uint64_t{i} * max_blocks, n);
-        const std::uint16_t cid = free_cids_.back();  // submit() takes exactly this id
-        auto r = build_prps(sqe, cid, iova + off, std::size_t{n} * block_size_);
+        const std::uint32_t n = std::min(max_blocks_, blocks - i * max_blocks_);
+        const std::uint64_t off = std::uint64_t{i} * max_blocks_ << block_shift_;
+        Sqe sqe = cmd::block_command(opcode, nsid_, lba + std::uint64_t{i} * max_blocks_, n);
+        const std::uint16_t cid = free_cids_.back();  // push() takes exactly this id
+        auto r = build_prps(sqe, cid, iova + off, std::size_t{n} << block_shift_);
         if (r) {
-            if (auto sub = submit(sqe, cb, ctx, split.get())) continue;
-            else r = std::unexpected(std::move(sub.error()));
+            (void)push(sqe, cb, ctx, split.get());  // there are ids for every part (above)
+            continue;
         }
         // Either the call fails and the callback never runs, or the call succeeds and it runs once. The
         // parts already submitted will complete: while any is outstanding the callback reports this
@@ -295,22 +347,30 @@ Result<void> QueuePair::deallocate(std::uint64_t lba, std::uint32_t blocks, bloc
 // ---------------------------------------------------------------------------------------------------
 // The owner: completion
 
-void QueuePair::complete(std::uint16_t cid, const Result<void>& status) {
-    const Slot s = slots_[cid];
-    slots_[cid] = Slot{};
+// Inlined into completion processing. The slot keeps its other fields until push() overwrites them:
+// only `busy` says whether it is in use.
+[[gnu::always_inline]] inline void QueuePair::complete(std::uint16_t cid, const Result<void>& status) {
+    Slot& slot = slots_[cid];
+    const block::Callback cb = slot.cb;
+    void* const ctx = slot.ctx;
+    Split* const split = slot.split;
+    slot.busy = false;
     free_cids_.push_back(cid);
     --outstanding_;
-    if (Split* sp = s.split) {
-        if (!status && !sp->error) sp->error = status.error();
-        if (--sp->remaining == 0) {
-            Result<void> r = sp->error ? Result<void>(std::unexpected(*sp->error)) : Result<void>();
-            block::Callback cb = sp->cb;
-            void* ctx = sp->ctx;
-            delete sp;
-            if (cb) cb(ctx, r);
-        }
-    } else if (s.cb) {
-        s.cb(s.ctx, status);
+    if (split) [[unlikely]]
+        complete_part(split, status);
+    else if (cb)
+        cb(ctx, status);
+}
+
+void QueuePair::complete_part(Split* sp, const Result<void>& status) {
+    if (!status && !sp->error) sp->error = status.error();
+    if (--sp->remaining == 0) {
+        Result<void> r = sp->error ? Result<void>(std::unexpected(*sp->error)) : Result<void>();
+        block::Callback cb = sp->cb;
+        void* ctx = sp->ctx;
+        delete sp;
+        if (cb) cb(ctx, r);
     }
 }
 

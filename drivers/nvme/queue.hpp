@@ -18,6 +18,7 @@
 #include "udrv/block.hpp"
 #include "udrv/dma.hpp"
 #include "udrv/irq.hpp"
+#include "udrv/mmio.hpp"
 
 namespace udrv::nvme {
 
@@ -30,6 +31,13 @@ class Controller;
 /// service thread resets it (the queue comes back `recovered`).
 enum class QueueState : std::uint8_t { active, frozen, recovered, removed, broken };
 std::string_view queue_state_name(QueueState s) noexcept;
+
+/// A queue's two doorbells, checked against the register window once, when the queue is made
+/// (ControllerCore::doorbells_for), and their places in the shadow doorbell pages.
+struct QueueDoorbells {
+    Mmio<kBarMin>::Reg<std::uint32_t> sq, cq;
+    std::size_t sq_shadow, cq_shadow;
+};
 
 class QueuePair final : public block::Queue {
 public:
@@ -61,20 +69,30 @@ private:
     struct Posted {
         std::uint16_t cid, status;  // status field (CQE status >> 1)
     };
-    QueuePair(std::shared_ptr<ControllerCore> core, std::uint16_t qid, std::uint16_t depth, std::uint16_t cq_depth, std::uint32_t nsid,
-              std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq, dma::Coherent<Cqe> cq, dma::Pool prps);
+    QueuePair(std::shared_ptr<ControllerCore> core, std::uint16_t qid, QueueDoorbells doorbells, std::uint16_t depth,
+              std::uint16_t cq_depth, std::uint32_t nsid, std::uint32_t block_size, block::Mode mode, dma::Coherent<Sqe> sq,
+              dma::Coherent<Cqe> cq, dma::Pool prps);
 
     // ---- the owner's side ----
     /// What a call does when the queue is not active: reports a reset's or removal's outcome, or fails.
     Result<void> not_active(QueueState s);
     void report_recovered(QueueState was);
-    Result<std::uint16_t> submit(Sqe sqe, block::Callback cb, void* ctx, Split* split);
+    Result<std::uint16_t> submit(const Sqe& sqe, block::Callback cb, void* ctx, Split* split);
+    std::uint16_t push(const Sqe& sqe, block::Callback cb, void* ctx, Split* split) noexcept;  // a command id must be free
     Result<void> rw(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len, block::Callback cb, void* ctx);
+    [[gnu::noinline]] Result<void> rw_slow(std::uint8_t opcode, std::uint64_t lba, std::uint32_t blocks, std::byte* data, std::size_t len,
+                         block::Callback cb, void* ctx);
+    [[gnu::cold]] Result<std::uint16_t> queue_full() const;
+    [[gnu::cold]] Result<void> misaligned(std::uint64_t iova) const;
     Result<void> build_prps(Sqe& sqe, std::uint16_t cid, std::uint64_t iova, std::size_t len);
+    [[gnu::noinline]] Result<void> build_prp_list(Sqe& sqe, std::uint16_t cid, std::uint64_t next, std::size_t rest);
+    std::optional<std::uint64_t> cached_iova(const std::byte* data, std::size_t len) noexcept;
     Result<std::uint64_t> iova_of(const std::byte* data, std::size_t len);
+    [[gnu::noinline]] Result<std::uint64_t> iova_of_miss(const std::byte* data, std::size_t len, std::uint64_t gen);
     /// Takes the completions the controller posted (at most one queue's worth), running their callbacks.
     Result<unsigned> process_completions();
     void complete(std::uint16_t cid, const Result<void>& status);
+    [[gnu::noinline]] void complete_part(Split* split, const Result<void>& status);
     void fail_all(const Error& why);
     void check_timeouts();
     void ring_sq() noexcept;
@@ -89,7 +107,10 @@ private:
 
     std::shared_ptr<ControllerCore> core_;
     const std::uint16_t qid_, depth_, cq_depth_;  // depth_: SQ entries; cq_depth_: CQ entries (>= depth_)
+    const QueueDoorbells doorbells_;
     const std::uint32_t nsid_, block_size_;
+    const unsigned block_shift_;          // block_size_ == 1 << block_shift_ (NVMe's LBADS)
+    const std::uint32_t max_blocks_;      // the most blocks one command moves (MDTS)
     const block::Mode mode_;
     dma::Coherent<Sqe> sq_;
     dma::Coherent<Cqe> cq_;

@@ -91,6 +91,27 @@ public:
     Result<void> try_write32(std::size_t off, std::uint32_t v) const noexcept { return try_write(off, v); }
     Result<void> try_write64(std::size_t off, std::uint64_t v) const noexcept { return try_write(off, v); }
 
+    /// A register at an offset computed at run time, checked once against the window's size (aligned,
+    /// within SIZE) and then used without a check per access: a doorbell computed from a queue id at
+    /// queue creation. It fits every window of this SIZE; only reg() makes one.
+    template <typename T>
+    class Reg {
+    public:
+        std::size_t offset() const noexcept { return off_; }
+
+    private:
+        friend class Mmio;
+        explicit Reg(std::size_t off) noexcept : off_(off) {}
+        std::size_t off_;
+    };
+    template <typename T>
+    static Result<Reg<T>> reg(std::size_t off) noexcept {
+        UDRV_TRY(check_runtime<T>(off));
+        return Reg<T>(off);
+    }
+    template <typename T> T read(Reg<T> r) const noexcept { return read<T>(r.off_); }
+    template <typename T> void write(Reg<T> r, T v) const noexcept { write(r.off_, v); }
+
 private:
     template <std::size_t OFF, std::size_t W>
     static constexpr void check() noexcept {
