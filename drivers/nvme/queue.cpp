@@ -169,8 +169,9 @@ Result<std::uint16_t> QueuePair::submit(const Sqe& sqe, block::Callback cb, void
 [[gnu::always_inline]] inline std::uint16_t QueuePair::push(const Sqe& sqe, block::Callback cb, void* ctx, Split* split) noexcept {
     // The controller must always have a free CQ entry for every command it may complete: the entries
     // it has posted or may post (outstanding_, this command included) plus those we consumed without
-    // telling it (cq_unreported_) stay below the CQ's size, or we report the head first.
-    if (cq_unreported_ && cq_unreported_ + outstanding_ + 1u > cq_depth_ - 1u) ring_cq();
+    // telling it (cq_unreported_) stay below the CQ's size, or we report the head first. (With none
+    // unreported that always holds: outstanding_ < depth_ <= cq_depth_.)
+    if (cq_unreported_ + outstanding_ + 1u > cq_depth_ - 1u) ring_cq();
     const std::uint16_t cid = free_cids_.back();
     free_cids_.pop_back();
     Sqe& entry = sq_[sq_tail_];  // the controller reads it only after the doorbell
