@@ -109,6 +109,28 @@ public:
         leave();
         return n;
     }
+    /// alloc() for drivers' per-packet paths: a buffer into `out` (empty before), or false when none is
+    /// free or the device is gone, without building an error.
+    bool try_alloc(Packet& out) noexcept {
+        std::uint32_t i;
+        enter();
+        const bool ok = !detached_.load(std::memory_order_relaxed) && pool_.take(i);
+        leave();
+        if (ok) [[likely]]
+            out = Packet(this, i);
+        return ok;
+    }
+    /// Up to `max` buffers, each handed to `take(Packet&&)` as it is allocated, under one owner section
+    /// (a driver refilling a receive ring); returns how many (0 once the device is gone).
+    template <typename F>
+    unsigned alloc_each(unsigned max, F&& take) noexcept {
+        unsigned n = 0;
+        enter();
+        if (!detached_.load(std::memory_order_relaxed)) [[likely]]
+            for (std::uint32_t i; n < max && pool_.take(i); ++n) take(Packet(this, i));
+        leave();
+        return n;
+    }
     std::uint32_t available() const noexcept { return pool_.available(); }
     std::uint32_t capacity() const noexcept { return pool_.capacity(); }
     /// Frame bytes one buffer holds (the buffer less the headroom).

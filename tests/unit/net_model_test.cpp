@@ -84,7 +84,32 @@ TEST_F(NetOnModel, VirtioFramesGoOutAndComeBack) {
     auto st = *v->stats();
     EXPECT_EQ(st.tx_packets, 1000u);
     EXPECT_EQ(st.rx_packets, 1000u);
+    EXPECT_EQ(st.tx_bytes, 64000u);  // counted once per batch
+    EXPECT_EQ(st.rx_bytes, 64000u);
     EXPECT_EQ(model->dma_faults(), 0u);
+}
+
+// The drivers' allocation fast paths (try_alloc, alloc_each) give out every buffer once, stop when the
+// pool is empty, and give out nothing once the pool is detached (its device unbound).
+TEST_F(NetOnModel, PoolFastPathsStopWhenEmptyAndWhenDetached) {
+    auto model = std::make_shared<VirtioNetModel>();
+    auto* v = add<udrv::virtio_net::VirtioNet>(model);
+    ASSERT_NE(v, nullptr);
+    auto pool = *v->tx_pool(0);
+    std::vector<udrv::net::Packet> held;
+    for (udrv::net::Packet p; pool->try_alloc(p); p = udrv::net::Packet()) held.push_back(std::move(p));
+    EXPECT_EQ(held.size(), pool->capacity());
+    EXPECT_EQ(pool->alloc_each(8, [](udrv::net::Packet&&) { ADD_FAILURE() << "a buffer from an empty pool"; }), 0u);
+    held.resize(held.size() - 3);  // three back
+    std::vector<udrv::net::Packet> more;
+    EXPECT_EQ(pool->alloc_each(8, [&](udrv::net::Packet&& p) { more.push_back(std::move(p)); }), 3u);
+    EXPECT_EQ(more.size(), 3u);
+    more.clear();
+    pool->detach();
+    udrv::net::Packet p;
+    EXPECT_FALSE(pool->try_alloc(p));
+    EXPECT_FALSE(p);
+    EXPECT_EQ(pool->alloc_each(8, [](udrv::net::Packet&&) { ADD_FAILURE() << "a buffer from a detached pool"; }), 0u);
 }
 
 // A virtqueue's indices are 16 bits: 70000 frames through 256-entry rings wrap them, and the driver

@@ -180,13 +180,14 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
         // length beyond the buffer is dropped and counted; the buffer stays in the ring.
         const bool good = rx_descriptor_good(status, d.errors, len, kBufSize);
         if (!good) net::count(soft_.rx_errors);
-        auto fresh = good ? rx_pool_->alloc() : Result<net::Packet>(std::unexpected(Error(ENOMEM, "")));
-        if (good && !fresh) net::count(soft_.rx_dropped);  // no buffer to replace it: drop the frame, keep the buffer
-        if (fresh) {
+        net::Packet fresh;
+        const bool replaced = good && rx_pool_->try_alloc(fresh);
+        if (good && !replaced) net::count(soft_.rx_dropped);  // no buffer to replace it: drop the frame, keep the buffer
+        if (replaced) {
             net::Packet p = std::move(rx_bufs_[rx_next_]);
             (void)p.resize(len);
             out[n++] = std::move(p);
-            rx_bufs_[rx_next_] = std::move(*fresh);
+            rx_bufs_[rx_next_] = std::move(fresh);
         }
         (*rx_ring_)[rx_next_] = RxDesc{net::PacketPool::frame_iova(rx_bufs_[rx_next_]), 0, 0, 0, 0, 0};
         last = rx_next_;

@@ -56,6 +56,7 @@ Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avai
 }
 
 Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t size) {
+    if (size == 0 || (size & (size - 1))) return fail(EINVAL, "virtqueue size {} is not a power of two (split rings index by mask)", size);
     auto d = UDRV_TRY(dma.coherent<Desc>(size));
     Virtqueue vq(size, std::move(d), UDRV_TRY(dma.region(vring::avail_bytes(size))), UDRV_TRY(dma.region(vring::used_bytes(size))));
     // The views are taken once the regions are where they stay (a Region's memory does not move with it).
@@ -323,16 +324,12 @@ Result<bool> VirtioNet::rx_wait(unsigned queue, net::WaitMode mode, std::chrono:
 
 Result<void> VirtioNet::refill_rx(unsigned i) {
     Pair& q = pairs_[i];
-    bool added = false;
-    while (q.rxq->free_descs() && q.rx_pool->available()) {
-        net::Packet p = UDRV_TRY(q.rx_pool->alloc());
-        // The device writes the 12-byte header into the headroom, the frame where data() starts.
-        std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
-        auto len = static_cast<std::uint32_t>(kNetHdr + p.capacity());
-        std::uint16_t id = q.rxq->add(iova, len, Virtqueue::kDescWrite);
+    // The device writes the 12-byte header into the headroom, the frame where data() starts.
+    const auto len = static_cast<std::uint32_t>(kNetHdr + q.rx_pool->capacity_per_buffer());
+    const unsigned added = q.rx_pool->alloc_each(q.rxq->free_descs(), [&](net::Packet&& p) {
+        const std::uint16_t id = q.rxq->add(net::PacketPool::frame_iova(p) - kNetHdr, len, Virtqueue::kDescWrite);
         q.rx_inflight[id] = std::move(p);
-        added = true;
-    }
+    });
     if (added && q.rxq->publish()) notify(2 * i);
     return {};
 }
@@ -340,6 +337,7 @@ Result<void> VirtioNet::refill_rx(unsigned i) {
 Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
     Pair& q = *UDRV_TRY(pair(queue));
     unsigned n = 0;
+    std::uint64_t bytes = 0;
     while (n < out.size()) {
         auto used = q.rxq->next_used();
         if (!used) break;
@@ -349,6 +347,8 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
                                            q.rx_pool->capacity_per_buffer());
         if (check == UsedCheck::bad_id) {
             net::count(q.stats.rx_errors);
+            net::count(q.stats.rx_packets, n);
+            net::count(q.stats.rx_bytes, bytes);
             return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
         }
         net::Packet p = std::move(q.rx_inflight[id]);
@@ -358,10 +358,11 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
             continue;  // dropped; the buffer goes back to the pool with p
         }
         (void)p.resize(len - kNetHdr);
-        net::count(q.stats.rx_packets);
-        net::count(q.stats.rx_bytes, p.size());
+        bytes += p.size();
         out[n++] = std::move(p);
     }
+    net::count(q.stats.rx_packets, n);  // once per batch: stats() may read them at any time, never torn
+    net::count(q.stats.rx_bytes, bytes);
     UDRV_TRY(refill_rx(queue));
     return n;
 }
@@ -382,6 +383,16 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
     Pair& q = *UDRV_TRY(pair(queue));
     reclaim_tx(q);
     unsigned n = 0;
+    std::uint64_t bytes = 0;
+    struct Count {  // once per batch, whichever way the loop ends
+        net::Stats& stats;
+        unsigned& n;
+        std::uint64_t& bytes;
+        ~Count() {
+            net::count(stats.tx_packets, n);
+            net::count(stats.tx_bytes, bytes);
+        }
+    } count{q.stats, n, bytes};
     for (; n < packets.size() && q.txq->free_descs(); ++n) {
         net::Packet& p = packets[n];
         if (!p) {
@@ -397,8 +408,7 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
         std::memset(buf.data() + net::PacketPool::headroom_of(p) - kNetHdr, 0, kNetHdr);  // no offloads
         std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
         std::uint16_t id = q.txq->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
-        net::count(q.stats.tx_packets);
-        net::count(q.stats.tx_bytes, p.size());
+        bytes += p.size();
         q.tx_inflight[id] = std::move(p);
     }
     if (n && q.txq->publish()) notify(2 * queue + 1);

@@ -102,7 +102,7 @@ inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::
     std::uint16_t id = free_.back();
     free_.pop_back();
     desc_[id] = Desc{addr, len, flags, 0};
-    avail_ring_[avail_idx_ % size_] = id;
+    avail_ring_[avail_idx_ & (size_ - 1)] = id;  // a power of two (checked at set-up)
     ++avail_idx_;
     return id;
 }
@@ -121,7 +121,7 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
     free_.pop_back();
     desc_[head] = Desc{out, out_len, kDescNext, tail};
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
-    avail_ring_[avail_idx_ % size_] = head;
+    avail_ring_[avail_idx_ & (size_ - 1)] = head;
     ++avail_idx_;
     return head;
 }
@@ -141,7 +141,7 @@ inline void Virtqueue::set_interrupts(bool on) noexcept {
 inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
     if (dma::read_once(used_->idx) == last_used_) return std::nullopt;
     dma_rmb();  // the element after the index that says it is there
-    const vring::UsedElem& e = used_ring_[last_used_ % size_];
+    const vring::UsedElem& e = used_ring_[last_used_ & (size_ - 1)];
     ++last_used_;
     return vring::UsedElem{dma::read_once(e.id), dma::read_once(e.len)};
 }
