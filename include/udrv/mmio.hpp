@@ -2,7 +2,8 @@
 //
 // Offsets known at compile time are checked at compile time: `bar.read32<0x08>()` fails the build if
 // 0x08 + 4 > SIZE or 0x08 is not 4-byte aligned. Offsets computed at run time go through `try_read32(off)`,
-// which returns ERANGE/EINVAL instead of touching memory outside the window.
+// which returns ERANGE/EINVAL instead of touching memory outside the window, or, for a register used
+// on a hot path (a queue's doorbell), through `Mmio<SIZE>::reg<T>(off)`, checked once: `write(reg, v)`.
 //
 // Memory ordering (what a driver can rely on):
 // - write*(): every store the CPU made to normal (DMA) memory before the call is visible to the device
