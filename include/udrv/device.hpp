@@ -58,6 +58,9 @@ public:
     /// The driver bound to this device, or nullptr.
     const Driver* driver() const noexcept { return driver_; }
     bool is_bound() const noexcept { return driver_ != nullptr; }
+    /// Why the device is not bound after the bus last tried: no driver matches it, every matching
+    /// driver declined it, or the first probe's error. Empty while bound and before any attempt.
+    const std::optional<Error>& unbound_reason() const noexcept { return unbound_reason_; }
     /// Number of managed resources currently tied to the binding (for diagnostics and tests).
     std::size_t devres_count() const noexcept { return devres_.size(); }
     /// Number of publications (class devices) the binding made, withdrawn first at unbind.
@@ -89,6 +92,7 @@ private:
     detail::DriverData data_;
     std::vector<DevresAction> devres_;
     std::vector<DevresAction> unpublish_;  // run before the driver's remove, newest first
+    std::optional<Error> unbound_reason_;
 };
 
 /// A resource whose lifetime is tied to a device binding (the kernel's Devres<T>). The driver keeps the
@@ -233,6 +237,7 @@ protected:
 
 private:
     Result<void> really_probe(Device& dev, Driver& drv, const void* id);
+    Result<void> try_drivers(Device& dev);  // attach() without recording its outcome
 
     std::string name_;
     std::vector<std::unique_ptr<Device>> devices_;

@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -75,7 +76,19 @@ public:
         auto it = desc_.properties.find(name);
         if (it == desc_.properties.end()) return fail(ENOENT, "{}: no property '{}'", this->name(), name);
         if (auto* v = std::get_if<T>(&it->second)) return *v;
-        return fail(EINVAL, "{}: property '{}' has the wrong type", this->name(), name);
+        constexpr std::string_view want = std::is_same_v<T, bool>           ? "true or false"
+                                          : std::is_same_v<T, std::int64_t> ? "an integer"
+                                          : std::is_same_v<T, double>       ? "a number"
+                                                                            : "a string in quotes";
+        return fail(EINVAL, "{}: property '{}' has the wrong type: it must be {}", this->name(), name, want);
+    }
+    /// An optional property: `fallback` when absent, EINVAL when given with another type (not the
+    /// fallback: `block-size = "4k"` is a mistake to report, not a reason to use 512).
+    template <typename T>
+    Result<T> property_or(std::string_view name, T fallback) const {
+        auto v = property<T>(name);
+        if (!v && v.error().code() == ENOENT) return fallback;
+        return v;
     }
 
 private:

@@ -57,8 +57,13 @@ Result<void> Bus::register_driver(Driver& drv) {
     for (auto& dev : devices_) {
         if (dev->is_bound()) continue;
         if (const void* id = match(*dev, drv)) {
-            if (auto r = really_probe(*dev, drv, id); !r && r.error().code() != ENODEV && r.error().code() != ENXIO)
+            auto r = really_probe(*dev, drv, id);
+            if (r) {
+                dev->unbound_reason_.reset();
+            } else if (r.error().code() != ENODEV && r.error().code() != ENXIO) {
                 pr_warn("{} {}: probe failed: {}", drv.name(), dev->name(), r.error().to_string());
+                dev->unbound_reason_ = std::move(r.error()).context(dev->name());
+            }
         }
     }
     return {};
@@ -107,6 +112,13 @@ Result<void> Bus::bind(Device& dev, Driver& drv) {
 
 Result<void> Bus::attach(Device& dev) {
     if (dev.driver_) return {};
+    auto r = try_drivers(dev);
+    if (r) dev.unbound_reason_.reset();
+    else dev.unbound_reason_ = r.error();
+    return r;
+}
+
+Result<void> Bus::try_drivers(Device& dev) {
     bool matched = false;
     std::optional<Error> failure;  // the first probe that failed rather than declined (ENODEV/ENXIO)
     for (Driver* drv : drivers_) {

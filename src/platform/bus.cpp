@@ -4,27 +4,29 @@ namespace udrv::platform {
 
 Device::Device(udrv::Bus& bus, DeviceDesc desc) : udrv::Device(bus, desc.name), desc_(std::move(desc)) {}
 
+// A missing resource is ENOENT, not ENXIO: a driver that matched the device and lacks a resource it
+// needs has failed (the description is wrong), where ENXIO would count as declining the device.
 Result<const MemResource*> Device::memory(std::size_t index) const {
     if (index >= desc_.memory.size())
-        return fail(ENXIO, "{}: no memory resource {} (it has {})", name(), index, desc_.memory.size());
+        return fail(ENOENT, "{}: no memory resource {} (it has {})", name(), index, desc_.memory.size());
     return &desc_.memory[index];
 }
 
 Result<const MemResource*> Device::memory(std::string_view n) const {
     for (auto& m : desc_.memory)
         if (m.name == n) return &m;
-    return fail(ENXIO, "{}: no memory resource named '{}'", name(), n);
+    return fail(ENOENT, "{}: no memory resource named '{}'", name(), n);
 }
 
 Result<const IrqResource*> Device::irq(std::size_t index) const {
-    if (index >= desc_.irqs.size()) return fail(ENXIO, "{}: no irq resource {} (it has {})", name(), index, desc_.irqs.size());
+    if (index >= desc_.irqs.size()) return fail(ENOENT, "{}: no irq resource {} (it has {})", name(), index, desc_.irqs.size());
     return &desc_.irqs[index];
 }
 
 Result<const IrqResource*> Device::irq(std::string_view n) const {
     for (auto& i : desc_.irqs)
         if (i.name == n) return &i;
-    return fail(ENXIO, "{}: no irq resource named '{}'", name(), n);
+    return fail(ENOENT, "{}: no irq resource named '{}'", name(), n);
 }
 
 const std::string* Driver::match(const DeviceDesc& d) const noexcept {

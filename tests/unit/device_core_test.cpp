@@ -123,6 +123,23 @@ TEST_F(DeviceCore, AttachReturnsWhyTheProbeFailed) {
     EXPECT_EQ(r.error().message(), "b0: every matching driver declined it");
 }
 
+// What a tool shows for a device left unbound: the reason, kept on the device from the bus's last try.
+TEST_F(DeviceCore, AnUnboundDeviceKeepsWhy) {
+    TestBus bus;
+    TestDriver busy("busy", "a", true, EBUSY);
+    ASSERT_TRUE(bus.register_driver(busy));
+    ASSERT_TRUE(bus.add_device(std::make_unique<TestDevice>(bus, "a0", "a")));
+    ASSERT_TRUE(bus.add_device(std::make_unique<TestDevice>(bus, "z0", "z")));
+    ASSERT_TRUE(bus.find_device("a0")->unbound_reason());
+    EXPECT_EQ(bus.find_device("a0")->unbound_reason()->message(), "a0: simulated probe failure");
+    ASSERT_TRUE(bus.find_device("z0")->unbound_reason());
+    EXPECT_EQ(bus.find_device("z0")->unbound_reason()->message(), "z0: no driver matches it");
+    TestDriver takes("takes", "z");
+    ASSERT_TRUE(bus.register_driver(takes));  // binds z0
+    EXPECT_EQ(bus.find_device("z0")->driver(), &takes);
+    EXPECT_FALSE(bus.find_device("z0")->unbound_reason());
+}
+
 TEST_F(DeviceCore, NextDriverIsTriedWhenTheFirstDeclines) {
     TestBus bus;
     TestDriver first("first", "a", true, ENODEV), second("second", "a");

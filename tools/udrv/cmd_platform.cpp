@@ -48,7 +48,13 @@ Result<int> run_platform(const PlatformOpts& o) {
     }
     if (o.json) print_json(arr);
     std::fflush(stdout);
+    // A device no driver took is a failure of the command, with each driver's own reason.
+    std::vector<std::string> untaken;
+    for (auto* d : devs)
+        if (!d->driver()) untaken.push_back(d->unbound_reason() ? d->unbound_reason()->message() : d->name() + ": not bound");
     platform::bus().remove_all_devices();  // unbind (remove + devres) before the modules go
+    if (!untaken.empty())
+        return fail(ENODEV, "{} of {} device(s) not taken by a driver: {}", untaken.size(), devs.size(), fmt::join(untaken, "; "));
     return 0;
 }
 

@@ -196,11 +196,11 @@ private:
 
 Result<std::unique_ptr<FileBlock>> FileBlock::probe(Bound<platform::Device>& dev, std::string_view) {
     std::string path = UDRV_TRY_CTX(dev->property<std::string>("path"), "udrv,file-block needs path = \"file\"");
-    std::int64_t bs = dev->property<std::int64_t>("block-size").value_or(512);
+    std::int64_t bs = UDRV_TRY(dev->property_or<std::int64_t>("block-size", 512));
     if (bs < 512 || bs > 65536 || (bs & (bs - 1)))
         return fail(EINVAL, "{}: block-size {} must be a power of two from 512 to 65536", dev->name(), bs);
-    std::int64_t size = dev->property<std::int64_t>("size").value_or(0);
-    bool direct = dev->property<bool>("direct").value_or(true);
+    std::int64_t size = UDRV_TRY(dev->property_or<std::int64_t>("size", 0));
+    bool direct = UDRV_TRY(dev->property_or<bool>("direct", true));
     int flags = O_RDWR | O_CLOEXEC | (size > 0 ? O_CREAT : 0);
     Fd fd(::open(path.c_str(), flags | (direct ? O_DIRECT : 0), 0644));
     if (!fd && direct && errno == EINVAL) {  // tmpfs and some others refuse O_DIRECT

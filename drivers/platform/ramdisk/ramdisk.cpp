@@ -100,7 +100,7 @@ Result<std::unique_ptr<Ramdisk>> Ramdisk::probe(Bound<platform::Device>& dev, st
     if (auto named = dev->memory("storage")) mem = *named;
     else mem = UDRV_TRY_CTX(dev->memory(0), "udrv,ramdisk needs a memory resource giving its capacity");
 
-    std::int64_t bs = dev->property<std::int64_t>("block-size").value_or(512);
+    std::int64_t bs = UDRV_TRY(dev->property_or<std::int64_t>("block-size", 512));
     if (bs < 512 || bs > 65536 || (bs & (bs - 1)) != 0)
         return fail(EINVAL, "{}: block-size {} must be a power of two from 512 to 65536", dev->name(), bs);
     if (mem->size % static_cast<std::uint64_t>(bs) != 0)
@@ -109,12 +109,12 @@ Result<std::unique_ptr<Ramdisk>> Ramdisk::probe(Bound<platform::Device>& dev, st
     if (mem->size > kMaxBytes) return fail(EFBIG, "{}: capacity {} bytes exceeds the ramdisk limit of 4 GiB", dev->name(), mem->size);
 
     std::vector<std::byte> bytes(mem->size);
-    std::string image = dev->property<std::string>("image").value_or("");
+    std::string image = UDRV_TRY(dev->property_or<std::string>("image", ""));
     if (!image.empty()) {
         std::size_t n = UDRV_TRY_CTX(read_file(image, bytes), "{}: image", dev->name());
         dev_info(dev.device(), "loaded {} bytes from {}", n, image);
     }
-    bool persist = dev->property<bool>("persist").value_or(false);
+    bool persist = UDRV_TRY(dev->property_or<bool>("persist", false));
     if (persist && image.empty()) return fail(EINVAL, "{}: persist = true needs an image = \"path\" to write to", dev->name());
 
     auto medium = std::make_shared<Medium>();
