@@ -83,6 +83,9 @@ public:
     std::vector<const LoadedModule*> list() const;
     /// Names of modules linked into the program that can be passed to load_builtin().
     static std::vector<std::string> builtin_modules();
+    /// Metadata of the modules linked into the program, read without initialising them (the kernel's
+    /// modules.builtin.modinfo).
+    static std::vector<Modinfo> builtin_modinfo();
 
     /// Taint flags like the kernel's: "P" (a module with a non-open-source license was loaded),
     /// "R" (a module was force-unloaded). Empty when clean.

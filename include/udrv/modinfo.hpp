@@ -34,7 +34,13 @@ public:
     };
     /// Parameters assembled from parm / parmtype / parmdefault.
     std::vector<Param> params() const;
+    /// Does one of the module's `alias` patterns match `modalias` (a device's "pci:v...", "of:N*T*C...")?
+    bool matches(std::string_view modalias) const;
 };
+
+/// A module alias pattern against a device's modalias, as the kernel's modprobe matches them: shell
+/// wildcards (`*`, `?`, `[...]`), the whole string.
+bool alias_matches(std::string_view pattern, std::string_view modalias);
 
 /// Parses the modinfo section(s) of an ELF image already in memory. `what` names it in errors.
 /// Several modules linked into one file yield several entries (each starts with `name=`).

@@ -150,6 +150,10 @@ struct DeviceInfo {
     std::uint8_t prog_if() const noexcept { return static_cast<std::uint8_t>(class_code); }
 };
 
+/// The device's modalias as the kernel writes it (sysfs `modalias`), for matching module aliases:
+/// "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02".
+std::string modalias(const DeviceInfo& d);
+
 /// Default sysfs location of PCI devices.
 inline constexpr std::string_view kSysfsDevices = "/sys/bus/pci/devices";
 

@@ -126,6 +126,15 @@ std::vector<std::string> Loader::builtin_modules() {
     return out;
 }
 
+std::vector<Modinfo> Loader::builtin_modinfo() {
+    std::vector<Modinfo> out;
+    for (auto& r : detail::registered_modules())
+        if (r.builtin)
+            if (auto infos = parse_modinfo_strings({r.entry->modinfo.data(), r.entry->modinfo.size()}, r.entry->decl->name))
+                for (auto& m : *infos) out.push_back(std::move(m));
+    return out;
+}
+
 Result<std::filesystem::path> Loader::locate(std::string_view name, const std::filesystem::path& near) const {
     std::vector<std::filesystem::path> dirs;
     if (!near.empty()) dirs.push_back(near);

@@ -1,6 +1,8 @@
 // ELF parsing for `udrv modinfo` and the loader. Supports ELF32/ELF64, little and big endian.
 #include "udrv/modinfo.hpp"
 
+#include <fnmatch.h>
+
 #include <cstring>
 
 #include "udrv/fileio.hpp"
@@ -32,6 +34,18 @@ std::vector<std::string> Modinfo::depends() const {
         s.remove_prefix(comma + 1);
     }
     return out;
+}
+
+bool alias_matches(std::string_view pattern, std::string_view modalias) {
+    // fnmatch needs terminated strings; a NUL inside either (untrusted metadata) cannot match.
+    if (pattern.find('\0') != std::string_view::npos || modalias.find('\0') != std::string_view::npos) return false;
+    return ::fnmatch(std::string(pattern).c_str(), std::string(modalias).c_str(), 0) == 0;
+}
+
+bool Modinfo::matches(std::string_view modalias) const {
+    for (auto a : get_all("alias"))
+        if (alias_matches(a, modalias)) return true;
+    return false;
 }
 
 std::vector<Modinfo::Param> Modinfo::params() const {

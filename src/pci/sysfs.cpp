@@ -101,6 +101,11 @@ Result<Address> Address::parse(std::string_view s) {
 
 std::string Address::to_string() const { return fmt::format("{:04x}:{:02x}:{:02x}.{:x}", domain, bus, device, function); }
 
+std::string modalias(const DeviceInfo& d) {
+    return fmt::format("pci:v{:08X}d{:08X}sv{:08X}sd{:08X}bc{:02X}sc{:02X}i{:02X}", d.vendor_id, d.device_id, d.subsystem_vendor,
+                       d.subsystem_device, d.base_class(), d.sub_class(), d.prog_if());
+}
+
 Result<DeviceInfo> read_device(const fs::path& dir) {
     DeviceInfo d;
     d.sysfs_path = dir;

@@ -1,10 +1,12 @@
 // `udrv modinfo`'s ELF reader against real modules and hostile files: errors, never crashes (run under ASan).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "udrv/modinfo.hpp"
+#include "udrv/pci.hpp"
 
 namespace {
 
@@ -118,3 +120,34 @@ TEST(ModinfoElf, RandomCorruptionNeverCrashes) {
 }
 
 }  // namespace
+
+// Aliases match devices as modprobe matches them: shell wildcards over the whole modalias.
+TEST(ModuleAliases, MatchLikeModprobe) {
+    const char* nvme = "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02";
+    EXPECT_TRUE(udrv::alias_matches("pci:v*d*sv*sd*bc01sc08i02", nvme));
+    EXPECT_TRUE(udrv::alias_matches("pci:v00001B36d00000010sv*sd*bc*sc*i*", nvme));
+    EXPECT_FALSE(udrv::alias_matches("pci:v00001B36d00000011sv*sd*bc*sc*i*", nvme));
+    EXPECT_FALSE(udrv::alias_matches("pci:v*d*sv*sd*bc01sc08i0", nvme));  // the whole string, not a prefix
+    EXPECT_TRUE(udrv::alias_matches("pci:v0000?B36d*", nvme));
+    EXPECT_FALSE(udrv::alias_matches(std::string_view("pci:*\0x", 7), nvme));  // a NUL in metadata matches nothing
+    auto pci = udrv::read_modinfo(std::string(UDRV_TEST_MODULE_DIR) + "/test_pcidrv.so");
+    ASSERT_TRUE(pci);
+    EXPECT_TRUE(pci->front().matches("pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"));  // any Ethernet controller
+    EXPECT_FALSE(pci->front().matches(nvme));
+}
+
+// The modalias udrv computes is the one the kernel writes in sysfs (checked on this machine's devices).
+TEST(ModuleAliases, PciModaliasIsTheKernels) {
+    std::error_code ec;
+    unsigned compared = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/sys/bus/pci/devices", ec)) {
+        std::ifstream in(e.path() / "modalias");
+        std::string kernel;
+        if (!std::getline(in, kernel)) continue;
+        auto d = udrv::pci::read_device(e.path());
+        if (!d) continue;
+        EXPECT_EQ(udrv::pci::modalias(*d), kernel) << e.path();
+        ++compared;
+    }
+    if (!compared) GTEST_SKIP() << "no PCI devices with a modalias on this machine";
+}
