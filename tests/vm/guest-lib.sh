@@ -1,6 +1,5 @@
 # Helpers for guest scripts (sourced inside the VM). Each check prints one line; the summary line at the
 # end is "N passed, N failed", and the script's exit status is the number of failures (capped at 100).
-printf "\nUDRV-GUEST-BEGIN\n"
 export LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 passed=0 failed=0
 # vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result.

@@ -5,6 +5,10 @@
 #   vm.sh prepare                        install QEMU/busybox/cpio, fetch and unpack the kernel (cached)
 #   vm.sh run BUILD_DIR GUEST_SCRIPT     boot, run GUEST_SCRIPT as root in the guest, print its output,
 #                                        exit with its status (124 if the guest hung past $UDRV_VM_TIMEOUT)
+#   vm.sh run-file SCRIPT [BUILD_DIR]    the same for a script of one's own (BUILD_DIR default: build)
+#   vm.sh shell [BUILD_DIR]              boot and give an interactive root shell on the guest's console
+#                                        (the build in /udrv, its tools on PATH; leave with poweroff -f,
+#                                        or Ctrl-A X)
 #
 # Guest devices (fixed slots, so tests can name them):
 #   00:03.0 edu (1234:11e8)      00:04.0 nvme, 64 MiB raw file    00:05.0 nvme, null-co (no data)
@@ -163,12 +167,13 @@ mkinitramfs() {
   cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin:/usr/bin:/udrv/bin
+export PATH=/bin:/usr/bin:/udrv/bin LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null || echo "init: insmod $m failed"; done
 echo 1 > /proc/sys/kernel/printk
 cd /udrv
 . /udrv/env.sh
+printf "\nUDRV-GUEST-BEGIN\n"
 sh /udrv/guest.sh
 echo "UDRV-GUEST-EXIT $?"
 poweroff -f
@@ -244,16 +249,20 @@ run() {
   esac
   if [ "${UDRV_VM_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then pin_threads "udrv-$$" & fi
   local nvme_opts=${UDRV_VM_NVME_OPTS:-}
-  timeout --foreground -k 5 "${UDRV_VM_TIMEOUT:-300}" "${netns[@]}" qemu-system-x86_64 \
+  # Interactive (vm.sh shell): the console on this terminal, no time limit, nothing to collect after.
+  local serial=(-monitor none -serial "file:$log") limit=${UDRV_VM_TIMEOUT:-300} out=/dev/null
+  if [ "${UDRV_VM_INTERACTIVE:-0}" = 1 ]; then serial=(-serial mon:stdio); limit=0; out=/dev/stdout; fi
+  timeout --foreground -k 5 "$limit" "${netns[@]}" qemu-system-x86_64 \
     -name "udrv-$$,debug-threads=on" -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp "${UDRV_VM_SMP:-2}" -m "${UDRV_VM_MEM:-1G}" \
-    -nographic -vga none -no-reboot -monitor none -serial "file:$log" \
+    -nographic -vga none -no-reboot "${serial[@]}" \
     -device intel-iommu,intremap=on,caching-mode=on \
     -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
     -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
     -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0"$nvme_opts" \
     -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0"$nvme_opts" \
     "${others[@]}" ${UDRV_VM_QEMU_ARGS:-} \
-    >/dev/null 2>"$work/qemu.err" || rc=$?
+    >"$out" 2>"$work/qemu.err" || rc=$?
+  if [ "${UDRV_VM_INTERACTIVE:-0}" = 1 ]; then cat "$work/qemu.err" >&2; return "$rc"; fi
   [ -n "${UDRV_VM_LOG:-}" ] && cp "$log" "$UDRV_VM_LOG"
   # Print the guest's output without the kernel's boot noise.
   tr -d '\r' < "$log" | sed -n '/UDRV-GUEST-BEGIN/,$p' | sed 1d | grep -v -e '^UDRV-GUEST-EXIT' -e 'reboot: Power down' || true
@@ -272,8 +281,29 @@ run() {
   return "$status"
 }
 
+# The guest side of `vm.sh shell`: a login shell with a controlling terminal on the console.
+shell_script() {
+  cat > "$1" <<'GUEST'
+. /udrv/guest-lib.sh 2>/dev/null
+cat <<'EOT'
+udrv test VM: the project's build is in /udrv (udrv and the test programs on PATH, modules in
+/udrv/modules). Devices: edu 00:03.0, NVMe 00:04.0 (64 MiB file) and 00:05.0 (null), e1000e 00:06.0,
+virtio-net 00:07.0 (udrv) and 00:08.0 (kernel), more in tests/vm/vm.sh. Try: udrv bind --status;
+udrv bind 0000:00:03.0 && udrv-edu-selftest. Leave with: poweroff -f
+EOT
+export PS1='udrv-vm# '
+setsid cttyhack sh -l
+GUEST
+}
+
 case "${1:-}" in
   prepare) prepare ;;
   run) shift; run "$@" ;;
-  *) echo "usage: $0 prepare | run BUILD_DIR GUEST_SCRIPT" >&2; exit 2 ;;
+  run-file)
+    [ -f "${2:-}" ] || { echo "usage: $0 run-file SCRIPT [BUILD_DIR] (SCRIPT must be a file)" >&2; exit 2; }
+    run "${3:-build}" "$2" ;;
+  shell)
+    [ -t 0 ] || { echo "vm: shell needs a terminal on stdin (for scripts: vm.sh run-file SCRIPT)" >&2; exit 2; }
+    s=$(mktemp); shell_script "$s"; rc=0; UDRV_VM_INTERACTIVE=1 run "${2:-build}" "$s" || rc=$?; rm -f "$s"; exit "$rc" ;;
+  *) echo "usage: $0 prepare | run BUILD_DIR GUEST_SCRIPT | run-file SCRIPT [BUILD_DIR] | shell [BUILD_DIR]" >&2; exit 2 ;;
 esac
