@@ -55,7 +55,8 @@ void log_message(LogLevel level, std::string_view msg) {
         return;
     }
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - s.start).count();
-    std::string line = fmt::format("[{:5}.{:06}] {}\n", us / 1000000, us % 1000000, printable(msg));
+    // Seconds since the process started, marked "+" so that nobody reads them as dmesg's since-boot times.
+    std::string line = fmt::format("[+{:5}.{:06}] {}\n", us / 1000000, us % 1000000, printable(msg));
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -28,6 +28,12 @@ check "modinfo consumer depends" 0 "^depends: +udrv_sample_provider$" "$udrv" mo
 check "modinfo -F" 0 "^udrv_sample_provider$" "$udrv" modinfo -F depends "$samples/udrv_sample_consumer.so"
 check "modinfo ramdisk alias" 0 "^alias: +of:N\*T\*Cudrv,ramdisk$" "$udrv" modinfo "$samples/udrv_ramdisk.so"
 check "modinfo --json" 0 '"name": "udrv_sample_params"' "$udrv" modinfo --json "$samples/udrv_sample_params.so"
+# JSON as data: numbers as numbers, defaults typed, each parameter once (not again as parm/parmtype text).
+check "modinfo --json numbers" 0 '"abi": 1,' "$udrv" modinfo --json "$samples/udrv_sample_params.so"
+check "modinfo --json typed defaults" 0 '"default": 1,' "$udrv" modinfo --json "$samples/udrv_sample_params.so"
+check "modinfo --json bool default" 0 '"default": false,' "$udrv" modinfo --json "$samples/udrv_sample_params.so"
+out=$("$udrv" modinfo --json "$samples/udrv_sample_params.so" 2>&1)
+if grep -qE '"parm(type|default)?"' <<<"$out"; then echo "FAIL: modinfo --json lists parameters twice"; fails=$((fails + 1)); else passes=$((passes + 1)); fi
 check "modinfo does not run code" 0 "^name: +test_failinit$" "$udrv" modinfo "$tests/test_failinit.so"
 check "modinfo non-module" 1 "no udrv_modinfo section: not a udrv module" "$udrv" modinfo "$tests/test_nomodinfo.so"
 check "modinfo not ELF" 1 "not an ELF file" "$udrv" modinfo /etc/hostname
@@ -40,6 +46,8 @@ check "modinfo --ids-like device input" 1 "not a regular file \(a character devi
 check "lspci --ids /dev/zero" 1 "/dev/zero: not a regular file \(a character device\): refusing to read it as pci.ids" "$udrv" lspci --ids /dev/zero
 
 check "insmod hello" 0 "udrv_sample_hello: goodbye" "$udrv" insmod "$samples/udrv_sample_hello.so"
+# Log lines carry seconds since the process started, marked "+" (dmesg counts from boot).
+check "log timestamps are marked process-relative" 0 "^\[\+ +[0-9]+\.[0-9]{6}\] udrv_sample_hello: goodbye" "$udrv" insmod "$samples/udrv_sample_hello.so"
 check "insmod params" 0 "\[3/3\] hello, bus!" "$udrv" insmod "$samples/udrv_sample_params.so" count=3 who=bus loud=y
 check "insmod by name with deps" 0 "udrv_sample_provider +[0-9]+ +1 udrv_sample_consumer" env UDRV_MODULE_PATH="$samples" "$udrv" insmod udrv_sample_consumer
 check "insmod several" 0 "udrv_sample_params +[0-9]+ +0" "$udrv" insmod "$samples/udrv_sample_hello.so" -- "$samples/udrv_sample_params.so" count=0
@@ -52,6 +60,14 @@ check "insmod bad abi" 1 "built for udrv module ABI 99" "$udrv" insmod "$tests/t
 check "insmod cycle" 1 "dependency cycle: test_cycle_a -> test_cycle_b -> test_cycle_a" "$udrv" insmod "$tests/test_cycle_a.so"
 check "insmod missing" 1 "module nope not found" "$udrv" insmod nope
 check "insmod no args" 1 "insmod needs a MODULE" "$udrv" insmod
+
+# The command line: one exit status for every usage error (2), the word that is wrong named.
+check "unknown command" 2 "udrv: usage: 'frobnicate' is not a command of 'udrv' \(commands: lspci, modinfo, " "$udrv" frobnicate
+check "unknown nvme command" 2 "'frob' is not a command of 'udrv nvme' \(commands: list, " "$udrv" nvme frob
+check "no command" 2 "'udrv' needs a command" "$udrv"
+check "unknown option" 2 "see 'udrv lspci --help'" "$udrv" lspci --bogus
+check "--version" 0 "^udrv [0-9]+\.[0-9]+\.[0-9]+ \(module ABI 1\)$" "$udrv" --version
+check "--help" 0 "^Usage: .*udrv" "$udrv" --help
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

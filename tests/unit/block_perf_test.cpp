@@ -107,6 +107,45 @@ TEST(BlockPerf, ResubmissionsThatFailAreCountedAndTheRunStops) {
     EXPECT_LT(j["seconds"].get<double>(), 600);
 }
 
+// The report a fio or spdk_nvme_perf user reads: min/mean/max, the percentiles asked for (all of them,
+// as numbers), the histogram's resolution, and the full histogram only when asked.
+TEST(BlockPerf, TheReportHasThePercentilesAskedForAndTheHistogramOnRequest) {
+    FailingDevice dev(1000);
+    udrv::tools::PerfOpts o;
+    o.depth = 4;
+    o.seconds = 600;
+    o.json_out = true;
+    PerfRun r = run_perf(dev, o);
+    auto j = nlohmann::json::parse(r.out);
+    const auto& lat = j["latency_us"];
+    for (const char* p : {"p50", "p90", "p99", "p99.9", "p99.99"}) EXPECT_TRUE(lat["percentiles"][p].is_number()) << p << " " << j.dump();
+    EXPECT_LE(lat["min"].get<double>(), lat["mean"].get<double>());
+    EXPECT_LE(lat["mean"].get<double>(), lat["max"].get<double>());
+    EXPECT_EQ(lat["resolution_percent"], 6.25);
+    EXPECT_FALSE(j.contains("histogram"));
+    EXPECT_EQ(j["mode"], "poll");
+    EXPECT_TRUE(j["iops"].is_number());
+
+    o.percentiles = {50, 99.999};
+    o.histogram = true;
+    FailingDevice dev2(1000);
+    j = nlohmann::json::parse(run_perf(dev2, o).out);
+    EXPECT_EQ(j["latency_us"]["percentiles"].size(), 2u) << j.dump();
+    EXPECT_TRUE(j["latency_us"]["percentiles"]["p99.999"].is_number());
+    EXPECT_TRUE(j["histogram"].is_array());
+
+    o.json_out = false;
+    o.histogram = false;
+    FailingDevice dev3(1000);
+    r = run_perf(dev3, o);
+    EXPECT_NE(r.out.find("(poll)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("latency us: min "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("percentiles us:  p50 "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("p99.999 "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("6.25% wide"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("histogram (us"), std::string::npos) << r.out;
+}
+
 TEST(BlockPerf, AFirstSubmissionThatFailsIsAnError) {
     FailingDevice dev(0);
     udrv::tools::PerfOpts o;

@@ -85,14 +85,14 @@ vm_test "nvme: udrv id-ctrl/id-ns JSON is nvme-cli's, key for key" sh /udrv/nvme
 head -c 4194304 /dev/urandom > /tmp/pattern1
 head -c 4194304 /dev/urandom > /tmp/pattern2
 data_udrv_to_kernel() {
-  udrv bind "$NVME" && udrv nvme write -s "$NVME" --lba 0 -i /tmp/pattern1 && udrv unbind "$NVME" || return 1
+  udrv bind "$NVME" && udrv nvme write "$NVME" --lba 0 -d /tmp/pattern1 && udrv unbind "$NVME" || return 1
   disk=$(nvme_disk) || return 1
   dd if="/dev/$disk" of=/tmp/back1 bs=1M count=4 2>/dev/null && cmp /tmp/pattern1 /tmp/back1 && echo "4 MiB written by udrv read back by the kernel: identical"
 }
 data_kernel_to_udrv() {
   disk=$(nvme_disk) || return 1
   dd if=/tmp/pattern2 of="/dev/$disk" bs=1M seek=8 conv=fsync 2>/dev/null || return 1
-  udrv bind "$NVME" && udrv nvme read -s "$NVME" --lba 16384 --blocks 8192 -o /tmp/back2 && udrv unbind "$NVME" || return 1
+  udrv bind "$NVME" && udrv nvme read "$NVME" -s 16384 -c 8191 -d /tmp/back2 && udrv unbind "$NVME" || return 1
   cmp /tmp/pattern2 /tmp/back2 && echo "4 MiB written by the kernel read back by udrv: identical"
 }
 vm_test "nvme data safety: udrv writes, kernel reads" data_udrv_to_kernel
@@ -106,8 +106,8 @@ vm_test "block perf opens the namespace by class name (nvme0n1) and by path (00:
   "udrv block perf nvme0n1 -q 4 -t 1 | grep -q ' 0 errors' && udrv block perf ${NVME#0000:}/ns1 -q 4 -t 1 | grep -q ' 0 errors'"
 vm_test "nvme: status decoding, non-DMA memory, resets and unbind with I/O in flight" udrv-vmtest-nvme "$NVME"
 vm_test "nvme: udrv nvme reset, then identify and a read work" sh -c \
-  "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"sn\": \"udrv0001 ' && udrv nvme read -s $NVME --blocks 8 -o /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
-vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write -s "$NVME" --lba 131071 -i /tmp/pattern1
+  "udrv nvme reset -s $NVME && udrv nvme identify -s $NVME --json | grep -q '\"sn\": \"udrv0001 ' && udrv nvme read $NVME --blocks 8 -d /tmp/r.bin && [ \$(stat -c %s /tmp/r.bin) -eq 4096 ]"
+vm_test "nvme: write past the end is refused" expect_fail "lie past the end" udrv nvme write "$NVME" --lba 131071 -d /tmp/pattern1
 vm_test "nvme: perf polled, interrupt and hybrid complete without errors" sh -c \
   "udrv nvme perf -s $NVME -q 8 -t 1 --json | grep -q '\"errors\": 0' && udrv nvme perf -s $NVME -q 8 -t 1 --mode interrupt -w randrw | grep -q ' 0 errors' && udrv nvme perf -s $NVME -q 8 -t 1 --mode hybrid -w randwrite | grep -q ' 0 errors'"
 vm_test "nvme: perf with I/Os above MDTS sizes its queue for the split (-o 16M -q 2: 64 commands)" sh -c \
@@ -117,10 +117,10 @@ vm_test "nvme: perf -q above the controller's queue size is refused up front" ex
 vm_test "nvme: perf -q 100000 is refused at once, not after allocating" sh -c \
   "t0=\$(date +%s); out=\$(udrv nvme perf -s $NVME -q 100000 -t 1 2>&1); rc=\$?; t1=\$(date +%s); echo \"\$out\" | tail -1;
    [ \$rc -ne 0 ] && echo \"\$out\" | grep -q 'allows at most 2047' && [ \$((t1 - t0)) -le 5 ]"
-vm_test "nvme: numbers are parsed strictly (--lba -1)" expect_fail "--lba: '-1' is not a whole number" udrv nvme read -s "$NVME" --lba -1
+vm_test "nvme: numbers are parsed strictly (--lba -1)" expect_fail "--start-block: '-1' is not a whole number" udrv nvme read "$NVME" --lba -1
 udrv unbind "$NVME" >/dev/null
 vm_test "nvme: a controller on the kernel driver is named with what to do" expect_fail \
-  "$NVME is on the kernel's nvme driver: \`udrv bind $NVME\` first" udrv nvme read -s "$NVME" --blocks 1 -o /tmp/none
+  "$NVME is on the kernel's nvme driver: \`udrv bind $NVME\` first" udrv nvme read "$NVME" --blocks 1 -d /tmp/none
 
 MULTI=0000:00:09.0
 vm_test "nvme: id-ctrl/id-ns JSON agree with nvme-cli on two namespaces (512 B and 4 KiB blocks)" sh /udrv/nvme_identify_agrees.sh "$MULTI"
@@ -129,9 +129,9 @@ vm_test "nvme: two namespaces, 512 B and 4 KiB blocks" sh -c \
   "udrv nvme list | grep -E 'ns1: 32768 blocks of 512 B' && udrv nvme list | grep -E 'ns2: 8192 blocks of 4096 B'"
 multi_ns_data() {
   head -c 1048576 /dev/urandom > /tmp/ns2pattern
-  udrv nvme write -s "$MULTI" -n 2 --lba 100 -i /tmp/ns2pattern && \
-  udrv nvme read -s "$MULTI" -n 2 --lba 100 --blocks 256 -o /tmp/ns2back && cmp /tmp/ns2pattern /tmp/ns2back && \
-  udrv nvme read -s "$MULTI" -n 1 --lba 0 --blocks 2048 -o /tmp/ns1back && \
+  udrv nvme write "$MULTI" -n 2 --lba 100 -d /tmp/ns2pattern && \
+  udrv nvme read "$MULTI" -n 2 --lba 100 --blocks 256 -d /tmp/ns2back && cmp /tmp/ns2pattern /tmp/ns2back && \
+  udrv nvme read "$MULTI" -n 1 --lba 0 --blocks 2048 -d /tmp/ns1back && \
   ! cmp -s /tmp/ns1back /tmp/ns2pattern && echo "1 MiB on namespace 2 (4 KiB blocks) round-trips; namespace 1 is separate"
 }
 vm_test "nvme: data on a 4 KiB-block namespace" multi_ns_data

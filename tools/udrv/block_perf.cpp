@@ -20,6 +20,9 @@
 namespace udrv::tools {
 namespace {
 
+// "polled" is accepted as a synonym; output says "poll", as the net commands do.
+std::string mode_name(const std::string& m) { return m == "polled" ? "poll" : m; }
+
 using nlohmann::json;
 using clock = std::chrono::steady_clock;
 
@@ -28,8 +31,11 @@ using clock = std::chrono::steady_clock;
 // Log-linear latency histogram: 16 sub-buckets per power of two (about 6% resolution).
 struct Histogram {
     std::vector<std::uint64_t> b = std::vector<std::uint64_t>(64 * 16, 0);
-    std::uint64_t count = 0, max = 0;
+    std::uint64_t count = 0, max = 0, min = UINT64_MAX;
     double sum = 0;
+    // Buckets: exact below 16 ns, then 16 per power of two; a value is reported as its bucket's lower
+    // bound, at most this far below the true value.
+    static constexpr double kResolutionPercent = 100.0 / 16;
     static unsigned index(std::uint64_t ns) {
         if (ns < 16) return static_cast<unsigned>(ns);
         unsigned e = 63 - static_cast<unsigned>(__builtin_clzll(ns));
@@ -45,12 +51,14 @@ struct Histogram {
         ++count;
         sum += static_cast<double>(ns);
         max = std::max(max, ns);
+        min = std::min(min, ns);
     }
     void merge(const Histogram& o) {
         for (std::size_t i = 0; i < b.size(); ++i) b[i] += o.b[i];
         count += o.count;
         sum += o.sum;
         max = std::max(max, o.max);
+        min = std::min(min, o.min);
     }
     std::uint64_t percentile(double p) const {
         std::uint64_t want = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count))), seen = 0;
@@ -127,9 +135,10 @@ Result<int> run_block_perf(block::Device& dev, const PerfOpts& o) {
     static const std::vector<std::string> patterns = {"read", "write", "randread", "randwrite", "rw", "randrw"};
     if (std::find(patterns.begin(), patterns.end(), o.pattern) == patterns.end())
         return std::unexpected(Error(EINVAL, fmt::format("unknown pattern '{}' (read, write, randread, randwrite, rw, randrw)", o.pattern)));
+    // One vocabulary with the net commands: poll (or polled), interrupt, hybrid.
     block::Mode mode = o.mode == "interrupt" ? block::Mode::interrupt : o.mode == "hybrid" ? block::Mode::hybrid : block::Mode::polled;
-    if (o.mode != "polled" && o.mode != "interrupt" && o.mode != "hybrid")
-        return std::unexpected(Error(EINVAL, fmt::format("unknown mode '{}' (polled, interrupt, hybrid)", o.mode)));
+    if (o.mode != "poll" && o.mode != "polled" && o.mode != "interrupt" && o.mode != "hybrid")
+        return std::unexpected(Error(EINVAL, fmt::format("unknown mode '{}' (poll, interrupt, hybrid)", o.mode)));
     const block::Info& info = dev.info();
     if (o.io_size == 0 || o.io_size % info.block_size)
         return std::unexpected(Error(EINVAL, fmt::format("I/O size {} is not a multiple of the {}-byte block", o.io_size, info.block_size)));
@@ -233,25 +242,35 @@ Result<int> run_block_perf(block::Device& dev, const PerfOpts& o) {
     double iops = static_cast<double>(h.count) / secs;
     double mean_us = h.count ? h.sum / static_cast<double>(h.count) / 1000.0 : 0;
     auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+    auto round_to = [](double v, double unit) { return std::round(v / unit) * unit; };  // JSON: sensible digits
+    const std::uint64_t min_ns = h.count ? h.min : 0;
     if (o.json_out) {
+        json pct = json::object();
+        for (double p : o.percentiles) pct[fmt::format("p{}", p)] = round_to(us(h.percentile(p)), 0.1);
         json j = {{"device", info.name}, {"pattern", o.pattern}, {"io_size", o.io_size}, {"queue_depth", o.depth},
-                  {"threads", o.threads}, {"mode", o.mode}, {"seconds", secs}, {"ios", h.count}, {"errors", errors},
-                  {"iops", iops}, {"mib_per_s", iops * o.io_size / 1048576.0},
-                  {"latency_us", {{"mean", mean_us}, {"p50", us(h.percentile(50))}, {"p99", us(h.percentile(99))},
-                                  {"p99_9", us(h.percentile(99.9))}, {"max", us(h.max)}}}};
-        json hist = json::array();
-        for (unsigned i = 0; i < h.b.size(); ++i)
-            if (h.b[i]) hist.push_back({{"from_us", us(Histogram::lower(i))}, {"count", h.b[i]}});
-        j["histogram"] = hist;
+                  {"threads", o.threads}, {"mode", mode_name(o.mode)}, {"seconds", round_to(secs, 0.001)}, {"ios", h.count},
+                  {"errors", errors}, {"iops", static_cast<std::uint64_t>(std::llround(iops))}, {"mib_per_s", round_to(iops * o.io_size / 1048576.0, 0.01)},
+                  {"latency_us", {{"min", round_to(us(min_ns), 0.1)}, {"mean", round_to(mean_us, 0.1)}, {"max", round_to(us(h.max), 0.1)},
+                                  {"percentiles", pct}, {"resolution_percent", Histogram::kResolutionPercent}}}};
+        if (o.histogram) {
+            json hist = json::array();
+            for (unsigned i = 0; i < h.b.size(); ++i)
+                if (h.b[i]) hist.push_back({{"from_us", us(Histogram::lower(i))}, {"count", h.b[i]}});
+            j["histogram"] = hist;
+        }
         if (err) j["first_error"] = err->to_string();
         print_json(j);
     } else {
-        print(fmt::format("{} {} {} B QD{} x{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size, o.depth, o.threads,
-                        o.mode, iops, human_bytes(iops * o.io_size), errors));
-        print(fmt::format("latency us: mean {:.1f}  p50 {:.1f}  p99 {:.1f}  p99.9 {:.1f}  max {:.1f}\n", mean_us, us(h.percentile(50)),
-                        us(h.percentile(99)), us(h.percentile(99.9)), us(h.max)));
-        if (h.count) print("histogram (us, share of I/Os):\n");
-        for (unsigned i = 0; h.count && i < h.b.size(); ++i)
+        // Every figure says what it is: "QD32 x1" meant queue depth 32 on each of 1 thread.
+        print(fmt::format("{} {} {} B, queue depth {} x {} thread{} ({}): {:.0f} IOPS, {}/s, {} errors\n", info.name, o.pattern, o.io_size,
+                          o.depth, o.threads, o.threads == 1 ? "" : "s", mode_name(o.mode), iops, human_bytes(iops * o.io_size), errors));
+        print(fmt::format("latency us: min {:.1f}  mean {:.1f}  max {:.1f}\n", us(min_ns), mean_us, us(h.max)));
+        std::string pct;
+        for (double p : o.percentiles) pct += fmt::format("  p{} {:.1f}", p, us(h.percentile(p)));
+        print(fmt::format("percentiles us:{}  (histogram buckets {:.2f}% wide: values are at most that far low)\n", pct,
+                          Histogram::kResolutionPercent));
+        if (o.histogram && h.count) print("histogram (us, share of I/Os):\n");
+        for (unsigned i = 0; o.histogram && h.count && i < h.b.size(); ++i)
             if (h.b[i] * 1000 >= h.count)  // buckets with at least 0.1%
                 print(fmt::format("  >= {:9.1f}  {:6.2f}%  {}\n", us(Histogram::lower(i)), 100.0 * h.b[i] / h.count,
                                 std::string(static_cast<std::size_t>(50.0 * h.b[i] / h.count), '#')));
@@ -266,8 +285,13 @@ void add_perf_options(CLI::App* perf, PerfOpts& o) {
     perf->add_option("-w,--pattern", o.pattern, "read, write, randread (default), randwrite, rw, randrw");
     perf->add_option("-M,--read-percent", o.mix, "Reads in rw/randrw, percent (default 50)")->transform(count_option());
     perf->add_option("-t,--time", o.seconds, "Duration: 10, 10s, 500ms, 2m (default 5 s)")->transform(seconds_option());
-    perf->add_option("-c,--threads", o.threads, "Threads, one queue each (default 1)")->transform(count_option());
-    perf->add_option("--mode", o.mode, "polled (default), interrupt or hybrid");
+    // Not -c: spdk_nvme_perf's -c is a core mask.
+    perf->add_option("-j,--threads", o.threads, "Threads, one queue each (default 1), as fio's numjobs")->transform(count_option());
+    perf->add_option("-m,--mode", o.mode, "Waiting for completions: poll (default), interrupt or hybrid, as the net commands");
+    perf->add_option("--percentiles", o.percentiles, "Latency percentiles to report, comma-separated (default 50,90,99,99.9,99.99)")
+        ->delimiter(',')
+        ->check(CLI::Range(0.001, 100.0).description("each above 0 and at most 100"));
+    perf->add_flag("--histogram", o.histogram, "Also print the latency histogram (in JSON too)");
     perf->add_flag("--json", o.json_out, "Emit JSON");
 }
 

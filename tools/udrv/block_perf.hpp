@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -11,13 +12,14 @@
 namespace udrv::tools {
 
 struct PerfOpts {
-    std::string addr, pattern = "randread", mode = "polled";
+    std::string addr, pattern = "randread", mode = "poll";
     std::uint32_t nsid = 1, depth = 32, io_size = 4096, threads = 1, mix = 50;
     double seconds = 5;
-    bool json_out = false;
+    std::vector<double> percentiles = {50, 90, 99, 99.9, 99.99};
+    bool json_out = false, histogram = false;
 };
 
-/// Adds the benchmark's options (-q, -o, -w, -M, -t, -c, --mode, --json) to `cmd`.
+/// Adds the benchmark's options (-q, -o, -w, -M, -t, -j, -m, --percentiles, --histogram, --json) to `cmd`.
 void add_perf_options(CLI::App* cmd, PerfOpts& o);
 
 /// Runs the benchmark on `dev` and prints the report (text or JSON): exit status 0, or 1 if I/Os

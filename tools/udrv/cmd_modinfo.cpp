@@ -1,12 +1,20 @@
 // udrv modinfo: a module file's metadata, read without loading it.
+#include <charconv>
 #include <memory>
+#include <variant>
 
 #include "command.hpp"
 #include "output.hpp"
 #include "udrv/modinfo.hpp"
+#include "udrv/module.hpp"
 
 namespace udrv::tools {
 namespace {
+
+bool parse_u64(std::string_view s, std::uint64_t& out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc{} && end == s.data() + s.size();
+}
 
 struct ModinfoOpts {
     std::vector<std::string> files;
@@ -14,16 +22,29 @@ struct ModinfoOpts {
     std::string field;
 };
 
+// A parameter's default as the JSON value of its type (8, true, "world"); the text when it does not
+// parse (the metadata is the module's, not to be trusted).
+nlohmann::json typed_default(const Modinfo::Param& p) {
+    auto type = parse_param_type(p.type);
+    if (!type) return p.default_value;
+    auto v = parse_param_value(*type, p.default_value);
+    if (!v) return p.default_value;
+    return std::visit([](const auto& x) { return nlohmann::json(x); }, *v);
+}
+
+// JSON with data apart from display text: parameters once (in "params", typed), numbers as numbers.
 nlohmann::json modinfo_json(const std::string& file, const Modinfo& m) {
     nlohmann::json j = {{"filename", file}};
     for (auto& [k, v] : m.fields) {
-        if (k == "author" || k == "alias" || k == "parm" || k == "parmtype" || k == "parmdefault") j[k].push_back(v);
+        if (k == "parm" || k == "parmtype" || k == "parmdefault") continue;  // in "params"
+        if (k == "author" || k == "alias") j[k].push_back(v);
+        else if (std::uint64_t n = 0; k == "abi" && parse_u64(v, n)) j[k] = n;
         else j[k] = v;
     }
     j["depends"] = m.depends();
     nlohmann::json params = nlohmann::json::array();
     for (auto& p : m.params())
-        params.push_back({{"name", p.name}, {"type", p.type}, {"default", p.default_value}, {"description", p.description}});
+        params.push_back({{"name", p.name}, {"type", p.type}, {"default", typed_default(p)}, {"description", p.description}});
     j["params"] = params;
     return j;
 }

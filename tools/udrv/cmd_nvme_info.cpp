@@ -59,6 +59,8 @@ Result<int> run_list(const InfoOpts& o) {
     }
     for (const auto& s : session->skipped())
         if (!o.json) print(fmt::format("-      {}  (not taken: {})\n", s.address, s.reason));
+    if (!o.json && nvme::list().empty() && session->skipped().empty())
+        print("no NVMe controllers on this machine (udrv lspci -d ::0108 lists PCI NVMe devices)\n");
     if (o.json) print_json(arr);
     return 0;
 }
@@ -155,25 +157,25 @@ void add_nvme_info(CLI::App& nvme, Commands& c) {
     c.add(list, [o] { return run_list(*o); });
 
     auto* ident = nvme.add_subcommand("identify", "Identify Controller and Namespace data, every field (nvme-cli's names)");
-    ident->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
+    ident->add_option("device,-s,--slot", o->addr, "Controller address, lspci style (00:04.0); default: the first");
     ident->add_flag("--json", o->json, "Emit JSON: nvme-cli's id-ctrl object, with \"namespaces\": id-ns objects (and \"nsid\")");
     c.add(ident, [o] { return run_identify(*o); });
 
     auto* idctrl = nvme.add_subcommand("id-ctrl", "Identify Controller, as `nvme id-ctrl` prints it");
-    idctrl->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
+    idctrl->add_option("device,-s,--slot", o->addr, "Controller address, lspci style (00:04.0); default: the first");
     idctrl->add_option("-o,--output-format", o->output, "normal or json (nvme-cli's JSON, key for key)")
         ->check(CLI::IsMember({"normal", "json"}));
     c.add(idctrl, [o] { return run_id_ctrl(*o); });
 
     auto* idns = nvme.add_subcommand("id-ns", "Identify Namespace, as `nvme id-ns` prints it");
-    idns->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
+    idns->add_option("device,-s,--slot", o->addr, "Controller address, lspci style (00:04.0); default: the first");
     idns->add_option("-n,--namespace-id", o->nsid, "Namespace id (default 1)")->transform(count_option());
     idns->add_option("-o,--output-format", o->output, "normal or json (nvme-cli's JSON, key for key)")
         ->check(CLI::IsMember({"normal", "json"}));
     c.add(idns, [o] { return run_id_ns(*o); });
 
     auto* rst = nvme.add_subcommand("reset", "Reset a controller (disable, re-enable, restore its features), as after a fault");
-    rst->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
+    rst->add_option("device,-s,--slot", o->addr, "Controller address, lspci style (00:04.0); default: the first");
     c.add(rst, [o] { return run_reset(*o); });
 }
 

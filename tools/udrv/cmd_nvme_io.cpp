@@ -68,7 +68,7 @@ Result<int> run_rw(bool is_write, const IoOpts& o) {
         blocks = (data.size() + info.block_size - 1) / info.block_size;
         if (blocks == 0) return fail(EINVAL, "{} is empty", o.file);
     }
-    if (blocks == 0) return fail(EINVAL, "--blocks 0: nothing to read (give at least 1)");
+    if (blocks == 0) return fail(EINVAL, "--blocks 0: nothing to read (give at least 1; -c counts from 0)");
     if (o.lba >= info.blocks || blocks > info.blocks - o.lba)
         return fail(ERANGE, "blocks {}+{} lie past the end of {} ({} blocks)", o.lba, blocks, info.name, info.blocks);
     data.resize(blocks * info.block_size, 0);
@@ -117,27 +117,35 @@ Result<int> run_perf(const PerfOpts& o) {
 
 }  // namespace
 
+// read/write take nvme-cli's options (`nvme read DEV -s START -c COUNT-1 -d FILE`): -s is the start
+// block there, so the controller is the positional DEVICE (or --slot), as nvme-cli's device is.
+void add_rw_options(CLI::App* cmd, IoOpts& o) {
+    cmd->add_option("device,--slot", o.addr, "Controller address, lspci style (00:04.0); default: the first");
+    cmd->add_option("-n,--namespace-id", o.nsid, "Namespace id (default 1)")->transform(count_option());
+    cmd->add_option("-s,--start-block,--lba", o.lba, "First block (default 0)")->transform(count_option());
+}
+
 void add_nvme_io(CLI::App& nvme, Commands& c) {
     auto o = std::make_shared<IoOpts>();
-    auto* rd = nvme.add_subcommand("read", "Read blocks to a file (or stdout)");
-    rd->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
-    rd->add_option("-n,--namespace", o->nsid, "Namespace id (default 1)")->transform(count_option());
-    rd->add_option("--lba", o->lba, "First block")->transform(count_option());
-    rd->add_option("--blocks", o->blocks, "Number of blocks")->transform(count_option());
-    rd->add_option("-o,--output", o->file, "Output file (default stdout)");
+    auto* rd = nvme.add_subcommand("read", "Read blocks to a file (or stdout), with nvme-cli's options");
+    add_rw_options(rd, *o);
+    auto* count0 = rd->add_option_function<std::uint64_t>(
+                         "-c,--block-count", [o](std::uint64_t n) { o->blocks = n + 1; },
+                         "Blocks to read, 0's based as nvme-cli's (-c 7 reads 8)")
+                       ->transform(count_option());
+    rd->add_option("--blocks", o->blocks, "Blocks to read, counted from 1 (default 1)")->transform(count_option())->excludes(count0);
+    rd->add_option("-d,--data,--output", o->file, "File to write the data to (default stdout)");
     c.add(rd, [o] { return run_rw(false, *o); });
 
-    auto* wr = nvme.add_subcommand("write", "Write a file's contents (padded to whole blocks), then flush");
-    wr->add_option("-s,--slot", o->addr, "Controller address (default: the first)");
-    wr->add_option("-n,--namespace", o->nsid, "Namespace id (default 1)")->transform(count_option());
-    wr->add_option("--lba", o->lba, "First block")->transform(count_option());
-    wr->add_option("-i,--input", o->file, "Input file")->required();
+    auto* wr = nvme.add_subcommand("write", "Write a file's contents (padded to whole blocks), then flush, with nvme-cli's options");
+    add_rw_options(wr, *o);
+    wr->add_option("-d,--data,--input", o->file, "File whose bytes are written")->required();
     c.add(wr, [o] { return run_rw(true, *o); });
 
     auto p = std::make_shared<PerfOpts>();
     auto* perf = nvme.add_subcommand("perf", "Benchmark, in the spirit of spdk_nvme_perf");
-    perf->add_option("-s,--slot", p->addr, "Controller address (default: the first)");
-    perf->add_option("-n,--namespace", p->nsid, "Namespace id (default 1)")->transform(count_option());
+    perf->add_option("device,-s,--slot", p->addr, "Controller address, lspci style (00:04.0); default: the first");
+    perf->add_option("-n,--namespace-id", p->nsid, "Namespace id (default 1)")->transform(count_option());
     add_perf_options(perf, *p);
     c.add(perf, [p] { return run_perf(*p); });
 }

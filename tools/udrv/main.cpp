@@ -2,13 +2,15 @@
 // together, applies the options common to all, and reports a command's error once, the same way.
 #include <CLI/CLI.hpp>
 
+#include "cli_usage.hpp"
 #include "command.hpp"
 #include "output.hpp"
 #include "udrv/log.hpp"
+#include "udrv/module.hpp"
 
 int main(int argc, char** argv) {
     using namespace udrv::tools;
-    CLI::App app{"udrv: user-space drivers with the Linux driver-core model"};
+    CLI::App app{"udrv: user-space drivers with the Linux driver-core model", "udrv"};  // named: not argv[0]'s path
     app.require_subcommand(1);
     std::string level;
     app.add_option("--log-level", level, "err, warn, notice, info (default) or debug; also $UDRV_LOG_LEVEL");
@@ -32,7 +34,16 @@ int main(int argc, char** argv) {
     add_net_fwd(*net, commands);
     add_net_dump(*net, commands);
 
-    CLI11_PARSE(app, argc, argv);
+    app.set_version_flag("--version", fmt::format("udrv {} (module ABI {})", UDRV_VERSION, udrv::kModuleAbi));
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {  // --help, --version
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        const std::vector<std::string> args(argv + 1, argv + argc);
+        std::fprintf(stderr, "udrv: usage: %s\n", usage_message(app, e, args).c_str());
+        return kExitUsage;
+    }
     if (!level.empty()) {
         auto l = udrv::parse_log_level(level);
         if (!l) return report(udrv::Error(EINVAL, fmt::format("unknown log level '{}' (err, warn, notice, info, debug)", level)));
