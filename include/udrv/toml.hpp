@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,6 +66,8 @@ public:
     const bool* as_bool() const noexcept { return std::get_if<bool>(&v_); }
     const Array* as_array() const noexcept { return std::get_if<Array>(&v_); }
     const Table* as_table() const noexcept { return std::get_if<Table>(&v_); }
+    Array* as_array() noexcept { return std::get_if<Array>(&v_); }
+    Table* as_table() noexcept { return std::get_if<Table>(&v_); }
     /// For tables: the value of `key`, or nullptr (also for non-tables).
     const Value* get(std::string_view key) const noexcept;
 
@@ -77,5 +80,41 @@ private:
 
 /// Parses a whole document; returns its root table. Errors read "SOURCE:LINE:COLUMN: what is wrong".
 Result<Value> parse(std::string_view text, std::string_view source);
+
+/// Parses a JSON document (nlohmann-json's parser) into the same tree, each value with the line and
+/// column where it ends, so that a file may be written in either language and checked by one schema.
+/// The root must be an object; null values are refused (TOML has none).
+Result<Value> parse_json(std::string_view text, std::string_view source);
+
+// ---- checking a document against a schema, each error naming SOURCE:LINE ----
+
+std::string where(std::string_view source, Position p);
+std::string where(std::string_view source, const Value& v);
+/// Rejects keys outside `allowed`, naming the offending key's line and the keys allowed.
+Result<void> only_keys(const Table& t, std::initializer_list<std::string_view> allowed, std::string_view source, std::string_view what);
+/// The string at `key` of table value `t`; "" when absent and not `required`.
+Result<std::string> get_string(const Value& t, std::string_view key, std::string_view source, std::string_view what, bool required);
+/// A non-negative integer at `key` (required).
+Result<std::uint64_t> get_u64(const Value& t, std::string_view key, std::string_view source, std::string_view what);
+/// A non-negative integer at `key`, or `fallback` when absent.
+Result<std::uint64_t> get_u64_or(const Value& t, std::string_view key, std::uint64_t fallback, std::string_view source,
+                                 std::string_view what);
+/// A boolean at `key`, or `fallback` when absent.
+Result<bool> get_bool_or(const Value& t, std::string_view key, bool fallback, std::string_view source, std::string_view what);
+
+/// Calls `f` for `key = { ... }` (one table) or each table of `key = [{ ... }, ...]` / `[[key]]`.
+template <typename F>
+Result<void> each_table(const Value& parent, std::string_view key, std::string_view source, F&& f) {
+    const Value* n = parent.get(key);
+    if (!n) return {};
+    if (n->as_table()) return f(*n);
+    const Array* arr = n->as_array();
+    if (!arr) return fail(EINVAL, "{}: '{}' must be a table or an array of tables", where(source, *n), key);
+    for (const Value& e : *arr) {
+        if (!e.as_table()) return fail(EINVAL, "{}: each '{}' entry must be a table ({{ name = ..., ... }})", where(source, e), key);
+        UDRV_TRY(f(e));
+    }
+    return {};
+}
 
 }  // namespace udrv::toml

@@ -18,61 +18,16 @@
 namespace udrv::platform {
 namespace {
 
+using toml::each_table;
+using toml::get_string;
+using toml::get_u64;
+using toml::only_keys;
 using toml::Table;
 using toml::Value;
+using toml::where;
 
 // Descriptions are small; anything larger is not one (a device file, a log): refused before parsing.
 constexpr std::size_t kMaxDescriptionBytes = 1u << 20;
-
-std::string where(std::string_view source, toml::Position p) { return fmt::format("{}:{}", source, p.line); }
-std::string where(std::string_view source, const Value& v) { return where(source, v.position()); }
-
-// Rejects keys outside `allowed`, naming the line of the offending key.
-Result<void> only_keys(const Table& t, std::initializer_list<std::string_view> allowed, std::string_view source, std::string_view what) {
-    for (const toml::Entry& e : t.entries) {
-        bool ok = false;
-        for (auto a : allowed) ok = ok || e.key == a;
-        if (!ok) {
-            std::string list;
-            for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-            return fail(EINVAL, "{}: unknown key '{}' in {} (allowed: {})", where(source, e.key_position), e.key, what, list);
-        }
-    }
-    return {};
-}
-
-Result<std::string> get_string(const Value& t, std::string_view key, std::string_view source, std::string_view what, bool required) {
-    const Value* n = t.get(key);
-    if (!n) {
-        if (required) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
-        return std::string();
-    }
-    if (!n->as_string()) return fail(EINVAL, "{}: '{}' in {} must be a string", where(source, *n), key, what);
-    return *n->as_string();
-}
-
-Result<std::uint64_t> get_u64(const Value& t, std::string_view key, std::string_view source, std::string_view what) {
-    const Value* n = t.get(key);
-    if (!n) return fail(EINVAL, "{}: {} has no '{}'", where(source, t), what, key);
-    if (!n->as_integer() || *n->as_integer() < 0)
-        return fail(EINVAL, "{}: '{}' in {} must be a non-negative integer", where(source, *n), key, what);
-    return static_cast<std::uint64_t>(*n->as_integer());
-}
-
-// Accepts `key = { ... }` (one) or `key = [{ ... }, ...]` / `[[device.key]]` (many).
-template <typename F>
-Result<void> each_table(const Value& dev, std::string_view key, std::string_view source, F&& f) {
-    const Value* n = dev.get(key);
-    if (!n) return {};
-    if (n->as_table()) return f(*n);
-    const toml::Array* arr = n->as_array();
-    if (!arr) return fail(EINVAL, "{}: '{}' must be a table or an array of tables", where(source, *n), key);
-    for (const Value& e : *arr) {
-        if (!e.as_table()) return fail(EINVAL, "{}: each '{}' entry must be a table ({{ name = ..., ... }})", where(source, e), key);
-        UDRV_TRY(f(e));
-    }
-    return {};
-}
 
 Result<DeviceDesc> parse_device(const Value& t, std::string_view source) {
     UDRV_TRY(only_keys(*t.as_table(), {"name", "compatible", "memory", "irq", "properties"}, source, "[[device]]"));
