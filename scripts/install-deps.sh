@@ -6,6 +6,8 @@ pkgs=(
   libfmt-dev libcli11-dev nlohmann-json3-dev   # libraries
   liburing-dev                       # the file-backed block device
   libpcap-dev                        # pcap files (udrv net dump)
+  libncurses-dev                     # udrv top
+  libsystemd-dev                     # udrvd's readiness notification (sd_notify)
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)

@@ -24,7 +24,9 @@ class Space;
 namespace udrv::hw {
 
 /// Interrupt kinds of a PCI function (VFIO_PCI_*_IRQ_INDEX).
-enum class IrqKind : unsigned { intx = 0, msi = 1, msix = 2 };
+/// vfio-pci's interrupt indexes: the device's vectors, and two the kernel raises itself: err (an AER
+/// error was reported) and req (the kernel asks for the device back: it is being removed or unbound).
+enum class IrqKind : unsigned { intx = 0, msi = 1, msix = 2, err = 3, req = 4 };
 std::string_view irq_kind_name(IrqKind k) noexcept;
 
 /// A device model's view of the driver's register accesses (tests only; real devices have none).

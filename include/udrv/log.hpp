@@ -22,9 +22,15 @@ LogLevel log_level() noexcept;
 /// Parses "err", "warn", "info", "debug" (or 3..7).
 std::optional<LogLevel> parse_log_level(std::string_view s) noexcept;
 
-/// Where messages go (default: stderr as "[    0.001234] message"). Tests capture them here.
+/// Where messages go (default: stderr as "[+    0.001234] message"; under systemd, whose journal
+/// stamps lines itself, as "<6>message" with the level as sd-daemon(3) prefixes it). Tests capture
+/// them here.
 using LogSink = std::function<void(LogLevel, std::string_view)>;
 void set_log_sink(LogSink sink);
+
+/// A prefix for every line this process logs ("host 0000:00:04.0"), so that the logs of udrvd's driver
+/// hosts, which share its stderr, say whose they are. Empty: none.
+void set_log_tag(std::string tag);
 
 /// Emits one message; prefer the pr_* / dev_* helpers.
 void log_message(LogLevel level, std::string_view msg);

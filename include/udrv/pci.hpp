@@ -363,6 +363,11 @@ public:
     /// benchmarks), and binds it to the first matching driver whatever the claim policy says.
     Result<Device*> add_model(DeviceInfo info, std::shared_ptr<hw::PciFunction> fn);
     Device* find(const Address& a) const noexcept;
+    /// An eventfd that becomes readable when the kernel wants the bound device `a` back (it is being
+    /// hot-removed, or unbound from vfio-pci): the owner then unbinds it (remove_device), which closes
+    /// the VFIO device and lets the kernel go on. ENOTSUP where the device has no such notification
+    /// (device models; kernels without VFIO's request interrupt).
+    Result<Fd> removal_notifier(const Address& a);
 
 protected:
     const void* match(const udrv::Device& dev, const udrv::Driver& drv) const override;

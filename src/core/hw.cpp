@@ -7,6 +7,8 @@ std::string_view irq_kind_name(IrqKind k) noexcept {
         case IrqKind::intx: return "INTx";
         case IrqKind::msi: return "MSI";
         case IrqKind::msix: return "MSI-X";
+        case IrqKind::err: return "error";
+        case IrqKind::req: return "device request";
     }
     return "?";
 }

@@ -1,5 +1,8 @@
 #include "udrv/log.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,8 +19,19 @@ LogLevel initial_level() {
     return LogLevel::info;
 }
 
+// stderr is the journal when $JOURNAL_STREAM names its device and inode (systemd.exec(5)).
+bool stderr_is_journal() {
+    const char* env = std::getenv("JOURNAL_STREAM");
+    struct stat st {};
+    if (!env || fstat(STDERR_FILENO, &st) != 0) return false;
+    unsigned long long dev = 0, ino = 0;
+    return std::sscanf(env, "%llu:%llu", &dev, &ino) == 2 && dev == st.st_dev && ino == st.st_ino;
+}
+
 struct LogState {
     LogLevel level = initial_level();
+    bool journal = stderr_is_journal();
+    std::string tag;
     LogSink sink;
     std::mutex mu;
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -47,6 +61,11 @@ void set_log_sink(LogSink sink) {
     state().sink = std::move(sink);
 }
 
+void set_log_tag(std::string tag) {
+    std::lock_guard lock(state().mu);
+    state().tag = tag.empty() ? std::string() : std::move(tag) + ": ";
+}
+
 void log_message(LogLevel level, std::string_view msg) {
     auto& s = state();
     std::lock_guard lock(s.mu);
@@ -54,9 +73,14 @@ void log_message(LogLevel level, std::string_view msg) {
         s.sink(level, msg);
         return;
     }
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - s.start).count();
-    // Seconds since the process started, marked "+" so that nobody reads them as dmesg's since-boot times.
-    std::string line = fmt::format("[+{:5}.{:06}] {}\n", us / 1000000, us % 1000000, printable(msg));
+    std::string line;
+    if (s.journal) {
+        line = fmt::format("<{}>{}{}\n", static_cast<int>(level), s.tag, printable(msg));
+    } else {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - s.start).count();
+        // Seconds since the process started, marked "+" so that nobody reads them as dmesg's since-boot times.
+        line = fmt::format("[+{:5}.{:06}] {}{}\n", us / 1000000, us % 1000000, s.tag, printable(msg));
+    }
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -1,3 +1,5 @@
+#include <sys/eventfd.h>
+
 #include <algorithm>
 
 #include "udrv/log.hpp"
@@ -81,6 +83,18 @@ Result<detail::DriverData> Bus::probe(udrv::Device& dev, udrv::Driver& drv, cons
         bound.add_action("device access", [&pdev] { pdev.binding_.reset(); });
     }
     return static_cast<Driver&>(drv).probe(bound, *static_cast<const DeviceId*>(id));
+}
+
+Result<Fd> Bus::removal_notifier(const Address& a) {
+    Device* d = find(a);
+    if (!d || !d->binding_) return fail(ENODEV, "{}: not bound to a udrv driver", a.to_string());
+    if (UDRV_TRY(d->binding_->fn->irq_count(hw::IrqKind::req)) == 0)
+        return fail(ENOTSUP, "{}: the kernel offers no removal notification for it", a.to_string());
+    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd) return fail_errno("eventfd");
+    const std::int32_t raw = fd.get();
+    UDRV_TRY(d->binding_->fn->set_irq_eventfds(hw::IrqKind::req, 0, std::span(&raw, 1)));
+    return fd;
 }
 
 Bus& bus() {

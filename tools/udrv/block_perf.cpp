@@ -213,6 +213,8 @@ Result<int> run_block_perf(block::Device& dev, const PerfOpts& o) {
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back(body, std::ref(*w));
     std::uint64_t last = 0;
+    auto print = [&](std::string_view text) { o.out ? o.out(text) : tools::print(text); };
+    auto print_json = [&](const json& j) { o.out ? o.out(j.dump(2, ' ', false, json::error_handler_t::replace) + "\n") : tools::print_json(j); };
     for (int sec = 1; clock::now() - t0 < std::chrono::duration<double>(o.seconds); ++sec) {
         const auto until = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(std::min<double>(sec, o.seconds)));
         bool ended;
@@ -223,8 +225,11 @@ Result<int> run_block_perf(block::Device& dev, const PerfOpts& o) {
         if (ended) break;  // every worker stopped early, on an error
         std::uint64_t now = 0;
         for (auto& w : workers) now += w->progress.load(std::memory_order_relaxed);
-        if (!o.json_out) std::fprintf(stderr, "[%3ds] %10.0f IOPS %10.2f MiB/s\n", sec, double(now - last), double(now - last) * o.io_size / 1048576.0);
+        if (!o.json_out && o.live)
+            std::fprintf(stderr, "[%3ds] %10.0f IOPS %10.2f MiB/s\n", sec, double(now - last), double(now - last) * o.io_size / 1048576.0);
+        if (o.ios_done) o.ios_done->store(now, std::memory_order_relaxed);
         last = now;
+        if (o.cancel && o.cancel->load(std::memory_order_relaxed)) break;
     }
     stop = true;
     for (auto& t : threads) t.join();

@@ -1,7 +1,10 @@
 // The block benchmark behind `udrv nvme perf` and `udrv block perf` (any block::Device).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,12 @@ struct PerfOpts {
     double seconds = 5;
     std::vector<double> percentiles = {50, 90, 99, 99.9, 99.99};
     bool json_out = false, histogram = false;
+    // For runs inside a driver host (udrvd): where the report goes instead of stdout, whether to print
+    // a line a second on stderr, a flag that ends the run early, and a count of I/Os done so far.
+    std::function<void(std::string_view)> out;
+    bool live = true;
+    const std::atomic<bool>* cancel = nullptr;
+    std::atomic<std::uint64_t>* ios_done = nullptr;
 };
 
 /// Adds the benchmark's options (-q, -o, -w, -M, -t, -j, -m, --percentiles, --histogram, --json) to `cmd`.

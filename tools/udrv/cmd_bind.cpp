@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "command.hpp"
+#include "daemon_client.hpp"
 #include "lspci_format.hpp"
 #include "output.hpp"
 #include "session.hpp"
@@ -22,7 +23,7 @@ namespace {
 
 struct BindOpts {
     std::vector<std::string> devices;
-    std::string sysfs;
+    std::string sysfs, driver, host, on_stop;
     bool status = false;
 };
 
@@ -117,10 +118,31 @@ Result<int> run_status(const BindOpts& o) {
     return 0;
 }
 
+// With udrvd: it binds each device to vfio-pci and keeps it driven in a driver host.
+Result<int> bind_daemon(rpc::Client& c, const BindOpts& o, const std::vector<pci::Address>& addrs) {
+    for (const auto& a : addrs) {
+        nlohmann::json p = {{"address", a.to_string()}};
+        if (!o.driver.empty()) p["driver"] = o.driver;
+        if (!o.host.empty()) p["host"] = o.host;
+        if (!o.on_stop.empty()) p["on_stop"] = o.on_stop;
+        auto r = UDRV_TRY(c.call("bind", p));
+        if (r.contains("pid"))
+            print(fmt::format("{}: bound to vfio-pci, driven in udrvd's host {} (pid {}): {}\n", a.to_string(), r.value("host", 0),
+                              r.value("pid", 0), fmt::join(r.value("classdevs", std::vector<std::string>{}), ", ")));
+        else
+            print(fmt::format("{}: bound to vfio-pci and kept by udrvd, {}: {}\n", a.to_string(), r.value("state", ""), r.value("why", "")));
+    }
+    return 0;
+}
+
 Result<int> run_bind(const BindOpts& o) {
     if (o.status) return run_status(o);
     if (o.devices.empty()) return fail(EINVAL, "bind needs PCI addresses (DDDD:BB:DD.F), or --status to see what udrv can take");
     const auto addrs = UDRV_TRY(parse_all(o.devices));
+    if (o.sysfs.empty())
+        if (auto d = daemon()) return bind_daemon(*d, o, addrs);
+    if (!o.driver.empty() || !o.host.empty() || !o.on_stop.empty())
+        return fail(EINVAL, "--driver, --host and --on-stop are udrvd's (it is not running): plain udrv bind only gives devices to vfio-pci");
     for (const auto& b : UDRV_TRY(pci::bind_vfio_all(addrs, options(o))))
         print(b.already ? fmt::format("{}: already bound to vfio-pci (nothing to do)\n", b.address.to_string())
                         : fmt::format("{}: bound to vfio-pci (was {})\n", b.address.to_string(),
@@ -132,7 +154,19 @@ Result<int> run_bind(const BindOpts& o) {
 Result<int> run_unbind(const BindOpts& o) {
     const auto addrs = UDRV_TRY(parse_all(o.devices));
     int rc = 0;
+    auto d = o.sysfs.empty() ? daemon() : std::nullopt;
     for (const auto& addr : addrs) {
+        if (d) {  // a device udrvd drives: its host stops (the driver's remove), then udrvd gives it back
+            auto r = d->call("unbind", {{"address", addr.to_string()}});
+            if (r) {
+                print(fmt::format("{}: unbound by udrvd (its driver removed, the device given back)\n", addr.to_string()));
+                continue;
+            }
+            if (r.error().code() != ENOENT) {
+                rc = report(r.error());
+                continue;
+            }
+        }
         auto r = pci::unbind_vfio(addr, options(o));
         if (!r) rc = report(r.error());
         else print(fmt::format("{}: returned to {}\n", addr.to_string(), r->empty() ? "no driver" : *r));
@@ -148,6 +182,10 @@ void add_bind(CLI::App& app, Commands& c) {
     auto* devices = bind->add_option("devices", o->devices, "PCI addresses (DDDD:BB:DD.F)");
     bind->add_flag("--status", o->status, "Show the devices udrv drivers support and who has them, like dpdk-devbind --status")
         ->excludes(devices);
+    bind->add_option("--driver", o->driver, "With udrvd: the driver module to use (default: the one whose alias matches)");
+    bind->add_option("--host", o->host, "With udrvd: the driver host to share with devices of the same host name");
+    bind->add_option("--on-stop", o->on_stop, "With udrvd: at its shutdown give the device back to the kernel (default) or keep it on vfio")
+        ->check(CLI::IsMember({"kernel", "vfio"}));
     bind->add_option("--sysfs", o->sysfs, "sysfs root (default /sys)");
     c.add(bind, [o] { return run_bind(*o); });
     auto* unbind = app.add_subcommand("unbind", "Give devices back from vfio-pci to their kernel driver");

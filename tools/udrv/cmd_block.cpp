@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "block_perf.hpp"
+#include "class_json.hpp"
 #include "command.hpp"
+#include "daemon_client.hpp"
 #include "output.hpp"
 #include "session.hpp"
 #include "udrv/block.hpp"
@@ -17,21 +19,28 @@ constexpr std::uint8_t kClassStorage = 0x01;  // PCI base class: mass storage co
 
 bool storage_on_vfio(const pci::DeviceInfo& d) { return d.base_class() == kClassStorage && d.driver == "vfio-pci"; }
 
+// What udrvd's devices publish of one class, and its devices that publish nothing now (with why).
+Result<int> list_daemon(rpc::Client& c, const char* cls, bool json, std::string (*line)(const nlohmann::json&)) {
+    auto devs = UDRV_TRY(c.call(std::string(cls) + "_list"));
+    if (json) {
+        print_json(devs);
+        return 0;
+    }
+    for (const auto& d : devs) print(line(d));
+    for (const auto& d : UDRV_TRY(c.call("device_list")))
+        if (d.value("state", "") != "running")
+            print(fmt::format("{:<10} {:<20} ({} in udrvd: {})\n", "-", d.value("device", ""), d.value("state", ""), d.value("why", "")));
+    return 0;
+}
+
 Result<int> run_list(const std::vector<std::string>& descriptions, bool json) {
+    if (descriptions.empty())
+        if (auto d = daemon()) return list_daemon(*d, "block", json, block_line);
     auto session = UDRV_TRY(Session::open({.devices = {}, .wanted = storage_on_vfio, .platform_descriptions = descriptions}));
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& l : block::list()) {
-        const double bytes = static_cast<double>(l.info.blocks) * l.info.block_size;
-        if (json) {
-            arr.push_back({{"name", l.id.name}, {"path", l.id.path}, {"driver", l.id.driver}, {"device", l.id.device}, {"bus", l.id.bus},
-                           {"blocks", l.info.blocks}, {"block_size", l.info.block_size}, {"bytes", l.info.blocks * l.info.block_size},
-                           {"max_transfer", l.info.max_transfer}, {"max_queue_depth", l.info.max_queue_depth},
-                           {"max_queues", l.info.max_queues}});
-            continue;
-        }
-        print(fmt::format("{:<10} {:<20} {:<13} {} blocks of {} B ({}), queues of up to {} commands ({})\n", l.id.name, l.id.path,
-                          l.id.driver, l.info.blocks, l.info.block_size, human_bytes(bytes), l.info.max_queue_depth,
-                          l.info.max_queues ? fmt::format("at most {} open", l.info.max_queues) : "any number"));
+        if (json) arr.push_back(block_json(l));
+        else print(block_line(block_json(l)));
     }
     for (const auto& s : session->skipped())
         if (!json) print(fmt::format("{:<10} {:<20} (not taken: {})\n", "-", s.address, s.reason));
@@ -44,8 +53,25 @@ struct PerfArgs {
     PerfOpts perf;
 };
 
+// The benchmark in the driver host that owns the device; the report comes back as it would print here.
+Result<int> perf_daemon(rpc::Client& c, const std::string& device, const PerfOpts& o) {
+    nlohmann::json p = {{"device", device}, {"pattern", o.pattern}, {"mode", o.mode}, {"depth", o.depth}, {"io_size", o.io_size},
+                        {"threads", o.threads}, {"mix", o.mix}, {"seconds", o.seconds}, {"json", o.json_out}, {"histogram", o.histogram},
+                        {"percentiles", o.percentiles}};
+    auto r = UDRV_TRY(c.call("block_perf", p, std::chrono::milliseconds(static_cast<long long>(o.seconds * 1000) + 60000)));
+    print(r.value("output", ""));
+    return r.value("status", 1);
+}
+
 Result<int> run_perf(const PerfArgs& a) {
     const std::string device = a.positional.back();
+    if (a.positional.size() == 1)
+        if (auto d = daemon()) {
+            // A device of udrvd's runs there; any other device runs here as before.
+            for (const auto& b : UDRV_TRY(d->call("block_list")))
+                if (b.value("name", "") == device || b.value("path", "") == udrv::detail::normalize_class_path(device))
+                    return perf_daemon(*d, device, a.perf);
+        }
     SessionOptions so;
     if (a.positional.size() == 2) so.platform_descriptions = {a.positional.front()};
     // A PCI path ("0000:00:04.0/ns1") binds that controller alone; a name, every NVMe controller on

@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "class_json.hpp"
 #include "command.hpp"
+#include "daemon_client.hpp"
 #include "output.hpp"
 #include "session.hpp"
 #include "udrv/net.hpp"
@@ -15,18 +17,22 @@ namespace {
 constexpr std::uint32_t kClassNetwork = 0x02;  // PCI base class: network controller
 
 Result<int> run_list(bool json) {
+    if (auto d = daemon()) {
+        auto devs = UDRV_TRY(d->call("net_list"));
+        if (json) {
+            print_json(devs);
+            return 0;
+        }
+        for (const auto& n : devs) print(net_line(n));
+        return 0;
+    }
     auto session = UDRV_TRY(Session::open(
         {.devices = {}, .wanted = [](const pci::DeviceInfo& d) { return d.class_code >> 16 == kClassNetwork && d.driver == "vfio-pci"; },
          .platform_descriptions = {}}));
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& l : net::list()) {
-        if (json) {
-            arr.push_back({{"name", l.id.name}, {"path", l.id.path}, {"driver", l.id.driver}, {"device", l.id.device}, {"bus", l.id.bus},
-                           {"mac", net::format_mac(l.mac)}, {"link_up", l.link_up}, {"queues", l.queues}, {"max_queues", l.max_queues}});
-            continue;
-        }
-        print(fmt::format("{:<6} {}  {}  {}  link {}  {} queue pair(s) of at most {}\n", l.id.name, l.id.device, l.id.driver,
-                          net::format_mac(l.mac), l.link_up ? "up" : "down", l.queues, l.max_queues));
+        if (json) arr.push_back(net_json(l));
+        else print(net_line(net_json(l)));
     }
     for (const auto& s : session->skipped())
         if (!json) print(fmt::format("{:<6} {}  (not taken: {})\n", "-", s.address, s.reason));

@@ -49,5 +49,7 @@ void add_net_respond(CLI::App& net, Commands& c);
 void add_net_pktgen(CLI::App& net, Commands& c);
 void add_net_fwd(CLI::App& net, Commands& c);
 void add_net_dump(CLI::App& net, Commands& c);
+void add_rpc(CLI::App& app, Commands& c);    // udrv rpc METHOD [PARAMS]
+void add_stats(CLI::App& app, Commands& c);  // stats, top
 
 }  // namespace udrv::tools

@@ -4,6 +4,7 @@
 
 #include "cli_usage.hpp"
 #include "command.hpp"
+#include "daemon_client.hpp"
 #include "output.hpp"
 #include "udrv/log.hpp"
 #include "udrv/module.hpp"
@@ -13,7 +14,9 @@ int main(int argc, char** argv) {
     CLI::App app{"udrv: user-space drivers with the Linux driver-core model", "udrv"};  // named: not argv[0]'s path
     app.require_subcommand(1);
     std::string level;
+    bool standalone = false;
     app.add_option("--log-level", level, "err, warn, notice, info (default) or debug; also $UDRV_LOG_LEVEL");
+    app.add_flag("--standalone", standalone, "Do not talk to udrvd even when it runs (its socket: $UDRV_SOCKET or /run/udrv/udrvd.sock)");
 
     Commands commands;
     add_lspci(app, commands);
@@ -33,6 +36,8 @@ int main(int argc, char** argv) {
     add_net_pktgen(*net, commands);
     add_net_fwd(*net, commands);
     add_net_dump(*net, commands);
+    add_stats(app, commands);
+    add_rpc(app, commands);
 
     app.set_version_flag("--version", fmt::format("udrv {} (module ABI {})", UDRV_VERSION, udrv::kModuleAbi));
     try {
@@ -49,6 +54,7 @@ int main(int argc, char** argv) {
         if (!l) return report(udrv::Error(EINVAL, fmt::format("unknown log level '{}' (err, warn, notice, info, debug)", level)));
         udrv::set_log_level(*l);
     }
+    set_standalone(standalone);
     const auto rc = commands.run();
     return rc ? *rc : report(rc.error());
 }

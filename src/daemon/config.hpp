@@ -1,0 +1,77 @@
+// udrvd's configuration: what it keeps loaded and bound. Written by hand (TOML or JSON, checked with
+// the line of every mistake) or by the save_config method from the running state, so that a restart
+// with it reproduces that state.
+//
+//     [daemon]
+//     group = "udrv"            # besides root, members of this group may change state
+//     watchdog_ms = 10000       # a host that does not answer a ping for this long is killed and restarted
+//     restart_limit = 5         # restarts within restart_window_s before a device is given up
+//     restart_window_s = 60
+//
+//     [[module]]
+//     name = "udrv_nvme"
+//     params = { io_timeout_ms = 2000 }     # or ["io_timeout_ms=2000"]
+//
+//     [[device]]
+//     address = "0000:00:04.0"
+//     driver = "udrv_nvme"      # optional: else the module whose alias matches the device
+//     host = "storage"          # optional: devices naming the same host share one process
+//     on_stop = "kernel"        # at shutdown: back to its kernel driver ("kernel", default) or stay on "vfio"
+//
+//     [[platform]]
+//     description = "/etc/udrv/ramdisk.toml"   # platform devices (docs/platform.md), one host per file
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "udrv/result.hpp"
+
+namespace udrv::daemon {
+
+struct ModuleConfig {
+    std::string name;
+    std::vector<std::string> params;  ///< "key=value"
+};
+
+struct DeviceConfig {
+    std::string address;  ///< DDDD:BB:DD.F
+    std::string driver;   ///< empty: by alias
+    std::string host;     ///< empty: a host of its own
+    bool return_to_kernel = true;
+};
+
+struct PlatformConfig {
+    std::string description;
+    std::string host;
+};
+
+struct DaemonConfig {
+    std::string group;
+    unsigned watchdog_ms = 10000;
+    unsigned restart_limit = 5;
+    unsigned restart_window_s = 60;
+    std::vector<ModuleConfig> modules;
+    std::vector<DeviceConfig> devices;
+    std::vector<PlatformConfig> platforms;
+};
+
+/// Parses a configuration: JSON when the first non-blank character is '{', else TOML. `source` names
+/// the file in errors ("udrvd.toml:12: ...").
+Result<DaemonConfig> parse_config(std::string_view text, std::string_view source);
+Result<DaemonConfig> load_config(const std::filesystem::path& file);
+
+/// The configuration as TOML (the format above) or JSON (the same keys).
+std::string config_to_toml(const DaemonConfig& c);
+nlohmann::ordered_json config_to_json(const DaemonConfig& c);
+/// Writes `c` to `file` (JSON if it ends in .json, else TOML), atomically.
+Result<void> save_config(const DaemonConfig& c, const std::filesystem::path& file);
+
+/// A host name: letters, digits, '-', '_', '.', 1-64 characters.
+bool valid_host_name(std::string_view s);
+
+}  // namespace udrv::daemon

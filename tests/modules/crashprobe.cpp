@@ -1,0 +1,22 @@
+// A platform driver that misbehaves on purpose, for udrvd's tests: "udrv,test-crash" devices make its
+// probe crash the process (SIGSEGV, as a driver bug would), "udrv,test-hang" devices make it hang
+// (the watchdog's case).
+#include <signal.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include <udrv/platform.hpp>
+
+namespace {
+struct CrashProbe {
+    static constexpr std::string_view compatible[] = {"udrv,test-crash", "udrv,test-hang"};
+    static udrv::Result<std::unique_ptr<CrashProbe>> probe(udrv::Bound<udrv::platform::Device>&, std::string_view matched) {
+        if (matched == "udrv,test-hang")
+            for (;;) ::pause();
+        ::raise(SIGSEGV);
+        return udrv::fail(EIO, "unreachable");
+    }
+};
+}  // namespace
+UDRV_PLATFORM_DRIVER(CrashProbe, .name = "test_crashprobe", .description = "Crashes or hangs in probe (udrvd's tests)", .license = "GPL");
