@@ -100,6 +100,15 @@ Result<std::vector<Modinfo>> read_builtin_modinfo(const std::filesystem::path& h
     return out;
 }
 
+// An error a host sent ({"code": -errno, "message": "... (ENAME)"}) as the Error it was.
+Error error_from_json(const json& e) {
+    const int code = e.is_object() ? -e.value("code", -EIO) : EIO;
+    std::string msg = e.is_object() ? e.value("message", std::string("failed")) : std::string("failed");
+    const std::string suffix = fmt::format(" ({})", errno_name(code));
+    if (msg.ends_with(suffix)) msg.resize(msg.size() - suffix.size());
+    return Error(code > 0 ? code : EIO, std::move(msg));
+}
+
 }  // namespace
 
 const char* Daemon::state_name(DevState s) {
@@ -206,21 +215,21 @@ Result<Daemon::Module> Daemon::find_module(const std::string& name) const {
                 fmt::join(where, ", "));
 }
 
-Result<void> Daemon::insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin) {
+Result<void> Daemon::insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin, bool start_waiting) {
     for (const auto& m : modules_)
         if (m.name == name) return fail(EEXIST, "module {} is already loaded (udrv lsmod)", name);
     Module m = UDRV_TRY(find_module(name));
     UDRV_TRY(parse_module_params(m.info, name, params));  // metadata only: no module code runs in udrvd
     for (const std::string& dep : m.info.depends()) {
         if (std::none_of(modules_.begin(), modules_.end(), [&](const Module& x) { return x.name == dep; }))
-            UDRV_TRY_CTX(insmod(dep, {}, "dependency"), "{} depends on {}", name, dep);
+            UDRV_TRY_CTX(insmod(dep, {}, "dependency", false), "{} depends on {}", name, dep);
     }
     m.params = params;
     m.origin = origin;
     modules_.push_back(std::move(m));
     const Module& added = modules_.back();
     event(fmt::format("module {} loaded ({}{}{})", name, origin, params.empty() ? "" : ", ", fmt::join(params, " ")));
-    if (added.is_driver()) {
+    if (added.is_driver() && start_waiting) {
         for (auto& [id, d] : devices_)
             if (d.state == DevState::waiting) try_start(d);
     }
@@ -297,7 +306,7 @@ void Daemon::try_start(ManagedDevice& d) {
         }
         m.driver_used = *drv;
         if (std::none_of(modules_.begin(), modules_.end(), [&](const Module& x) { return x.name == *drv; }))
-            if (auto r = insmod(*drv, {}, "autoload"); !r) {
+            if (auto r = insmod(*drv, {}, "autoload", false); !r) {
                 m.state = DevState::failed;
                 m.why = r.error().message();
                 event(fmt::format("{}: cannot load its driver: {}", id, m.why));
@@ -435,9 +444,9 @@ void Daemon::handle_host_message(Host& h, const json& m) {
         h.waiting_ready.clear();
         if (h.misc) load_misc_modules(h);
     } else if (type == "failed") {
-        const json& e = m.contains("error") ? m["error"] : json::object();
-        const int code = -e.value("code", -EIO);
-        const std::string msg = e.value("message", std::string("the host failed to start"));
+        const Error err = error_from_json(m.value("error", json::object()));
+        const int code = err.code();
+        const std::string& msg = err.message();
         h.stopping = true;  // it exits by itself
         for (const auto& id : h.devices) {
             ManagedDevice& d = devices_.at(id);
@@ -452,7 +461,7 @@ void Daemon::handle_host_message(Host& h, const json& m) {
                 event(fmt::format("{}: the driver could not take it: {}", id, msg));
             }
         }
-        for (auto& r : h.waiting_ready) r.error(Error(code > 0 ? code : EIO, msg));
+        for (auto& r : h.waiting_ready) r.error(err);
         h.waiting_ready.clear();
     } else if (type == "pong") {
         h.last_pong = clock::now();
@@ -463,12 +472,7 @@ void Daemon::handle_host_message(Host& h, const json& m) {
         h.calls.erase(it);
         if (type == "modules") h.modules = m.value("modules", json::array());
         if (m.contains("error") && !m["error"].is_null()) {
-            const json& e = m["error"];
-            const int code = -e.value("code", -EIO);
-            std::string msg = e.value("message", std::string("failed"));
-            const std::string suffix = fmt::format(" ({})", errno_name(code));
-            if (msg.ends_with(suffix)) msg.resize(msg.size() - suffix.size());
-            const Error err(code > 0 ? code : EIO, msg);
+            const Error err = error_from_json(m["error"]);
             if (call.on_error) call.on_error(err);
             call.responder.error(err);
         } else {
@@ -486,6 +490,7 @@ void Daemon::handle_host_message(Host& h, const json& m) {
             release_names(addr);
         }
         event(fmt::format("{}: removed from the system: its driver was unbound in host {}", addr, h.id));
+        if (h.devices.empty() && !h.misc) stop_host(h);  // it stops by itself; this makes sure
     }
 }
 

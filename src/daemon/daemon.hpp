@@ -105,7 +105,10 @@ private:
 
     // modules
     Result<Module> find_module(const std::string& name) const;
-    Result<void> insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin);
+    /// Adds a module to the table (metadata checked, no code run); a driver module then starts the
+    /// devices that waited for one, unless `start_waiting` is false (a module loaded for a device being
+    /// started now).
+    Result<void> insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin, bool start_waiting = true);
     std::optional<std::string> driver_for(const ManagedDevice& d);
 
     // devices and hosts

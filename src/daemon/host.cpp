@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -115,6 +116,7 @@ private:
                 if (!d) return fail(ENODEV, "no PCI device {} (it was removed?)", a.to_string());
                 if (d->info().driver != "vfio-pci") return fail(ENODEV, "{} is not on vfio-pci (it is on {})", a.to_string(), d->info().driver.value_or("no driver"));
                 if (!d->is_bound()) UDRV_TRY(pci::bus().attach(*d));
+                mine_.insert(a.to_string());
                 if (auto fd = pci::bus().removal_notifier(a)) removal_.emplace(a.to_string(), std::move(*fd));
                 else pr_warn("{}: hot-unplug will not be noticed: {}", a.to_string(), fd.error().message());
             }
@@ -309,8 +311,9 @@ private:
         pr_notice("{}: the kernel asks for the device back (it is being removed): unbinding it", address);
         (void)pci::bus().remove_device(address);  // remove runs, resources go, the VFIO device closes
         removal_.erase(it);
+        mine_.erase(address);
         (void)ch_.send({{"type", "removed"}, {"address", address}, {"classdevs", classdevs_json()}});
-        if (removal_.empty() && pci::bus().devices().empty() && platform::bus().devices().empty()) stop_ = true;
+        if (mine_.empty() && platform::bus().devices().empty()) stop_ = true;  // nothing left to drive
     }
 
     void finish() {
@@ -336,6 +339,7 @@ private:
     std::unique_ptr<Poller> poller_;
     Fd signals_;
     std::map<std::string, Fd> removal_;
+    std::set<std::string> mine_;  // the PCI devices this host drives (the bus also lists the others)
     std::atomic<bool> stop_{false};
     std::mutex jobs_mu_;
     std::map<std::uint64_t, std::shared_ptr<Job>> jobs_;

@@ -28,4 +28,12 @@ step "Networking: udrv's virtio-net driver answers ARP and ping for 10.0.0.2 whi
      "udrv bind $VNET >/dev/null && (udrv net respond -s $VNET --ip 10.0.0.2 -t 8 -m interrupt >/tmp/r.out 2>&1 &) && sleep 3 && ping -c 10 -i 0.2 10.0.0.2 | tail -2; sleep 6; tail -1 /tmp/r.out"
 step "Networking: 1000 numbered frames from udrv's pktgen; the kernel's counter shows them arrive" \
      "b=\$(cat /sys/class/net/$IFACE/statistics/rx_packets); udrv net pktgen -s $VNET -n 1000 2>/dev/null; sleep 1; echo \"kernel $IFACE received \$((\$(cat /sys/class/net/$IFACE/statistics/rx_packets) - b)) frames\"; udrv unbind $VNET >/dev/null"
+mkdir -p /run
+step "udrvd, the driver manager: it keeps devices bound, each driver in a host process of its own" \
+     "(udrvd > /tmp/udrvd.log 2>&1 &); sleep 1; udrv bind $NVME $VNET 2>/dev/null"
+step "What runs: devices, their hosts, the names they publish" "udrv top -b -n 1"
+step "A driver host crashes (kill -9 of the NVMe controller's host): udrvd restarts it, the device keeps its name" \
+     "kill -9 \$(udrv rpc device_list 2>/dev/null | grep -A8 '\"$NVME\"' | sed -n 's/^ *\"pid\": \\([0-9]*\\),*/\\1/p'); sleep 3; grep -E 'died|restarting|is up' /tmp/udrvd.log | tail -3; udrv block perf nvme0n1 -q 32 -t 2 2>/dev/null | head -1"
+step "Stop udrvd: hosts unbind their drivers, the devices go back to the kernel" \
+     "kill -TERM \$(pidof udrvd); sleep 2; tail -3 /tmp/udrvd.log; udrv lspci -k -s 04.0 | tail -1"
 exit 0

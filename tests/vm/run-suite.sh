@@ -7,7 +7,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$here/vm.sh" run "$1" "$here/guest-tests.sh" | tee "$out/log"
+# The suite runs for about 5 minutes under TCG (udrvd's hot-plug tests among it).
+UDRV_VM_TIMEOUT=${UDRV_VM_TIMEOUT:-600} "$here/vm.sh" run "$1" "$here/guest-tests.sh" | tee "$out/log"
 rc=${PIPESTATUS[0]}
 awk -v dir="$out" '/^UDRV-FILE-END/ {f=""; next} /^UDRV-FILE / {f=dir "/" $2 ".b64"; next} f {print > f}' "$out/log"
 if [ -f "$out/cap.pcap.b64" ]; then

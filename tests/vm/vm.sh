@@ -102,7 +102,7 @@ mkinitramfs() {
   kver=$(ls "$kdir/lib/modules")
   root=$(mktemp -d)
   chmod 755 "$root"  # the guest's / : other users (the not-root test) must be able to traverse it
-  mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,lib/modules,udrv,mnt} "$root/lib64"
+  mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,run,lib/modules,udrv,mnt} "$root/lib64"
   printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
   cp /bin/busybox "$root/bin/busybox"
@@ -151,7 +151,7 @@ mkinitramfs() {
       ln -sf "$real" "$root$lib"
     done
   fi
-  cp "$here"/nvme_identify_agrees.sh "$root/udrv/"
+  cp "$here"/nvme_identify_agrees.sh "$here"/udrvd-tests.sh "$root/udrv/"
   cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
   cp "$script" "$root/udrv/guest.sh"
   # Benchmark settings (UDRV_BENCH_*) reach the guest script as environment variables.

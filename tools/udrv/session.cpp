@@ -26,7 +26,8 @@ std::vector<std::filesystem::path> default_module_dirs() {
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
     if (ec) return {};
-    return {exe.parent_path().parent_path() / "modules"};
+    // A build tree keeps modules in bin/../modules, an installed tree in bin/../lib/udrv/modules.
+    return {exe.parent_path().parent_path() / "modules", exe.parent_path().parent_path() / "lib/udrv/modules"};
 }
 
 Result<std::unique_ptr<Session>> Session::open(SessionOptions o) {
