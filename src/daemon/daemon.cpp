@@ -183,11 +183,21 @@ Result<void> Daemon::init() {
     poller_->after(std::chrono::milliseconds(1000), [this] { watchdog_tick(); });
 
     for (const auto& m : cfg_.modules) UDRV_TRY_CTX(insmod(m.name, m.params, "config"), "{}: module {}", opt_.config_file.string(), m.name);
+    // Modules that drive no device run now, in the modules host (loaded there once it is up).
+    if (std::any_of(modules_.begin(), modules_.end(), [](const Module& m) { return !m.is_driver(); }))
+        UDRV_TRY(start_host("modules", {}, true));
+    // A configured device that is absent or cannot be taken now stays configured, with why: it is
+    // taken when it appears (hot-plug), and save_config keeps it.
     for (const auto& dc : cfg_.devices) {
-        auto d = manage_pci(dc);
-        if (!d) {
-            pr_err("udrvd: {}: device {}: {}", opt_.config_file.string(), dc.address, d.error().message());
-            continue;
+        if (auto d = manage_pci(dc); !d) {
+            ManagedDevice& m = devices_[dc.address];
+            m.id = dc.address;
+            m.driver = dc.driver;
+            m.host_name = dc.host;
+            m.return_to_kernel = dc.return_to_kernel;
+            m.state = d.error().code() == ENOENT || d.error().code() == ENODEV ? DevState::removed : DevState::failed;
+            m.why = d.error().message();
+            event(fmt::format("{}: configured, but not taken: {}", dc.address, m.why));
         }
     }
     for (const auto& pc : cfg_.platforms)
@@ -257,9 +267,9 @@ std::optional<std::string> Daemon::driver_for(const ManagedDevice& d) {
 // ---- devices ----
 
 Result<Daemon::ManagedDevice*> Daemon::manage_pci(const DeviceConfig& c) {
-    if (devices_.contains(c.address)) return fail(EEXIST, "{} is managed by udrvd already (udrv unbind it first)", c.address);
     const pci::Address addr = UDRV_TRY(pci::Address::parse(c.address));
-    auto info = UDRV_TRY(pci::read_device(opt_.sysfs / "bus/pci/devices" / addr.to_string()));
+    if (devices_.contains(addr.to_string())) return fail(EEXIST, "{} is managed by udrvd already (udrv unbind it first)", addr.to_string());
+    UDRV_TRY(pci::read_device(opt_.sysfs / "bus/pci/devices" / addr.to_string()));  // present (ENOENT if not)
     ManagedDevice d;
     d.id = addr.to_string();
     d.driver = c.driver;
@@ -269,7 +279,6 @@ Result<Daemon::ManagedDevice*> Daemon::manage_pci(const DeviceConfig& c) {
     bo.sysfs = opt_.sysfs;
     auto b = UDRV_TRY(pci::bind_vfio(addr, bo));
     d.kernel_driver = b.already ? std::string() : b.previous_driver;
-    (void)info;
     auto [it, _] = devices_.emplace(d.id, std::move(d));
     return &it->second;
 }
@@ -287,7 +296,7 @@ Result<Daemon::ManagedDevice*> Daemon::manage_platform(const PlatformConfig& c) 
 }
 
 void Daemon::try_start(ManagedDevice& d) {
-    if (stopping_ || d.host || d.state == DevState::stopping || d.state == DevState::removed) return;
+    if (stopping_ || d.host || d.state == DevState::stopping || d.state == DevState::removed || d.state == DevState::failed) return;
     std::vector<std::string> group{d.id};
     if (!d.host_name.empty())
         for (auto& [id, o] : devices_)
@@ -610,7 +619,7 @@ void Daemon::schedule_restart(ManagedDevice& d, const std::string& reason) {
 void Daemon::watchdog_tick() {
     const auto now = clock::now();
     for (auto& [id, h] : hosts_) {
-        if (h.exited || h.killed_by_watchdog || !h.ch) continue;
+        if (h.exited || h.killed_by_watchdog || h.stopping || !h.ch) continue;  // a stopping host has stop_host's deadline
         if (now - h.last_pong > std::chrono::milliseconds(cfg_.watchdog_ms)) {
             pr_warn("udrvd: host {} ({}, pid {}) has not answered for {} ms: killing it", id, h.name, h.pid, cfg_.watchdog_ms);
             h.killed_by_watchdog = true;

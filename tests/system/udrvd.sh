@@ -109,10 +109,10 @@ check "udrvd logged why" 0 "died: killed by signal 9 \(SIGKILL\)" cat "$tmp/udrv
 
 # A driver that crashes in every probe: restarted with back-off, then given up with a clear report.
 "$udrv" insmod test_crashprobe >/dev/null 2>&1
-check "a probe that crashes fails the call that bound it" 1 "died while starting: killed by signal 11 \(SIGSEGV\)" \
+check "a probe that crashes fails the call that bound it" 1 "died while starting: killed by signal 6 \(SIGABRT\)" \
   "$udrv" rpc platform_add "{\"description\": \"$tmp/crash.toml\"}"
 until_ok 10 sh -c "'$udrv' rpc device_list | grep -q 'gave up'"
-check "given up after the restart limit" 0 "gave up after 3 restarts within 60 s; the last failure: killed by signal 11 \(SIGSEGV\)" \
+check "given up after the restart limit" 0 "gave up after 3 restarts within 60 s; the last failure: killed by signal 6 \(SIGABRT\)" \
   "$udrv" rpc device_list
 check "the other device was not disturbed" 0 '"restarts": 1,' sh -c "'$udrv' rpc device_list | grep -A6 '\"device\": \".*ram.toml\"'"
 # A probe that hangs: the watchdog kills it (1.5 s here), the same limit applies.

@@ -112,6 +112,19 @@ vm_test "hot-unplug of the NIC under a frame generator: ENODEV, nothing hangs; r
 vm_test "... and it works again" sh -c "udrv rpc net_send '{\"device\": \"net0\", \"seconds\": 1}' | grep -E '\"sent\": [1-9]'"
 vm_test "the kernel log has no hung task or VFIO complaint" sh -c "! dmesg | grep -E 'blocked for more than|hung_task|vfio.*(WARNING|BUG)'"
 
+kill9_takeover() {  # udrvd killed outright: its hosts unbind (parent-death signal), the next udrvd takes the devices over
+  udrv rpc save_config '{"path": "/tmp/udrvd-k.toml"}' >/dev/null || return 1
+  kill -9 $udrvd_pid; wait $udrvd_pid 2>/dev/null
+  for _ in $(seq 150); do hosts_running || break; sleep 0.1; done
+  if hosts_running; then echo "hosts outlived udrvd"; return 1; fi
+  drv=$(basename "$(readlink /sys/bus/pci/devices/$UNVME/driver)")
+  echo "udrvd killed; its hosts are gone; $UNVME stays on $drv"
+  [ "$drv" = vfio-pci ] || return 1
+  udrvd_start --config /tmp/udrvd-k.toml || return 1
+  wait_for 15 sh -c "udrv block list | grep -q '^nvme0n1 ' && udrv net list | grep -q '^net0 '" && udrv block perf nvme0n1 -q 8 -t 1 | grep -q ' 0 errors'
+}
+vm_test "kill -9 of udrvd: its hosts unbind and exit, a new udrvd takes the devices over" kill9_takeover
+
 sigterm_restart() {
   udrv rpc save_config '{"path": "/tmp/udrvd.toml"}' && cat /tmp/udrvd.toml || return 1
   kill -TERM $udrvd_pid; wait $udrvd_pid; rc=$?
