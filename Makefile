@@ -34,9 +34,10 @@ asan: deps
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE vm
 
 # The VM suite on the sanitizer build: the guest fails the suite on any sanitizer report. Slower under
-# TCG (unoptimised, instrumented), hence the longer limit.
+# TCG (unoptimised, instrumented), hence the longer limit; its binaries (about 250 MB without debug
+# info) need a guest of 2 GiB to unpack.
 asan-vm: asan
-	@UDRV_VM_TIMEOUT=900 tests/vm/run-suite.sh $(ASAN_BUILD)
+	@UDRV_VM_TIMEOUT=900 UDRV_VM_MEM=2G tests/vm/run-suite.sh $(ASAN_BUILD)
 
 # The drivers' instructions per operation on the device models (callgrind), checked against the
 # committed baseline: bench/micro.sh.
