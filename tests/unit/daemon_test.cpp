@@ -192,17 +192,19 @@ TEST_F(ServerFixture, AnswersResultsErrorsAndUnknownMethods) {
 // One client waits for an answer that comes later; another is served meanwhile, then releases it.
 TEST_F(ServerFixture, TwoClientsAtOnceAndAnAnswerGivenLater) {
     std::optional<udrv::Result<json>> waited;
+    std::atomic<bool> answered{false};
     std::thread first([&] {
         auto c = udrv::rpc::Client::connect(sock);
         waited = c->call("wait", nullptr, std::chrono::seconds(10));
+        answered = true;
     });
     auto c2 = udrv::rpc::Client::connect(sock);
     ASSERT_TRUE(c2);
-    for (int i = 0; i < 100 && !waited; ++i) {
-        EXPECT_EQ(*c2->call("echo", {{"i", i}}), (json{{"i", i}}));  // served while the first one waits
-        if (i == 10) {
-            EXPECT_EQ(*c2->call("release"), json(true));
-        }
+    // Served while the first one waits; "release" answers the waiter once the server holds it.
+    for (int i = 0; i < 2000 && !answered; ++i) {
+        EXPECT_EQ(*c2->call("echo", {{"i", i}}), (json{{"i", i}}));
+        EXPECT_EQ(*c2->call("release"), json(true));
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     first.join();
     ASSERT_TRUE(waited && *waited);
