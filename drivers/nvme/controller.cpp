@@ -520,6 +520,7 @@ Controller::~Controller() {
     service_cv_.notify_all();
     if (service_.joinable()) service_.join();
     std::lock_guard lock(core.mu);
+    core.removing.store(true, std::memory_order_release);  // owners of frozen queues hear ENODEV, not "try again"
     freeze_io_queues();
     // What is in flight gets a bounded while (the I/O timeout, at most 5 s) to complete, as Linux's
     // removal waits for its block layer to drain; we take the completions on the owners' behalf (their

@@ -53,6 +53,7 @@ struct ControllerCore {
     void reclaim_mem();
     std::atomic<std::uint64_t> mem_gen{1};
     std::atomic<bool> readers_possible{true};  // false once remove has revoked every queue
+    std::atomic<bool> removing{false};         // remove has begun: a frozen queue is not coming back
     ~ControllerCore();
     // The controller's control path: the admin queue, the list of I/O queues, queue ids.
     std::mutex mu;

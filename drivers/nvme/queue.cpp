@@ -69,6 +69,8 @@ Result<void> QueuePair::not_active(QueueState s) {
     switch (s) {
         case QueueState::active: return {};
         case QueueState::frozen:
+            if (core_->removing.load(std::memory_order_acquire))
+                return fail(ENODEV, "{}: queue {} is going away: the controller is being removed", core_->name, qid_);
             return fail(EAGAIN, "{}: queue {} is being reset by the controller: try again (wait() returns when it is back)", core_->name, qid_);
         case QueueState::recovered:
             report_recovered(s);
@@ -428,7 +430,8 @@ Result<unsigned> QueuePair::process_completions() {
 Result<unsigned> QueuePair::poll() {
     rcu::ReadLock lock;
     if (const QueueState s = state_.load(std::memory_order_acquire); s != QueueState::active) [[unlikely]] {
-        if (s == QueueState::frozen) return 0;  // nothing finishes during a reset: what it did is reported after
+        // Nothing finishes during a reset: what it did is reported after. A removal is not coming back.
+        if (s == QueueState::frozen && !core_->removing.load(std::memory_order_acquire)) return 0;
         UDRV_TRY(not_active(s));
     }
     return process_completions();
@@ -456,7 +459,7 @@ Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     // While the controller resets, there is nothing to wait on but the reset itself.
     if (state() == QueueState::frozen) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
-        while (state() == QueueState::frozen && std::chrono::steady_clock::now() < deadline)
+        while (state() == QueueState::frozen && !core_->removing.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     unsigned n = UDRV_TRY(poll());

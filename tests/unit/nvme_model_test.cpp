@@ -300,6 +300,32 @@ TEST_F(NvmeOnModel, RemoveWithAQueueStillHeld) {
     EXPECT_EQ(t.done(), 1);
 }
 
+// While remove drains what is in flight (up to the I/O timeout), the queue's owner is told the truth:
+// the controller is going away (ENODEV), not "being reset, try again" (EAGAIN), which kept a hot-unplug
+// workload retrying under the sanitizer build.
+TEST_F(NvmeOnModel, DuringRemoveTheOwnerHearsEnodevNotTryAgain) {
+    auto* c = attach_with({"io_timeout_ms=1500"});
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(4, udrv::block::Mode::polled);
+    auto buf = *ns->alloc_buffer(4096);
+    model->hold_completions(true);  // the drain waits for this read until the timeout
+    Tally t;
+    ASSERT_TRUE(q->read(0, 8, buf.bytes(), &Tally::cb, &t));
+    std::thread remover([] { udrv::pci::bus().remove_all_devices(); });
+    std::optional<udrv::Error> seen;
+    for (int i = 0; i < 2000 && !seen; ++i) {  // submit until remove has frozen the queue
+        auto r = q->read(8, 8, buf.bytes(), &Tally::cb, &t);
+        if (!r) seen = r.error();
+        else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    remover.join();
+    ASSERT_TRUE(seen);
+    EXPECT_EQ(seen->code(), ENODEV) << seen->message();
+    EXPECT_EQ(q->wait(std::chrono::milliseconds(1)).error().code(), ENODEV);
+    q.reset();
+}
+
 // Probe failing at each step leaves nothing behind (LSan checks the memory under make asan) and says
 // what went wrong.
 TEST_F(NvmeOnModel, ProbeFailuresSayWhatAndLeakNothing) {

@@ -40,15 +40,17 @@ vm_test "insmod / lsmod / rmmod of a module through udrvd" sh -c \
 vm_test "block perf on nvme0n1 runs in its host through udrvd" sh -c "udrv block perf nvme0n1 -q 16 -t 2 | tee /dev/stderr | grep -q ' 0 errors'"
 
 two_clients() {  # a benchmark holds one connection; another client is answered meanwhile
-  udrv block perf nvme0n1 -q 8 -t 4 > /tmp/bg.out 2>&1 &
+  udrv block perf nvme0n1 -q 8 -t 6 > /tmp/bg.out 2>&1 &
   bg=$!
-  sleep 1
-  t0=$(date +%s)
-  udrv lsmod >/dev/null && udrv stats | tee /tmp/stats.out | grep -E "nvme0n1 +block_perf running in host" || { kill $bg; return 1; }
-  t1=$(date +%s)
+  wait_for 10 sh -c "udrv stats | tee /tmp/stats.out | grep -E 'nvme0n1 +block_perf running in host'" || { cat /tmp/bg.out; return 1; }
+  cat /tmp/stats.out
+  t0=$(now_ms)
+  udrv lsmod >/dev/null || return 1
+  t1=$(now_ms)
   wait $bg; rc=$?
   cat /tmp/bg.out
-  [ $rc -eq 0 ] && [ $((t1 - t0)) -le 2 ] && grep -q ' 0 errors' /tmp/bg.out
+  echo "lsmod answered in $((t1 - t0)) ms while the benchmark ran"
+  [ $rc -eq 0 ] && [ $((t1 - t0)) -le 2000 ] && grep -q ' 0 errors' /tmp/bg.out
 }
 vm_test "two clients at once: lsmod and stats answered while a benchmark runs" two_clients
 vm_test "an unprivileged client may read but not change anything" sh -c \

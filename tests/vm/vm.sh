@@ -37,21 +37,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${UDRV_VM_CACHE:-/var/tmp/udrv-vm-cache}
 
-# Kernel modules in load order (Debian 6.1 has no modules.dep in the package; see shared notes).
-modules=(
-  crypto/crct10dif_common lib/crc-t10dif lib/crc64 crypto/crc64_rocksoft_generic lib/crc64-rocksoft block/t10-pi
-  drivers/nvme/host/nvme-core drivers/nvme/host/nvme
-  virt/lib/irqbypass drivers/vfio/vfio drivers/vfio/vfio_virqfd drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci
-  drivers/vfio/vfio_iommu_type1
-  drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev
-  drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net
-  drivers/net/ethernet/intel/e1000e/e1000e
-  lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4
-)
+# The guest kernel: 6.12 (the newest linux-image-6.12.*+deb12-amd64-unsigned Debian 12 packages: it has
+# ublk_drv, nvme-tcp and nvmet-tcp) or 6.1 (what linux-image-amd64 names). UDRV_VM_KERNEL picks.
+vm_kernel=${UDRV_VM_KERNEL:-6.12}
+# Kernel modules the guest loads (each with what it depends on, found from the modules' own metadata:
+# the packages carry no modules.dep). Those marked ? are optional: 6.1 has no ublk.
+modules_wanted=(nvme vfio-pci vfio_iommu_type1 virtio_pci virtio_net e1000e ext4 crc32c_generic
+  ?ublk_drv ?nvme-tcp ?nvmet-tcp ?veth)
 
 need_pkgs() {
   local missing=()
-  for p in qemu-system-x86 busybox-static cpio iproute2; do
+  for p in qemu-system-x86 busybox-static cpio iproute2 xz-utils e2fsprogs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -61,17 +57,24 @@ need_pkgs() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Unpacks the kernel named by linux-image-amd64 (the version moves with security updates).
+# Unpacks the kernel package for $vm_kernel (versions move with security updates: never hard-coded).
+kernel_package() {
+  case "$vm_kernel" in
+    6.1) apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' ;;
+    6.12) apt-cache search --names-only '^linux-image-6\.12\.[0-9.]+\+deb12-amd64-unsigned$' 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1 ;;
+    *) echo "vm: UDRV_VM_KERNEL is 6.12 or 6.1, not '$vm_kernel'" >&2; return 2 ;;
+  esac
+}
 prepare() {
   need_pkgs
   mkdir -p "$cache"
   local pkg
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  pkg=$(kernel_package) || return 2
   if [ -z "$pkg" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    pkg=$(kernel_package)
   fi
-  [ -n "$pkg" ] || { echo "vm: cannot tell which kernel linux-image-amd64 names" >&2; return 1; }
+  [ -n "$pkg" ] || { echo "vm: no Debian package found for the $vm_kernel kernel" >&2; return 1; }
   local dir="$cache/$pkg"
   if [ ! -f "$dir/.done" ]; then
     echo "vm: fetching $pkg" >&2
@@ -79,7 +82,46 @@ prepare() {
     (cd "$dir" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb root && rm -f ./*.deb)
     touch "$dir/.done"
   fi
-  ln -sfn "$pkg" "$cache/current"
+  ln -sfn "$pkg" "$cache/current-$vm_kernel"
+}
+
+# A module file's metadata field (depends=, softdep=), read from the (maybe xz-compressed) file.
+module_field() {
+  case "$1" in *.xz) xz -dc "$1" ;; *) cat "$1" ;; esac | tr '\0' '\n' | sed -n "s/^$2=//p" | head -n 1
+}
+# Prints the modules to load, in order (each after what it needs), as paths under the kernel's module
+# directory. Cached per kernel and list.
+resolve_modules() {
+  local mdir=$1 out=$2
+  local key; key=$(echo "${modules_wanted[*]}" | md5sum | cut -c1-8)
+  [ -f "$out.$key" ] && { cp "$out.$key" "$out"; return 0; }
+  declare -A path seen
+  local f n
+  while read -r f; do
+    n=$(basename "$f"); n=${n%.xz}; n=${n%.ko}; path[${n//-/_}]=$f
+  done < <(cd "$mdir" && find kernel -name '*.ko' -o -name '*.ko.xz')
+  : > "$out.tmp"
+  visit() {
+    local name=${1//-/_} p deps d soft
+    [ -n "${seen[$name]:-}" ] && return 0
+    seen[$name]=1
+    p=${path[$name]:-}
+    if [ -z "$p" ]; then
+      grep -qE "/${name//_/[-_]}\.ko$" "$mdir/modules.builtin" 2>/dev/null && return 0  # built into the kernel
+      return 1
+    fi
+    # Dependencies, and soft pre-dependencies (ext4 and nvme-tcp want crc32c before them).
+    deps=$(module_field "$mdir/$p" depends)
+    soft=$(module_field "$mdir/$p" softdep | sed -n 's/.*pre: *\([^:]*\)\( post:.*\)\?$/\1/p')
+    for d in ${deps//,/ } $soft; do visit "$d" || true; done
+    echo "$p" >> "$out.tmp"
+  }
+  local m optional
+  for m in "${modules_wanted[@]}"; do
+    optional=${m:0:1}; m=${m#\?}
+    visit "$m" || { [ "$optional" = "?" ] || echo "vm: warning: no module $m in this kernel" >&2; }
+  done
+  mv "$out.tmp" "$out.$key"; cp "$out.$key" "$out"
 }
 
 # Copies an ELF file and the shared libraries it needs into the rootfs.
@@ -97,7 +139,7 @@ copy_elf() {
 
 mkinitramfs() {
   local build=$1 script=$2 out=$3
-  local kdir="$cache/current/root" root
+  local kdir="$cache/current-$vm_kernel/root" root
   local kver
   kver=$(ls "$kdir/lib/modules")
   root=$(mktemp -d)
@@ -106,10 +148,13 @@ mkinitramfs() {
   printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' > "$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
   cp /bin/busybox "$root/bin/busybox"
-  for m in "${modules[@]}"; do
-    cp "$kdir/lib/modules/$kver/kernel/$m.ko" "$root/lib/modules/"
-    echo "$(basename "$m")" >> "$root/lib/modules/order"
-  done
+  resolve_modules "$kdir/lib/modules/$kver" "$cache/current-$vm_kernel/modules.load"
+  local m n
+  while read -r m; do
+    n=$(basename "$m"); n=${n%.xz}
+    case "$m" in *.xz) xz -dc "$kdir/lib/modules/$kver/$m" > "$root/lib/modules/$n" ;; *) cp "$kdir/lib/modules/$kver/$m" "$root/lib/modules/$n" ;; esac
+    echo "${n%.ko}" >> "$root/lib/modules/order"
+  done < "$cache/current-$vm_kernel/modules.load"
   # udrv: tools, libraries, modules, test programs (everything under BUILD/{bin,lib,modules,test-modules}).
   for d in bin lib modules test-modules; do
     [ -d "$build/$d" ] || continue
@@ -131,6 +176,11 @@ mkinitramfs() {
   # nvme-cli and fio: the kernel driver's side of comparisons and benchmarks.
   command -v nvme >/dev/null && copy_elf "$(command -v nvme)" usr/bin/nvme "$root"
   command -v fio >/dev/null && copy_elf "$(command -v fio)" usr/bin/fio "$root"
+  # e2fsprogs: file systems on exported devices (ublk), checked after crashes.
+  for t in mkfs.ext4 e2fsck; do
+    p=$(command -v "$t" || echo "/usr/sbin/$t"); [ -x "$p" ] && copy_elf "$p" "usr/sbin/$t" "$root"
+  done
+  [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
   # DPDK (benchmarks only): testpmd dlopen()s the PMDs in its compiled-in plugin directory, by their
   # NAME.so.ABI.MINOR names. Only what the benchmark needs: PCI bus, ring mempool, virtio and e1000.
   if [ "${UDRV_VM_DPDK:-0}" = 1 ]; then
@@ -167,7 +217,7 @@ mkinitramfs() {
   cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin:/usr/bin:/udrv/bin LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
+export PATH=/bin:/usr/bin:/usr/sbin:/udrv/bin LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null || echo "init: insmod $m failed"; done
 echo 1 > /proc/sys/kernel/printk
@@ -256,7 +306,7 @@ run() {
     -name "udrv-$$,debug-threads=on" -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp "${UDRV_VM_SMP:-2}" -m "${UDRV_VM_MEM:-1G}" \
     -nographic -vga none -no-reboot "${serial[@]}" \
     -device intel-iommu,intremap=on,caching-mode=on \
-    -kernel "$cache/current/root/boot/vmlinuz-"* -initrd "$work/initrd" \
+    -kernel "$cache/current-$vm_kernel/root/boot/vmlinuz-"* -initrd "$work/initrd" \
     -append "console=ttyS0 intel_iommu=on iommu=pt quiet panic=-1 loglevel=3" \
     -drive file="$work/disk.img",if=none,id=nvm0,format=raw -device nvme,serial=udrv0001,drive=nvm0,addr=04.0"$nvme_opts" \
     -drive driver=null-co,size=1G,if=none,id=nvm1 -device nvme,serial=udrvnull,drive=nvm1,addr=05.0"$nvme_opts" \
