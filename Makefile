@@ -37,7 +37,7 @@ asan: deps
 # TCG (unoptimised, instrumented), hence the longer limit; its binaries (about 250 MB without debug
 # info) need a guest of 2 GiB to unpack.
 asan-vm: asan
-	@UDRV_VM_TIMEOUT=900 UDRV_VM_MEM=2G tests/vm/run-suite.sh $(ASAN_BUILD)
+	@UDRV_VM_TIMEOUT=1500 UDRV_VM_MEM=2G tests/vm/run-suite.sh $(ASAN_BUILD)
 
 # The drivers' instructions per operation on the device models (callgrind), checked against the
 # committed baseline: bench/micro.sh.

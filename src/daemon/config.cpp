@@ -44,7 +44,7 @@ Result<unsigned> bounded(const Value& t, std::string_view key, unsigned fallback
 }
 
 Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
-    UDRV_TRY(toml::only_keys(*root.as_table(), {"daemon", "module", "device", "platform"}, source, "the top level"));
+    UDRV_TRY(toml::only_keys(*root.as_table(), {"daemon", "module", "device", "platform", "export"}, source, "the top level"));
     DaemonConfig c;
     if (const Value* d = root.get("daemon")) {
         if (!d->as_table()) return fail(EINVAL, "{}: 'daemon' must be a table ([daemon])", toml::where(source, *d));
@@ -91,6 +91,23 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
         if (!pc.host.empty() && !valid_host_name(pc.host))
             return fail(EINVAL, "{}: host name '{}' may only hold letters, digits, '-', '_' and '.'", toml::where(source, p), pc.host);
         c.platforms.push_back(std::move(pc));
+        return {};
+    }));
+    UDRV_TRY(toml::each_table(root, "export", source, [&](const Value& x) -> Result<void> {
+        UDRV_TRY(toml::only_keys(*x.as_table(), {"type", "device", "queues", "depth"}, source, "[[export]]"));
+        ExportConfig ec;
+        ec.type = UDRV_TRY(toml::get_string(x, "type", source, "[[export]]", true));
+        if (ec.type != "ublk") return fail(EINVAL, "{}: export type '{}' (udrvd exports \"ublk\")", toml::where(source, *x.get("type")), ec.type);
+        ec.device = UDRV_TRY(toml::get_string(x, "device", source, "[[export]]", true));
+        const std::uint64_t q = UDRV_TRY(toml::get_u64_or(x, "queues", 1, source, "[[export]]"));
+        const std::uint64_t d = UDRV_TRY(toml::get_u64_or(x, "depth", 64, source, "[[export]]"));
+        if (q < 1 || q > 64) return fail(EINVAL, "{}: queues must be from 1 to 64", toml::where(source, *x.get("queues")));
+        if (d < 1 || d > 4096) return fail(EINVAL, "{}: depth must be from 1 to 4096", toml::where(source, *x.get("depth")));
+        ec.queues = static_cast<unsigned>(q);
+        ec.depth = static_cast<unsigned>(d);
+        for (const auto& o : c.exports)
+            if (o.device == ec.device) return fail(EEXIST, "{}: {} is exported twice", toml::where(source, x), ec.device);
+        c.exports.push_back(std::move(ec));
         return {};
     }));
     return c;
@@ -150,6 +167,9 @@ std::string config_to_toml(const DaemonConfig& c) {
         out += fmt::format("\n[[platform]]\ndescription = {}\n", toml_string(p.description));
         if (!p.host.empty()) out += fmt::format("host = {}\n", toml_string(p.host));
     }
+    for (const auto& x : c.exports)
+        out += fmt::format("\n[[export]]\ntype = {}\ndevice = {}\nqueues = {}\ndepth = {}\n", toml_string(x.type), toml_string(x.device),
+                           x.queues, x.depth);
     return out;
 }
 
@@ -173,6 +193,8 @@ nlohmann::ordered_json config_to_json(const DaemonConfig& c) {
         if (!p.host.empty()) e["host"] = p.host;
         j["platform"].push_back(e);
     }
+    j["export"] = nlohmann::ordered_json::array();
+    for (const auto& x : c.exports) j["export"].push_back({{"type", x.type}, {"device", x.device}, {"queues", x.queues}, {"depth", x.depth}});
     return j;
 }
 

@@ -20,6 +20,12 @@
 //
 //     [[platform]]
 //     description = "/etc/udrv/ramdisk.toml"   # platform devices (docs/platform.md), one host per file
+//
+//     [[export]]
+//     type = "ublk"             # /dev/ublkbN for the kernel (docs/ublk.md)
+//     device = "nvme0n1"        # a block device by name or path (0000:00:04.0/ns1)
+//     queues = 1                # optional: ublk queues, one udrv queue each
+//     depth = 64                # optional: requests per queue
 #pragma once
 
 #include <filesystem>
@@ -50,6 +56,12 @@ struct PlatformConfig {
     std::string host;
 };
 
+struct ExportConfig {
+    std::string type = "ublk";
+    std::string device;  ///< block device name or path
+    unsigned queues = 1, depth = 64;
+};
+
 struct DaemonConfig {
     std::string group;
     unsigned watchdog_ms = 10000;
@@ -58,6 +70,7 @@ struct DaemonConfig {
     std::vector<ModuleConfig> modules;
     std::vector<DeviceConfig> devices;
     std::vector<PlatformConfig> platforms;
+    std::vector<ExportConfig> exports;
 };
 
 /// Parses a configuration: JSON when the first non-blank character is '{', else TOML. `source` names

@@ -14,6 +14,7 @@
 #include <fmt/ranges.h>
 
 #include "uevent.hpp"
+#include "udrv/ublk.hpp"
 #include "udrv/bind.hpp"
 #include "udrv/classdev.hpp"
 #include "udrv/loader.hpp"
@@ -426,6 +427,12 @@ void Daemon::handle_host_message(Host& h, const json& m) {
                 if (std::find(mods.begin(), mods.end(), d.driver_used) == mods.end()) mods.push_back(d.driver_used);
             }
         }
+        start["exports"] = json::array();
+        for (auto& x : exports_)
+            if (std::find(h.devices.begin(), h.devices.end(), x.device_id) != h.devices.end()) {
+                start["exports"].push_back({{"type", "ublk"}, {"device_path", x.device_path}, {"dev_id", x.dev_id}, {"queues", x.queues}, {"depth", x.depth}});
+                x.state = "recovering";
+            }
         for (const auto& name : mods) {
             json entry = {{"name", name}, {"params", json::array()}};
             for (const auto& mod : modules_)
@@ -452,6 +459,7 @@ void Daemon::handle_host_message(Host& h, const json& m) {
         for (auto& r : h.waiting_ready) r.result({{"host", h.id}, {"pid", h.pid}, {"classdevs", names}});
         h.waiting_ready.clear();
         if (h.misc) load_misc_modules(h);
+        apply_configured_exports();
     } else if (type == "failed") {
         const Error err = error_from_json(m.value("error", json::object()));
         const int code = err.code();
@@ -486,6 +494,24 @@ void Daemon::handle_host_message(Host& h, const json& m) {
             call.responder.error(err);
         } else {
             call.responder.send(call.finish ? call.finish(m.value("result", json())) : Result<json>(m.value("result", json())));
+        }
+    } else if (type == "export") {  // a restarted host took over an export, or could not
+        const std::int32_t dev_id = m.value("dev_id", -1);
+        auto it = std::find_if(exports_.begin(), exports_.end(), [&](const Export& x) { return x.dev_id == dev_id; });
+        if (it == exports_.end()) return;
+        if (m.contains("export")) {
+            it->state = "running";
+            event(fmt::format("{}: {} taken over by host {}: the kernel's held requests are reissued", it->name, ublk::block_path(dev_id), h.id));
+        } else {
+            const Error err = error_from_json(m.value("error", json::object()));
+            drop_exports(it->device_id, "the new host could not take it over: " + err.message());
+        }
+    } else if (type == "export_gone") {
+        const std::int32_t dev_id = m.value("dev_id", -1);
+        auto it = std::find_if(exports_.begin(), exports_.end(), [&](const Export& x) { return x.dev_id == dev_id; });
+        if (it != exports_.end()) {
+            event(fmt::format("{}: {} removed: {}", it->name, ublk::block_path(dev_id), m.value("why", "")));
+            exports_.erase(it);
         }
     } else if (type == "removed") {
         const std::string addr = m.value("address", "");
@@ -579,12 +605,18 @@ void Daemon::on_host_gone(Host& h, const std::string& reason) {
         ManagedDevice& d = it->second;
         d.host = 0;
         if (d.state == DevState::stopping) {
+            drop_exports(dev_id, "its device was unbound");
             auto waiters = std::move(d.unbind_waiters);
             auto r = unmanage(dev_id, d.return_to_kernel);
             for (auto& w : waiters) r ? w.result({{"device", dev_id}, {"unbound", true}}) : w.error(r.error());
             continue;
         }
-        if (stopping_ || d.state == DevState::removed || d.state == DevState::failed) continue;
+        if (stopping_ || d.state == DevState::removed || d.state == DevState::failed) {
+            drop_exports(dev_id, expected ? "its host stopped" : "its host died: " + reason);
+            continue;
+        }
+        for (auto& x : exports_)
+            if (x.device_id == dev_id) x.state = "recovering";  // the kernel holds the requests for the next host
         event(fmt::format("{}: its driver host died: {}", dev_id, reason));
         schedule_restart(d, reason);
     }
@@ -599,6 +631,7 @@ void Daemon::schedule_restart(ManagedDevice& d, const std::string& reason) {
         d.state = DevState::failed;
         d.why = fmt::format("gave up after {} restarts within {} s; the last failure: {}", d.restarts.size(), cfg_.restart_window_s, reason);
         event(fmt::format("{}: {} (udrv unbind and bind it to try again)", d.id, d.why));
+        drop_exports(d.id, "its device was given up");
         return;
     }
     const auto delay = std::min(std::chrono::milliseconds(100L << std::min<std::size_t>(d.restarts.size(), 10)), std::chrono::milliseconds(5000));
@@ -656,6 +689,7 @@ Result<void> Daemon::unmanage(const std::string& id, bool return_to_kernel) {
         return {};
     }
     if (d.restart_timer) poller_->cancel(d.restart_timer);
+    drop_exports(id, "its device is no longer managed");
     release_names(id);
     Result<void> r;
     if (!d.platform && return_to_kernel) {
@@ -772,6 +806,71 @@ void Daemon::forward(const std::string& device, const std::string& method, json 
                                       fmt::join(known, ", "))));
 }
 
+// ---- exports ----
+
+void Daemon::export_ublk(const std::string& device, unsigned queues, unsigned depth, Responder r) {
+    const std::string path = udrv::detail::normalize_class_path(device);
+    for (auto& [id, h] : hosts_) {
+        if (!h.ready || !h.ch) continue;
+        for (const auto& c : h.classdevs) {
+            const json& info = c["info"];
+            if (c.value("class", "") != "block" || (info.value("name", "") != device && info.value("path", "") != path)) continue;
+            for (const auto& x : exports_)
+                if (x.device_path == info.value("path", ""))
+                    return r.error(Error(EEXIST, fmt::format("{} is exported already as {}", x.name, ublk::block_path(x.dev_id))));
+            std::string device_id = info.value("device", "");
+            if (std::find(h.devices.begin(), h.devices.end(), device_id) == h.devices.end() && !h.devices.empty()) device_id = h.devices.front();
+            const std::uint64_t seq = ++h.seq;
+            json params = {{"device", info.value("local_name", "")}, {"queues", queues}, {"depth", depth}};
+            if (auto s = h.ch.send({{"type", "call"}, {"seq", seq}, {"method", "ublk_export"}, {"params", params}}); !s) return r.error(s.error());
+            Export x{device_id, info.value("path", ""), info.value("name", ""), -1, queues, depth, "running"};
+            h.calls[seq] = PendingCall{r,
+                                       [this, x](json res) mutable -> Result<json> {
+                                           x.dev_id = res.value("dev_id", -1);
+                                           exports_.push_back(x);
+                                           event(fmt::format("{}: exported as {}", x.name, ublk::block_path(x.dev_id)));
+                                           return json{{"device", x.name}, {"path", ublk::block_path(x.dev_id)}, {"dev_id", x.dev_id},
+                                                       {"queues", x.queues}, {"depth", x.depth}};
+                                       },
+                                       {}};
+            return;
+        }
+    }
+    r.error(Error(ENODEV, fmt::format("no block device {} in udrvd (udrv block list shows them)", device)));
+}
+
+void Daemon::drop_exports(const std::string& device_id, const std::string& why) {
+    for (auto it = exports_.begin(); it != exports_.end();) {
+        if (it->device_id != device_id) {
+            ++it;
+            continue;
+        }
+        // No host serves it now: the kernel is told to fail what it holds, and the device goes.
+        if (auto ctrl = ublk::Control::open()) {
+            (void)ctrl->stop(it->dev_id);
+            (void)ctrl->remove(it->dev_id);
+        }
+        event(fmt::format("{}: {} deleted ({}): the kernel fails its requests", it->name, ublk::block_path(it->dev_id), why));
+        it = exports_.erase(it);
+    }
+}
+
+// Exports the configuration asks for, once their device is published (after a host is ready).
+void Daemon::apply_configured_exports() {
+    for (const auto& ec : cfg_.exports) {
+        const std::string path = udrv::detail::normalize_class_path(ec.device);
+        bool done = std::any_of(exports_.begin(), exports_.end(), [&](const Export& x) { return x.name == ec.device || x.device_path == path; });
+        if (done) continue;
+        bool published = false;
+        for (const auto& [id, h] : hosts_)
+            for (const auto& c : h.classdevs)
+                published |= h.ready && c.value("class", "") == "block" && (c["info"].value("name", "") == ec.device || c["info"].value("path", "") == path);
+        if (!published) continue;
+        Responder none;
+        export_ublk(ec.device, ec.queues, ec.depth, none);
+    }
+}
+
 // ---- events, configuration, life cycle ----
 
 void Daemon::event(const std::string& text) {
@@ -792,6 +891,12 @@ DaemonConfig Daemon::running_config() const {
         if (d.platform) c.platforms.push_back({d.id, d.host_name});
         else c.devices.push_back({d.id, d.driver, d.host_name, d.return_to_kernel});
     }
+    // Exports running now, and the configured ones whose device is not up yet.
+    std::erase_if(c.exports, [&](const ExportConfig& ec) {
+        const std::string path = udrv::detail::normalize_class_path(ec.device);
+        return std::any_of(exports_.begin(), exports_.end(), [&](const Export& x) { return x.name == ec.device || x.device_path == path; });
+    });
+    for (const auto& x : exports_) c.exports.push_back({"ublk", x.device_path, x.queues, x.depth});
     return c;
 }
 

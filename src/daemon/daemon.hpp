@@ -99,6 +99,16 @@ private:
         std::vector<Responder> waiting_ready;  ///< bind/insmod callers waiting for this host's start
     };
 
+    /// A block device exported to the kernel (ublk), served from its device's host.
+    struct Export {
+        std::string device_id;    ///< the managed device whose host serves it
+        std::string device_path;  ///< the block device's stable path ("0000:00:04.0/ns1")
+        std::string name;         ///< its class name in udrvd ("nvme0n1")
+        std::int32_t dev_id = -1; ///< /dev/ublkbN
+        unsigned queues = 1, depth = 64;
+        std::string state;        ///< "running", or "recovering" (its host died: the kernel holds its I/O)
+    };
+
     explicit Daemon(Options o) : opt_(std::move(o)) {}
     Result<void> init();
     void register_methods();
@@ -136,6 +146,13 @@ private:
     void release_names(const std::string& bus_device);
     nlohmann::json globalize(const nlohmann::json& classdev);
 
+    // exports
+    void export_ublk(const std::string& device, unsigned queues, unsigned depth, Responder r);
+    /// Deletes the kernel devices of `device_id`'s exports that no host serves (the kernel fails their
+    /// I/O instead of holding it), and forgets them.
+    void drop_exports(const std::string& device_id, const std::string& why);
+    void apply_configured_exports();
+
     void event(const std::string& text);
     DaemonConfig running_config() const;
     void shutdown();
@@ -150,6 +167,7 @@ private:
     Fd signals_, uevents_;
     std::vector<Module> modules_;
     std::map<std::string, ManagedDevice> devices_;
+    std::vector<Export> exports_;
     std::map<unsigned, Host> hosts_;
     unsigned next_host_ = 1;
     bool stopping_ = false, done_ = false;

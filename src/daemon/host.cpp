@@ -16,6 +16,7 @@
 #include "block_perf.hpp"
 #include "class_json.hpp"
 #include "poller.hpp"
+#include "ublk_export.hpp"
 #include "udrv/block.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
@@ -66,6 +67,7 @@ private:
             return std::unexpected(r.error());
         }
         UDRV_TRY(ch_.send(ready_message()));
+        recover_exports(start.value("exports", json::array()));
 
         poller_ = std::make_unique<Poller>(UDRV_TRY(Poller::create()));
         UDRV_TRY(poller_->add(ch_.fd(), EPOLLIN, [this](std::uint32_t) { on_channel(); }));
@@ -78,6 +80,7 @@ private:
         while (!stop_) {
             UDRV_TRY(poller_->run_once(std::chrono::milliseconds(500)));
             reap_jobs();
+            reap_exports();
         }
         return {};
     }
@@ -174,6 +177,105 @@ private:
         return {{"type", "ready"}, {"devices", devices_json()}, {"classdevs", classdevs_json()}, {"modules", modules_json()}};
     }
 
+    // ---- exports (ublk): each serves one block device from this host ----
+
+    json export_json(const exports::UblkExport& e) const {
+        return {{"type", "ublk"}, {"dev_id", e.dev_id()}, {"path", e.path()}, {"device", e.device().id().name},
+                {"device_path", e.device().id().path}, {"queues", e.options().queues}, {"depth", e.options().depth},
+                {"requests", e.requests()}, {"errors", e.errors()}};
+    }
+
+    Result<json> export_ublk(const json& p, bool recover) {
+        block::Handle dev = UDRV_TRY(block::open(p.value("device", "")));
+        exports::UblkOptions o;
+        o.queues = p.value("queues", 1u);
+        o.depth = p.value("depth", 64u);
+        o.recover = recover;
+        o.dev_id = p.value("dev_id", -1);
+        {
+            std::lock_guard lock(exports_mu_);
+            for (const auto& [id, e] : exports_)
+                if (e->device().id().path == dev.id().path) return fail(EEXIST, "{} is exported already as {}", dev.id().name, e->path());
+        }
+        auto e = UDRV_TRY(exports::UblkExport::create(std::move(dev), o));
+        json j = export_json(*e);
+        std::lock_guard lock(exports_mu_);
+        exports_[e->dev_id()] = std::move(e);
+        return j;
+    }
+
+    Result<json> unexport_ublk(const json& p) {
+        std::unique_ptr<exports::UblkExport> e;
+        {
+            std::lock_guard lock(exports_mu_);
+            auto it = exports_.find(p.value("dev_id", -1));
+            if (it == exports_.end()) return fail(ENOENT, "{} is not exported from this host", ublk::block_path(p.value("dev_id", -1)));
+            e = std::move(it->second);
+            exports_.erase(it);
+        }
+        json j = export_json(*e);
+        UDRV_TRY(e->remove());
+        return j;
+    }
+
+    // Exports this host takes over from the one that died, each on a thread of its own: the kernel
+    // may take seconds to notice the old server is gone, and this host must answer pings meanwhile.
+    void recover_exports(const json& list) {
+        for (const auto& x : list) {
+            json params = {{"device", x.value("device_path", "")}, {"dev_id", x.value("dev_id", -1)}, {"queues", x.value("queues", 1u)},
+                           {"depth", x.value("depth", 64u)}};
+            recoveries_.emplace_back([this, params] {
+                auto r = export_ublk(params, true);
+                json m = {{"type", "export"}, {"dev_id", params["dev_id"]}, {"device_path", params["device"]}};
+                if (r) m["export"] = *r;
+                else m["error"] = error_json(r.error());
+                (void)ch_.send(m);
+            });
+        }
+    }
+
+    // Exports whose device went away under them (ENODEV): removed, and udrvd told.
+    void reap_exports() {
+        std::vector<std::unique_ptr<exports::UblkExport>> gone;
+        {
+            std::lock_guard lock(exports_mu_);
+            for (auto it = exports_.begin(); it != exports_.end();) {
+                if (it->second->broken()) {
+                    gone.push_back(std::move(it->second));
+                    it = exports_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        for (auto& e : gone) {
+            pr_warn("{}: {} lost its device: removing it (the kernel fails its requests)", e->device().id().name, e->path());
+            (void)e->remove();
+            (void)ch_.send({{"type", "export_gone"}, {"dev_id", e->dev_id()}, {"why", e->device().id().name + " went away"}});
+        }
+    }
+
+    // Before a device goes (hot-unplug), the exports of it: requests complete or fail, then the kernel
+    // device is deleted; nothing in the kernel waits on a device that is no longer there.
+    void remove_exports_of(const std::string& bus_device) {
+        std::vector<std::unique_ptr<exports::UblkExport>> gone;
+        {
+            std::lock_guard lock(exports_mu_);
+            for (auto it = exports_.begin(); it != exports_.end();) {
+                if (it->second->device().id().device == bus_device) {
+                    gone.push_back(std::move(it->second));
+                    it = exports_.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        for (auto& e : gone) {
+            (void)e->remove();
+            (void)ch_.send({{"type", "export_gone"}, {"dev_id", e->dev_id()}, {"why", bus_device + " was removed from the system"}});
+        }
+    }
+
     // ---- the channel ----
 
     void on_channel() {
@@ -219,6 +321,8 @@ private:
 
     void call(std::uint64_t seq, const std::string& method, const json& params) {
         if (method == "stats") return reply(seq, stats());
+        if (method == "ublk_export") return reply(seq, export_ublk(params, false));
+        if (method == "ublk_unexport") return reply(seq, unexport_ublk(params));
         if (method == "block_perf" || method == "net_send") return start_job(seq, method, params);
         reply(seq, fail(EOPNOTSUPP, "the host has no method {}", method));
     }
@@ -234,6 +338,12 @@ private:
         std::lock_guard lock(jobs_mu_);
         for (const auto& [id, j] : jobs_) jobs.push_back({{"job", j->kind}, {"device", j->device}, {"done", j->done.load()}});
         out["jobs"] = jobs;
+        json exps = json::array();
+        {
+            std::lock_guard elock(exports_mu_);
+            for (const auto& [id, e] : exports_) exps.push_back(export_json(*e));
+        }
+        out["exports"] = exps;
         return out;
     }
 
@@ -309,6 +419,7 @@ private:
         if (it == removal_.end()) return;
         poller_->remove(it->second.get());
         pr_notice("{}: the kernel asks for the device back (it is being removed): unbinding it", address);
+        remove_exports_of(address);
         (void)pci::bus().remove_device(address);  // remove runs, resources go, the VFIO device closes
         removal_.erase(it);
         mine_.erase(address);
@@ -330,6 +441,13 @@ private:
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
+        for (auto& t : recoveries_) t.join();
+        {
+            // Exports first: the kernel completes or fails their requests and deletes the devices.
+            std::map<std::int32_t, std::unique_ptr<exports::UblkExport>> gone;
+            std::lock_guard lock(exports_mu_);
+            gone.swap(exports_);
+        }
         pci::bus().remove_all_devices();  // drivers' remove: controllers shut down (CC.SHN), NICs reset
         platform::bus().remove_all_devices();
     }
@@ -344,6 +462,9 @@ private:
     std::mutex jobs_mu_;
     std::map<std::uint64_t, std::shared_ptr<Job>> jobs_;
     std::vector<std::thread> finished_;
+    std::vector<std::thread> recoveries_;  // taking over exports after a crash (joined at the end)
+    std::mutex exports_mu_;
+    std::map<std::int32_t, std::unique_ptr<exports::UblkExport>> exports_;
 };
 
 }  // namespace

@@ -2,9 +2,11 @@
 #include <algorithm>
 
 #include "daemon.hpp"
+#include "udrv/classdev.hpp"
 #include "udrv/log.hpp"
 #include "udrv/module.hpp"
 #include "udrv/pci.hpp"
+#include "udrv/ublk.hpp"
 
 namespace udrv::daemon {
 
@@ -282,6 +284,48 @@ void Daemon::register_methods() {
         auto dev = str_param(q.params, "device", true);
         if (!dev) return invalid(r, dev.error());
         forward(*dev, "net_send", q.params, r);
+    });
+
+    s.add("ublk_export", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto dev = str_param(q.params, "device", true);
+        if (!dev) return invalid(r, dev.error());
+        const unsigned queues = q.params.is_object() ? q.params.value("queues", 1u) : 1u;
+        const unsigned depth = q.params.is_object() ? q.params.value("depth", 64u) : 64u;
+        export_ublk(*dev, queues, depth, r);
+    });
+
+    s.add("ublk_unexport", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto dev = str_param(q.params, "device", true);
+        if (!dev) return invalid(r, dev.error());
+        const std::string path = udrv::detail::normalize_class_path(*dev);
+        auto it = std::find_if(exports_.begin(), exports_.end(), [&](const Export& x) {
+            return x.name == *dev || x.device_path == path || ublk::block_path(x.dev_id) == *dev;
+        });
+        if (it == exports_.end()) return r.error(Error(ENOENT, fmt::format("{} is not exported (udrv export list)", *dev)));
+        const Export x = *it;
+        Host* h = host_of(x.device_id);
+        if (!h || !h->ready || !h->ch) {  // no host serves it: delete it here
+            drop_exports(x.device_id, "unexported");
+            return r.result({{"device", x.name}, {"path", ublk::block_path(x.dev_id)}});
+        }
+        const std::uint64_t seq = ++h->seq;
+        if (auto sent = h->ch.send({{"type", "call"}, {"seq", seq}, {"method", "ublk_unexport"}, {"params", {{"dev_id", x.dev_id}}}}); !sent)
+            return r.error(sent.error());
+        h->calls[seq] = PendingCall{r,
+                                    [this, x](json) -> Result<json> {
+                                        std::erase_if(exports_, [&](const Export& e) { return e.dev_id == x.dev_id; });
+                                        event(fmt::format("{}: {} removed (unexported)", x.name, ublk::block_path(x.dev_id)));
+                                        return json{{"device", x.name}, {"path", ublk::block_path(x.dev_id)}};
+                                    },
+                                    {}};
+    });
+
+    s.add("export_list", Access::read, [this](const rpc::Request&, const Peer&, Responder r) {
+        json out = json::array();
+        for (const auto& x : exports_)
+            out.push_back({{"type", "ublk"}, {"device", x.name}, {"device_path", x.device_path}, {"path", ublk::block_path(x.dev_id)},
+                           {"dev_id", x.dev_id}, {"queues", x.queues}, {"depth", x.depth}, {"state", x.state}});
+        r.result(out);
     });
 
     s.add("get_config", Access::read, [this](const rpc::Request&, const Peer&, Responder r) {

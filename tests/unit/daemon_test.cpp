@@ -274,3 +274,37 @@ TEST(PollerTimers, RunInOrderAndCanBeCancelled) {
 }
 
 }  // namespace
+
+// What the kernel's ublk descriptors say is checked before the device is touched.
+#include <linux/ublk_cmd.h>
+
+#include "udrv/ublk.hpp"
+
+namespace {
+
+TEST(UblkRequests, OnlyWholeBlocksInsideTheDeviceAndTheBuffer) {
+    udrv::ublk::Params p;
+    p.block_size = 4096;
+    p.blocks = 1000;  // 8000 sectors
+    p.max_io_bytes = 64 << 10;
+    p.discard = true;
+    using udrv::ublk::Request;
+    auto ok = [&](Request r) { return static_cast<bool>(udrv::ublk::check_request(r, p)); };
+    EXPECT_TRUE(ok({UBLK_IO_OP_READ, 0, 8, 0}));
+    EXPECT_TRUE(ok({UBLK_IO_OP_WRITE, 0, 128, 7872}));  // 64 KiB ending at the last sector
+    EXPECT_FALSE(ok({UBLK_IO_OP_WRITE, 0, 136, 7864}));  // more than the request buffer
+    EXPECT_FALSE(ok({UBLK_IO_OP_READ, 0, 16, 7992}));    // past the end
+    EXPECT_FALSE(ok({UBLK_IO_OP_READ, 0, 8, UINT64_MAX - 7}));  // wrapping
+    EXPECT_FALSE(ok({UBLK_IO_OP_READ, 0, 4, 0}));        // half a block
+    EXPECT_FALSE(ok({UBLK_IO_OP_READ, 0, 8, 4}));        // misaligned
+    EXPECT_FALSE(ok({UBLK_IO_OP_READ, 0, 0, 0}));        // nothing
+    EXPECT_TRUE(ok({UBLK_IO_OP_FLUSH, 0, 0, 0}));
+    EXPECT_TRUE(ok({UBLK_IO_OP_DISCARD, 0, 800, 0}));   // discards may exceed the buffer
+    EXPECT_FALSE(ok({UBLK_IO_OP_WRITE_ZEROES, 0, 8, 0}));  // not offered
+    EXPECT_FALSE(ok({99, 0, 8, 0}));
+    auto e = udrv::ublk::check_request({UBLK_IO_OP_READ, 0, 16, 7992}, p);
+    EXPECT_EQ(e.error().code(), EPROTO);
+    EXPECT_EQ(e.error().message(), "ublk request at sector 7992 of 16 sectors lies past the end (8000 sectors)");
+}
+
+}  // namespace

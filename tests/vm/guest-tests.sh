@@ -313,5 +313,6 @@ mq_fwd_refused() {  # fwd -q 2 needs 2 pairs on both ports; e1000e has one
 vm_test "net: udrv net fwd -q 2 with a one-queue port is refused, naming the port" mq_fwd_refused
 
 . /udrv/udrvd-tests.sh
+. /udrv/ublk-tests.sh
 
 vm_summary

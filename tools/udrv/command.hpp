@@ -51,5 +51,6 @@ void add_net_fwd(CLI::App& net, Commands& c);
 void add_net_dump(CLI::App& net, Commands& c);
 void add_rpc(CLI::App& app, Commands& c);    // udrv rpc METHOD [PARAMS]
 void add_stats(CLI::App& app, Commands& c);  // stats, top
+void add_export(CLI::App& app, Commands& c); // export ublk|list, unexport ublk
 
 }  // namespace udrv::tools

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     add_net_fwd(*net, commands);
     add_net_dump(*net, commands);
     add_stats(app, commands);
+    add_export(app, commands);
     add_rpc(app, commands);
 
     app.set_version_flag("--version", fmt::format("udrv {} (module ABI {})", UDRV_VERSION, udrv::kModuleAbi));

@@ -1,0 +1,61 @@
+# Runs inside the test VM (see ublk.sh): fio on the kernel's nvme driver (/dev/nvmeXn1, io_uring, and
+# io_uring polled), then fio on the same controller through udrv and ublk (/dev/ublkb0, io_uring), in
+# turns, UDRV_BENCH_ROUNDS times. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on
+# CPU 0; the ublk server's queue thread (in udrvd's driver host) is left to the scheduler.
+. /udrv/guest-lib.sh
+T=${UDRV_BENCH_SECONDS:-5}
+ROUNDS=${UDRV_BENCH_ROUNDS:-3}
+FILE_DEV=0000:00:04.0 NULL_DEV=0000:00:05.0
+mkdir -p /run
+disk_of() {
+  for i in $(seq 50); do
+    d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+reprobe() { echo "$1" > /sys/bus/pci/devices/$1/driver/unbind; echo "$1" > /sys/bus/pci/drivers_probe; }
+echo 1 > /sys/module/nvme/parameters/poll_queues
+reprobe $FILE_DEV; reprobe $NULL_DEV
+# fio's terse output: read IOPS and mean latency are fields 8 and 40, write's 49 and 81.
+run_fio() {  # run_fio FILE PATTERN QD [extra...]
+  local f=$1 pat=$2 qd=$3; shift 3
+  line=$(taskset 1 fio --name=b --filename="$f" --direct=1 --rw=$pat --bs=4k --iodepth=$qd --ioengine=io_uring "$@" \
+             --runtime=$T --time_based --minimal 2>/dev/null)
+  if [ $pat = randread ]; then echo "$(echo "$line" | cut -d';' -f8) $(echo "$line" | cut -d';' -f40)"
+  else echo "$(echo "$line" | cut -d';' -f49) $(echo "$line" | cut -d';' -f81)"; fi
+}
+name_of() { [ $1 = $FILE_DEV ] && echo file || echo null-co; }
+kernel_round() {
+  for dev in $FILE_DEV $NULL_DEV; do
+    disk=$(disk_of $dev)
+    for pat in randread randwrite; do
+      for qd in 1 32; do
+        echo "RESULT $(name_of $dev) $pat $qd kernel-io_uring $(run_fio /dev/$disk $pat $qd)"
+        echo "RESULT $(name_of $dev) $pat $qd kernel-io_uring-polled $(run_fio /dev/$disk $pat $qd --hipri)"
+      done
+    done
+  done
+}
+udrvd > /tmp/udrvd.log 2>&1 &
+for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
+ublk_round() {
+  for dev in $FILE_DEV $NULL_DEV; do
+    udrv bind $dev >/dev/null 2>&1 && udrv export ublk $dev/ns1 --depth 64 >/dev/null 2>&1 || { echo "ublk set-up failed on $dev"; tail /tmp/udrvd.log; return 1; }
+    for pat in randread randwrite; do
+      for qd in 1 32; do
+        echo "RESULT $(name_of $dev) $pat $qd ublk-udrv $(run_fio /dev/ublkb0 $pat $qd)"
+      done
+    done
+    udrv unexport ublk /dev/ublkb0 >/dev/null 2>&1; udrv unbind $dev >/dev/null 2>&1
+  done
+}
+T_RUN=$T; T=2
+kernel_round | sed 's/^RESULT/WARMUP/'; ublk_round | sed 's/^RESULT/WARMUP/'
+T=$T_RUN
+for r in $(seq $ROUNDS); do
+  kernel_round
+  ublk_round
+done
+kill -TERM %1 2>/dev/null; wait
+exit 0
