@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include <fmt/chrono.h>
 #include <fmt/ranges.h>
@@ -845,12 +846,15 @@ void Daemon::drop_exports(const std::string& device_id, const std::string& why) 
             ++it;
             continue;
         }
-        // No host serves it now: the kernel is told to fail what it holds, and the device goes.
-        if (auto ctrl = ublk::Control::open()) {
-            (void)ctrl->stop(it->dev_id);
-            (void)ctrl->remove(it->dev_id);
-        }
-        event(fmt::format("{}: {} deleted ({}): the kernel fails its requests", it->name, ublk::block_path(it->dev_id), why));
+        // No host serves it now: the kernel is told to fail what it holds, and the device goes. On a
+        // thread of its own: a kernel that took its time over it must not stop udrvd answering.
+        event(fmt::format("{}: deleting {} ({}): the kernel fails its requests", it->name, ublk::block_path(it->dev_id), why));
+        std::thread([dev_id = it->dev_id] {
+            auto ctrl = ublk::Control::open();
+            if (!ctrl) return;
+            (void)ctrl->stop(dev_id);
+            if (auto r = ctrl->remove(dev_id); !r && r.error().code() != ENODEV) pr_warn("udrvd: {}", r.error().message());
+        }).detach();
         it = exports_.erase(it);
     }
 }

@@ -12,11 +12,10 @@ if [ ${#names[@]} -eq 0 ]; then
   [ ${#names[@]} -gt 0 ] || { echo "fuzz: no fuzz_* programs in $build/bin: make fuzz builds them"; exit 2; }
 fi
 out="$build/fuzz-results"; mkdir -p "$out"
-failed=0
-printf '%-16s %8s %8s %10s %s\n' fuzzer cov ft runs result
-for n in "${names[@]}"; do
-  bin="$build/bin/fuzz_$n"
-  [ -x "$bin" ] || { echo "fuzz: $bin is missing: make fuzz builds it"; exit 2; }
+# One fuzzer per CPU at a time (each is single-threaded): the wall time is seconds x names / CPUs.
+jobs=${FUZZ_JOBS:-$(nproc)}
+run_one() {  # writes "$out/NAME.result": the table row, then the exit status
+  local n=$1 bin="$build/bin/fuzz_$1" work rc last cov ft runs result
   work=$(mktemp -d)
   mkdir -p "$out/$n"
   "$bin" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=65536 -print_final_stats=1 \
@@ -25,10 +24,23 @@ for n in "${names[@]}"; do
   last=$(grep -E '^#[0-9]+[[:space:]]' "$out/$n.log" | tail -n 1)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/$n.log")
-  if [ $rc -eq 0 ]; then result=ok; else result="FINDING (exit $rc): $(ls "$out/$n"/crash-* "$out/$n"/leak-* "$out/$n"/timeout-* "$out/$n"/oom-* 2>/dev/null | head -1)"; failed=$((failed + 1)); fi
-  printf '%-16s %8s %8s %10s %s\n' "$n" "${cov:-?}" "${ft:-?}" "${runs:-?}" "$result"
-  [ $rc -eq 0 ] || tail -n 40 "$out/$n.log"
+  if [ $rc -eq 0 ]; then result=ok; else result="FINDING (exit $rc): $(ls "$out/$n"/crash-* "$out/$n"/leak-* "$out/$n"/timeout-* "$out/$n"/oom-* 2>/dev/null | head -1)"; fi
+  printf '%-16s %8s %8s %10s %s\n%s\n' "$n" "${cov:-?}" "${ft:-?}" "${runs:-?}" "$result" "$rc" > "$out/$n.result"
   rm -rf "$work"
+}
+for n in "${names[@]}"; do
+  [ -x "$build/bin/fuzz_$n" ] || { echo "fuzz: $build/bin/fuzz_$n is missing: make fuzz builds it"; exit 2; }
 done
-[ $failed -eq 0 ] && echo "fuzz: ${#names[@]} fuzzers, ${seconds} s each, no findings" || echo "fuzz: $failed fuzzer(s) found something (inputs under $out)"
+for n in "${names[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  run_one "$n" &
+done
+wait
+failed=0
+printf '%-16s %8s %8s %10s %s\n' fuzzer cov ft runs result
+for n in "${names[@]}"; do
+  head -n 1 "$out/$n.result"
+  if [ "$(sed -n 2p "$out/$n.result")" != 0 ]; then failed=$((failed + 1)); tail -n 40 "$out/$n.log"; fi
+done
+[ $failed -eq 0 ] && echo "fuzz: ${#names[@]} fuzzers, ${seconds} s each, $jobs at a time, no findings" || echo "fuzz: $failed fuzzer(s) found something (inputs under $out)"
 [ $failed -eq 0 ]

@@ -84,10 +84,38 @@ unplug_exported() {  # the controller removed while exported: the export goes, t
   wait $bg
   cat /tmp/dd.out
   wait_for 10 sh -c "[ ! -e /dev/ublkb0 ]" || { echo "/dev/ublkb0 is still there"; return 1; }
-  udrv export list; grep -E "ublkb0 (removed|deleted)" /tmp/udrvd.log | tail -2
+  udrv export list; grep -E "ublkb0 (removed|deleted)|deleting /dev/ublkb0" /tmp/udrvd.log | tail -2
   echo 1 > /sys/bus/pci/rescan
   wait_for 15 sh -c "udrv block list | grep -q '^nvme0n1 '"
 }
 vm_test "ublk: the controller hot-removed while exported: the export is removed, readers get errors, nothing hangs" unplug_exported
+ramdisk_export() {  # any block device exports: a RAM disk with 4 KiB blocks
+  printf '[[device]]\nname = "rd"\ncompatible = "udrv,ramdisk"\nmemory = [{ name = "storage", start = 0x1000_0000, size = 0x200_0000 }]\n[device.properties]\nblock-size = 4096\n' > /tmp/rd.toml
+  udrv rpc platform_add '{"description": "/tmp/rd.toml"}' >/dev/null || return 1
+  local dev; dev=$(udrv export ublk ram0 --json | sed -n 's/^ *"path": "\(.*\)",*/\1/p')
+  echo "ram0 exported as $dev: $(cat /sys/block/${dev#/dev/}/queue/logical_block_size)-byte blocks"
+  [ "$(cat /sys/block/${dev#/dev/}/queue/logical_block_size)" = 4096 ] || return 1
+  mkfs.ext4 -q -F "$dev" && mount "$dev" /mnt && head -c 1000000 /dev/urandom > /mnt/x && sync && umount /mnt && e2fsck -fn "$dev" >/dev/null &&
+    udrv unexport ublk ram0 && [ ! -e "$dev" ]
+}
+vm_test "ublk: a RAM disk exports too (4 KiB blocks): ext4 made, written, checked clean, unexported" ramdisk_export
 udrvd_stop_all() { kill -TERM $udrvd_pid; wait $udrvd_pid; }
 vm_test "ublk: udrvd stops" udrvd_stop_all
+
+given_up() {  # no host will serve it again (restart_limit = 0): udrvd deletes the device, the kernel fails its I/O
+  printf '[daemon]\nrestart_limit = 0\n' > /tmp/ublk-giveup.toml
+  udrvd_start --config /tmp/ublk-giveup.toml || return 1
+  udrv bind "$UNVME" >/dev/null && udrv export ublk nvme0n1 >/dev/null || return 1
+  dd if=/dev/ublkb0 of=/dev/null bs=64k count=100000 iflag=direct > /tmp/dd2.out 2>&1 &
+  local bg=$!
+  sleep 2
+  kill -9 "$(host_pid "$UNVME")"
+  for _ in $(seq 300); do kill -0 $bg 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $bg 2>/dev/null; then echo "the reader still hangs 30 s after its server died for good"; kill -9 $bg; return 1; fi
+  cat /tmp/dd2.out; grep -E "gave up|deleting" /tmp/udrvd.log | tail -2
+  local rc=0
+  grep -q "Input/output error" /tmp/dd2.out && [ ! -e /dev/ublkb0 ] && udrv rpc get_version >/dev/null || rc=1
+  udrvd_stop_all
+  return $rc
+}
+vm_test "ublk: a driver host that will not come back: udrvd deletes /dev/ublkb0, the reader gets EIO, nothing hangs" given_up

@@ -23,6 +23,12 @@ fds() { ls /proc/$1/fd 2>/dev/null | wc -l; }
 locked() { sed -n 's/^VmLck:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$1/status 2>/dev/null; }
 hosts_running() { for c in /proc/[0-9]*/comm; do [ "$(cat "$c" 2>/dev/null)" = udrv-host ] && return 0; done; return 1; }
 
+# Bounds: from kill to the device working again 5 s in this TCG VM, an answer while a benchmark runs
+# 2 s; 15 s and 10 s for the sanitizer build (make asan-vm: unoptimised, instrumented, its tool alone
+# takes seconds to start).
+restart_bound_ms=5000 answer_bound_ms=2000
+[ -n "${ASAN_OPTIONS:-}" ] && restart_bound_ms=15000 answer_bound_ms=10000
+
 vm_test "udrvd starts" udrvd_start --log-level info
 
 udrvd_bind() {
@@ -50,17 +56,13 @@ two_clients() {  # a benchmark holds one connection; another client is answered 
   wait $bg; rc=$?
   cat /tmp/bg.out
   echo "lsmod answered in $((t1 - t0)) ms while the benchmark ran"
-  [ $rc -eq 0 ] && [ $((t1 - t0)) -le 2000 ] && grep -q ' 0 errors' /tmp/bg.out
+  [ $rc -eq 0 ] && [ $((t1 - t0)) -le $answer_bound_ms ] && grep -q ' 0 errors' /tmp/bg.out
 }
 vm_test "two clients at once: lsmod and stats answered while a benchmark runs" two_clients
 vm_test "an unprivileged client may read but not change anything" sh -c \
   "su -s /bin/sh nobody -c '/udrv/bin/udrv lsmod' | grep -q udrv_nvme && su -s /bin/sh nobody -c '/udrv/bin/udrv unbind $UNVME' 2>&1 | tee /dev/stderr | grep -q 'unbind changes the system: it needs root'"
 vm_test "udrv top -b shows the devices and their hosts" sh -c "udrv top -b -n 1 | tee /dev/stderr | grep -E '^$UNVME +running +udrv_nvme'"
 
-# The bound from kill to the device working again: 5 s in this TCG VM; 15 s for the sanitizer build
-# (make asan-vm: unoptimised and instrumented, probe alone takes seconds).
-restart_bound_ms=5000
-[ -n "${ASAN_OPTIONS:-}" ] && restart_bound_ms=15000
 kill_under_load() {
   old=$(host_pid $UNVME)
   [ "${old:-0}" -gt 1 ] || { echo "no host for $UNVME"; udrv rpc device_list; return 1; }
