@@ -6,14 +6,6 @@
 T=${UDRV_BENCH_SECONDS:-5}
 ROUNDS=${UDRV_BENCH_ROUNDS:-3}
 FILE_DEV=0000:00:04.0 NULL_DEV=0000:00:05.0
-disk_of() {
-  for i in $(seq 50); do
-    d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
-    sleep 0.2
-  done
-  return 1
-}
-reprobe() { echo "$1" > /sys/bus/pci/devices/$1/driver/unbind; echo "$1" > /sys/bus/pci/drivers_probe; }
 # Polled queues for fio's hipri runs (read at probe time, so re-probe both controllers).
 echo 1 > /sys/module/nvme/parameters/poll_queues
 reprobe $FILE_DEV; reprobe $NULL_DEV

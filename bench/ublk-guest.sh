@@ -7,14 +7,6 @@ T=${UDRV_BENCH_SECONDS:-5}
 ROUNDS=${UDRV_BENCH_ROUNDS:-3}
 FILE_DEV=0000:00:04.0 NULL_DEV=0000:00:05.0
 mkdir -p /run
-disk_of() {
-  for i in $(seq 50); do
-    d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
-    sleep 0.2
-  done
-  return 1
-}
-reprobe() { echo "$1" > /sys/bus/pci/devices/$1/driver/unbind; echo "$1" > /sys/bus/pci/drivers_probe; }
 echo 1 > /sys/module/nvme/parameters/poll_queues
 reprobe $FILE_DEV; reprobe $NULL_DEV
 # fio's terse output: read IOPS and mean latency are fields 8 and 40, write's 49 and 81.
@@ -39,12 +31,22 @@ kernel_round() {
 }
 udrvd > /tmp/udrvd.log 2>&1 &
 for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
+# The server's threads (the driver host's) on the scheduler's choice of CPU, or on fio's: vCPU 1 shares
+# its host CPU with QEMU's device emulation (UDRV_VM_PIN), and a request handed between vCPUs waits for
+# a wake-up on each side.
+pin_host() {
+  local pid; pid=$(pidof udrv-host | tr ' ' '\n' | head -1)
+  for t in /proc/$pid/task/*; do taskset -p "$1" "${t##*/}" >/dev/null 2>&1; done
+}
 ublk_round() {
   for dev in $FILE_DEV $NULL_DEV; do
     udrv bind $dev >/dev/null 2>&1 && udrv export ublk $dev/ns1 --depth 64 >/dev/null 2>&1 || { echo "ublk set-up failed on $dev"; tail /tmp/udrvd.log; return 1; }
     for pat in randread randwrite; do
       for qd in 1 32; do
+        pin_host 3
         echo "RESULT $(name_of $dev) $pat $qd ublk-udrv $(run_fio /dev/ublkb0 $pat $qd)"
+        pin_host 1
+        echo "RESULT $(name_of $dev) $pat $qd ublk-udrv-cpu0 $(run_fio /dev/ublkb0 $pat $qd)"
       done
     done
     udrv unexport ublk /dev/ublkb0 >/dev/null 2>&1; udrv unbind $dev >/dev/null 2>&1

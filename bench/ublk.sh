@@ -31,18 +31,21 @@ median() {  # median DEVICE PATTERN QD ENGINE -> "iops mean_us" of the median ro
   echo
   echo "Host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)"
   echo
-  echo "| device | pattern | QD | kernel io_uring | kernel io_uring polled | ublk over udrv | ublk / kernel best (IOPS) | ublk / kernel best (latency) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| device | pattern | QD | kernel io_uring | kernel io_uring polled | ublk over udrv | ublk, server on fio's vCPU | ublk best / kernel best (IOPS) | ublk best / kernel best (latency) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for dev in file null-co; do
     for pat in randread randwrite; do
       for qd in 1 32; do
         read -r ki kl < <(median $dev $pat $qd kernel-io_uring)
         read -r pi pl < <(median $dev $pat $qd kernel-io_uring-polled)
         read -r ui ul < <(median $dev $pat $qd ublk-udrv)
+        read -r ci cl < <(median $dev $pat $qd ublk-udrv-cpu0)
         best=$(echo "if ($pi > $ki) $pi else $ki" | bc -l); bestl=$(echo "if ($pi > $ki) $pl else $kl" | bc -l)
-        printf '| %s | %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx | %.2fx |\n' $dev $pat $qd \
+        ubest=$(echo "if ($ci > $ui) $ci else $ui" | bc -l); ubestl=$(echo "if ($ci > $ui) $cl else $ul" | bc -l)
+        printf '| %s | %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx | %.2fx |\n' $dev $pat $qd \
           "$(echo "$ki/1000" | bc -l)" "$kl" "$(echo "$pi/1000" | bc -l)" "$pl" "$(echo "$ui/1000" | bc -l)" "$ul" \
-          "$(echo "if ($best > 0) $ui / $best else 0" | bc -l)" "$(echo "if ($bestl > 0) $ul / $bestl else 0" | bc -l)"
+          "$(echo "$ci/1000" | bc -l)" "$cl" "$(echo "if ($best > 0) $ubest / $best else 0" | bc -l)" \
+          "$(echo "if ($bestl > 0) $ubestl / $bestl else 0" | bc -l)"
       done
     done
   done

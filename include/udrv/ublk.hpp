@@ -106,8 +106,9 @@ public:
     };
     /// Takes up to `max` completions without waiting; returns how many.
     unsigned take(Completion* out, unsigned max);
-    /// Waits until a completion is there or `timeout` passes.
-    Result<void> wait(std::chrono::milliseconds timeout);
+    /// Hands queued commands to the kernel and waits until a completion is there or `timeout` passes:
+    /// one system call where submit() and a wait would be two (the idle path, once per request at QD1).
+    Result<void> submit_and_wait(std::chrono::milliseconds timeout);
     /// Slot `tag`'s request, copied out of the table the kernel writes.
     Request request(std::uint16_t tag) const;
     std::uint16_t depth() const noexcept { return depth_; }

@@ -222,14 +222,15 @@ void UblkExport::serve(Worker& w) {
         if (w.bq->outstanding()) {
             if (auto p = w.bq->poll(); !p && p.error().code() == ENODEV) broken_.store(true, std::memory_order_release);
         }
-        if (auto s = w.q->submit(); !s) pr_warn("{} queue {}: {}", path(), w.qid, s.error().message());
         if (n || w.bq->outstanding()) {
+            if (auto s = w.q->submit(); !s) pr_warn("{} queue {}: {}", path(), w.qid, s.error().message());
             idle_since = clock::now();
             continue;  // busy: keep polling both sides
         }
-        // Idle: sleep on the kernel's side (a new request is a completion there). While stopping, a
-        // queue that hears nothing for 5 s gives up its slots: the kernel has stopped answering them.
-        (void)w.q->wait(std::chrono::milliseconds(100));
+        // Idle: hand over the commits and sleep on the kernel's side in one system call (a new request
+        // is a completion there). While stopping, a queue that hears nothing for 5 s gives up its
+        // slots: the kernel has stopped answering them.
+        if (auto s = w.q->submit_and_wait(std::chrono::milliseconds(100)); !s) pr_warn("{} queue {}: {}", path(), w.qid, s.error().message());
         if (w.stopping.load(std::memory_order_acquire) && clock::now() - idle_since > std::chrono::seconds(5)) break;
     }
     // What the device still holds completes (or fails) before its queue goes.

@@ -263,11 +263,12 @@ unsigned Queue::take(Completion* out, unsigned max) {
     return n;
 }
 
-Result<void> Queue::wait(std::chrono::milliseconds timeout) {
+Result<void> Queue::submit_and_wait(std::chrono::milliseconds timeout) {
     __kernel_timespec ts{timeout.count() / 1000, (timeout.count() % 1000) * 1000000};
     io_uring_cqe* cqe = nullptr;
-    int r = io_uring_wait_cqe_timeout(ring_.get(), &cqe, &ts);
-    if (r < 0 && r != -ETIME && r != -EINTR) return fail(-r, "ublk queue {}: waiting: {}", qid_, std::strerror(-r));
+    int r = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
+    if (r < 0 && r != -ETIME && r != -EINTR) return fail(-r, "ublk queue {}: submitting and waiting: {}", qid_, std::strerror(-r));
+    pending_ = 0;
     return {};
 }
 

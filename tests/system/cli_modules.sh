@@ -4,18 +4,7 @@
 # Usage: cli_modules.sh UDRV_BINARY SAMPLE_MODULE_DIR TEST_MODULE_DIR
 set -uo pipefail
 udrv=$1 samples=$2 tests=$3
-fails=0 passes=0
-check() {  # check NAME EXPECTED_RC PATTERN COMMAND...
-  local name=$1 want_rc=$2 pattern=$3; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL: $name (exit $rc, wanted $want_rc; output must match: $pattern)"; echo "$out" | sed 's/^/    /'
-    fails=$((fails + 1))
-  else
-    passes=$((passes + 1))
-  fi
-}
+. "$(dirname "$0")/check-lib.sh"
 
 for m in hello params provider consumer; do
   check "modinfo $m name" 0 "^name: +udrv_sample_$m$" "$udrv" modinfo "$samples/udrv_sample_$m.so"
@@ -69,5 +58,4 @@ check "unknown option" 2 "see 'udrv lspci --help'" "$udrv" lspci --bogus
 check "--version" 0 "^udrv [0-9]+\.[0-9]+\.[0-9]+ \(module ABI 1\)$" "$udrv" --version
 check "--help" 0 "^Usage: .*udrv" "$udrv" --help
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

@@ -4,18 +4,7 @@
 # Usage: cli_platform.sh UDRV_BINARY FIXTURE_DIR
 set -uo pipefail
 udrv=$(realpath "$1") fixtures=$(realpath "$2")
-fails=0 passes=0
-check() {
-  local name=$1 want_rc=$2 pattern=$3; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL: $name (exit $rc, wanted $want_rc; output must match: $pattern)"; echo "$out" | sed 's/^/    /'
-    fails=$((fails + 1))
-  else
-    passes=$((passes + 1))
-  fi
-}
+. "$(dirname "$0")/check-lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$fixtures/platform/ramdisks.toml" "$tmp/"
@@ -97,5 +86,4 @@ vm="$fixtures/../vm/vm.sh"
 check "vm.sh shell needs a terminal" 2 "shell needs a terminal on stdin \(for scripts: vm.sh run-file SCRIPT\)" sh -c "'$vm' shell < /dev/null"
 check "vm.sh run-file needs a file" 2 "usage: .* run-file SCRIPT \[BUILD_DIR\]" "$vm" run-file /nonexistent
 check "vm.sh usage" 2 "usage: .*\| shell \[BUILD_DIR\]" "$vm" frob
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

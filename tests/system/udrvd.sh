@@ -13,18 +13,7 @@ export UDRV_SOCKET="$tmp/udrvd.sock"
 pid=""
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; pkill -9 -f "udrv-host.*--module-dir $build/modules" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-fails=0 passes=0
-check() {  # check NAME EXPECTED_RC PATTERN COMMAND...
-  local name=$1 want_rc=$2 pattern=$3; shift 3
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want_rc" ] || ! grep -qE -- "$pattern" <<<"$out"; then
-    echo "FAIL: $name (exit $rc, wanted $want_rc; output must match: $pattern)"; echo "$out" | sed 's/^/    /'
-    fails=$((fails + 1))
-  else
-    passes=$((passes + 1))
-  fi
-}
+. "$(dirname "$0")/check-lib.sh"
 # until SECONDS COMMAND...: retries COMMAND (quietly) until it succeeds.
 until_ok() { local t=$1; shift; for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
 start() {  # start [udrvd options...]: in the background, ready once its socket answers
@@ -148,5 +137,4 @@ check "... and the same devices" 0 "^ram0 +scratch" "$udrv" block list
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
 check "without udrvd, udrv says so and works standalone" 0 "udrvd is not running: no modules stay loaded" "$udrv" lsmod
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+summary

@@ -15,6 +15,24 @@ find_dev() {
   done
   return 1
 }
+# disk_of PCI_ADDRESS: the kernel's block device of namespace 1 of the NVMe controller there, once it
+# exists (the kernel probes asynchronously).
+disk_of() {
+  for _ in $(seq 50); do
+    d=$(ls /sys/bus/pci/devices/$1/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+# reprobe PCI_ADDRESS: its kernel driver lets go and probes it again (to apply changed module parameters).
+reprobe() { echo "$1" > /sys/bus/pci/devices/$1/driver/unbind; echo "$1" > /sys/bus/pci/drivers_probe; }
+expect_fail() {  # expect_fail "message part" command...: must exit non-zero and print the message
+  local want=$1; shift
+  local out
+  out=$("$@" 2>&1) && { echo "$out"; echo "expected a failure"; return 1; }
+  echo "$out"
+  echo "$out" | grep -qF -- "$want" || { echo "missing: $want"; return 1; }
+}
 vm_summary() {
   if [ -n "${ASAN_OPTIONS:-}" ]; then  # a sanitizer build: no process may have reported anything
     echo "=== RUN  sanitizers: no AddressSanitizer, LeakSanitizer or UBSan report from any process"

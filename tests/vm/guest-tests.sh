@@ -5,14 +5,6 @@ NVME=0000:00:04.0
 KNIC=0000:00:08.0
 export UDRV_LOG_LEVEL=info
 
-expect_fail() {  # expect_fail "message part" command...: must exit non-zero and print the message
-  local want=$1; shift
-  local out
-  out=$("$@" 2>&1) && { echo "$out"; echo "expected a failure"; return 1; }
-  echo "$out"
-  echo "$out" | grep -qF -- "$want" || { echo "missing: $want"; return 1; }
-}
-
 vm_test "udrv lspci agrees with lspci -nn -vvv on q35's devices" sh /udrv/lspci_agrees.sh /udrv/bin/udrv
 vm_test "udrv lspci shows the edu device" sh -c "udrv lspci | grep -F '$EDU Unclassified device [00ff]: Device [1234:11e8] (rev 10)'"
 vm_test "edu has an IOMMU group" sh -c "udrv lspci -v -s $EDU | grep -E 'IOMMU group: [0-9]+'"

@@ -24,7 +24,7 @@ vm_test "ublk: ext4 on /dev/ublkb0 (the NVMe through udrv): files written, unmou
 kernel_reads_it() {  # unexport, give the controller to the kernel's nvme driver: the same files
   udrv unexport ublk nvme0n1 && [ ! -e /dev/ublkb0 ] || return 1
   udrv unbind "$UNVME" || return 1
-  for _ in $(seq 50); do d=$(ls /sys/bus/pci/devices/$UNVME/nvme/nvme*/ 2>/dev/null | grep -m1 -E '^nvme[0-9]+n1$') && [ -b /dev/$d ] && break; sleep 0.2; done
+  d=$(disk_of "$UNVME") || return 1
   echo "the kernel's nvme driver: /dev/$d"
   mount /dev/$d /mnt && (cd /mnt && md5sum -c /tmp/sums); rc=$?
   umount /mnt
@@ -106,13 +106,16 @@ given_up() {  # no host will serve it again (restart_limit = 0): udrvd deletes t
   printf '[daemon]\nrestart_limit = 0\n' > /tmp/ublk-giveup.toml
   udrvd_start --config /tmp/ublk-giveup.toml || return 1
   udrv bind "$UNVME" >/dev/null && udrv export ublk nvme0n1 >/dev/null || return 1
-  dd if=/dev/ublkb0 of=/dev/null bs=64k count=100000 iflag=direct > /tmp/dd2.out 2>&1 &
+  # The reader reads the device over and over (one pass takes about a second), so it is reading when
+  # the host dies, and stops at its first error.
+  sh -c 'while dd if=/dev/ublkb0 of=/dev/null bs=64k iflag=direct; do :; done' > /tmp/dd2.out 2>&1 &
   local bg=$!
   sleep 2
+  kill -0 $bg 2>/dev/null || { echo "the reader stopped before the host was killed"; cat /tmp/dd2.out; return 1; }
   kill -9 "$(host_pid "$UNVME")"
   for _ in $(seq 300); do kill -0 $bg 2>/dev/null || break; sleep 0.1; done
   if kill -0 $bg 2>/dev/null; then echo "the reader still hangs 30 s after its server died for good"; kill -9 $bg; return 1; fi
-  cat /tmp/dd2.out; grep -E "gave up|deleting" /tmp/udrvd.log | tail -2
+  tail -3 /tmp/dd2.out; grep -E "gave up|deleting" /tmp/udrvd.log | tail -2
   local rc=0
   grep -q "Input/output error" /tmp/dd2.out && [ ! -e /dev/ublkb0 ] && udrv rpc get_version >/dev/null || rc=1
   udrvd_stop_all
