@@ -7,12 +7,14 @@ set -e
 addr=$1
 ctrl=$(ls /sys/bus/pci/devices/$addr/nvme)
 for i in $(seq 50); do [ -b /dev/${ctrl}n1 ] && break; sleep 0.2; done
+sleep 0.5  # the kernel scans namespaces asynchronously: let the others appear too
 flat() { tr -d ' \n'; }
 nvme id-ctrl /dev/$ctrl -o json | flat > /tmp/kernel-ctrl.json
 nss=""
 for n in /dev/${ctrl}n*; do
   [ -b "$n" ] || continue
-  id=${n##*n}
+  # The kernel numbers block devices in the order it finds them, not by NSID: ask it which this is.
+  id=$(cat /sys/block/${n##*/}/nsid 2>/dev/null || echo ${n##*n})
   nss="$nss $id"
   nvme id-ns "$n" -o json | flat > /tmp/kernel-ns$id.json
 done
