@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(
   g++ cmake make pkg-config          # toolchain
   libfmt-dev libcli11-dev nlohmann-json3-dev   # libraries
-  liburing-dev                       # the file-backed block device
+  liburing-dev                       # the file-backed block device, ublk
+  libisal-dev                        # CRC32C digests of the NVMe/TCP target
   libpcap-dev                        # pcap files (udrv net dump)
   libncurses-dev                     # udrv top
   libsystemd-dev                     # udrvd's readiness notification (sd_notify)

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <cstring>
 #include <memory>
 
 namespace udrv::daemon {
@@ -15,11 +16,25 @@ Result<std::pair<Channel, Channel>> Channel::pair() {
     return std::make_pair(std::move(a), std::move(b));
 }
 
-Result<void> Channel::send(const nlohmann::json& msg) const {
+Result<void> Channel::send(const nlohmann::json& msg, int fd) const {
     const std::string text = msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (text.size() > kMaxPacket) return fail(EMSGSIZE, "control message of {} bytes (at most {})", text.size(), kMaxPacket);
     for (;;) {
-        ssize_t n = ::send(fd_.get(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        iovec iov{const_cast<char*>(text.data()), text.size()};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        if (fd >= 0) {
+            mh.msg_control = control;
+            mh.msg_controllen = sizeof control;
+            cmsghdr* c = CMSG_FIRSTHDR(&mh);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        }
+        ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) return {};
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {  // the peer is slow to read: wait a little rather than drop a message
@@ -31,11 +46,27 @@ Result<void> Channel::send(const nlohmann::json& msg) const {
     }
 }
 
-Result<std::optional<nlohmann::json>> Channel::receive() const {
+Result<std::optional<nlohmann::json>> Channel::receive(Fd* passed) const {
     auto buf = std::make_unique<char[]>(kMaxPacket);
     ssize_t n;
-    do n = ::recv(fd_.get(), buf.get(), kMaxPacket, MSG_DONTWAIT | MSG_TRUNC);
-    while (n < 0 && errno == EINTR);
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    do {
+        iovec iov{buf.get(), kMaxPacket};
+        mh = {};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof control;
+        n = ::recvmsg(fd_.get(), &mh, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    for (cmsghdr* c = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr; c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int))) continue;
+        int got = -1;
+        std::memcpy(&got, CMSG_DATA(c), sizeof got);
+        Fd owned(got);
+        if (passed) *passed = std::move(owned);
+    }
     if (n < 0 && errno == EAGAIN) return std::optional<nlohmann::json>{};
     if (n < 0) return fail_errno("receiving a control message");
     if (n == 0) return fail(ECONNRESET, "the other side closed the control channel");

@@ -5,7 +5,8 @@
 // instruction leaves udrvd consistent (its end of the socket reads end-of-file).
 //
 //   udrvd -> host: start {modules, pci, platform}, ping {seq}, call {seq, method, params},
-//                  load {name, params}, unload {name}, stop
+//                  load {name, params}, unload {name}, stop,
+//                  nvmf_connection {peer, hdgst, ddgst, max_h2c_data, pending} with the socket attached
 //   host -> udrvd: hello, ready {devices, classdevs, modules}, failed {error}, pong {seq},
 //                  reply {seq, result | error}, removed {address}, modules {loaded}
 #pragma once
@@ -35,11 +36,13 @@ public:
     void close() noexcept { fd_.reset(); }
     Fd release() noexcept { return Fd(fd_.release()); }
 
-    /// Sends one message; safe from several threads (each packet goes out whole).
-    Result<void> send(const nlohmann::json& msg) const;
+    /// Sends one message; safe from several threads (each packet goes out whole). With `fd` >= 0 the
+    /// descriptor travels with it (SCM_RIGHTS): the receiver gets its own copy.
+    Result<void> send(const nlohmann::json& msg, int fd = -1) const;
     /// Receives one message without waiting: nullopt if none is there (EAGAIN); ECONNRESET at end of
     /// file (the other side is gone); EPROTO for a packet that is not a JSON object with a string type.
-    Result<std::optional<nlohmann::json>> receive() const;
+    /// A descriptor sent with the message lands in `*passed` (closed when `passed` is null).
+    Result<std::optional<nlohmann::json>> receive(Fd* passed = nullptr) const;
     /// Waits up to `timeout_ms` for a message (-1: forever).
     Result<nlohmann::json> receive_wait(int timeout_ms) const;
 

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "udrv/fileio.hpp"
+#include "udrv/nvmf.hpp"
 #include "udrv/pci.hpp"
 #include "udrv/toml.hpp"
 
@@ -44,7 +45,7 @@ Result<unsigned> bounded(const Value& t, std::string_view key, unsigned fallback
 }
 
 Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
-    UDRV_TRY(toml::only_keys(*root.as_table(), {"daemon", "module", "device", "platform", "export"}, source, "the top level"));
+    UDRV_TRY(toml::only_keys(*root.as_table(), {"daemon", "module", "device", "platform", "export", "nvmf_subsystem", "nvmf"}, source, "the top level"));
     DaemonConfig c;
     if (const Value* d = root.get("daemon")) {
         if (!d->as_table()) return fail(EINVAL, "{}: 'daemon' must be a table ([daemon])", toml::where(source, *d));
@@ -110,6 +111,63 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
         c.exports.push_back(std::move(ec));
         return {};
     }));
+    auto strings = [&](const Value& t, const char* key, const char* where) -> Result<std::vector<std::string>> {
+        std::vector<std::string> out;
+        const Value* v = t.get(key);
+        if (!v) return out;
+        const toml::Array* a = v->as_array();
+        if (!a) return fail(EINVAL, "{}: {} in {} is an array of strings", toml::where(source, *v), key, where);
+        for (const Value& e : *a) {
+            if (!e.as_string()) return fail(EINVAL, "{}: {} in {} is an array of strings", toml::where(source, e), key, where);
+            out.push_back(*e.as_string());
+        }
+        return out;
+    };
+    if (const Value* n = root.get("nvmf")) {
+        if (!n->as_table()) return fail(EINVAL, "{}: 'nvmf' must be a table ([nvmf])", toml::where(source, *n));
+        UDRV_TRY(toml::only_keys(*n->as_table(), {"discovery"}, source, "[nvmf]"));
+        c.nvmf_discovery = UDRV_TRY(strings(*n, "discovery", "[nvmf]"));
+        for (const auto& a : c.nvmf_discovery) UDRV_TRY_CTX(nvmf::parse_address(a, 8009), "{}: [nvmf] discovery", toml::where(source, *n->get("discovery")));
+    }
+    UDRV_TRY(toml::each_table(root, "nvmf_subsystem", source, [&](const Value& x) -> Result<void> {
+        constexpr const char* w = "[[nvmf_subsystem]]";
+        UDRV_TRY(toml::only_keys(*x.as_table(), {"nqn", "serial", "model", "hosts", "namespaces", "listen"}, source, w));
+        NvmfSubsystemConfig sc;
+        sc.nqn = UDRV_TRY(toml::get_string(x, "nqn", source, w, true));
+        UDRV_TRY_CTX(nvmf::check_nqn(sc.nqn), "{}", toml::where(source, *x.get("nqn")));
+        if (auto v = UDRV_TRY(toml::get_string(x, "serial", source, w, false)); !v.empty()) sc.serial = v;
+        if (auto v = UDRV_TRY(toml::get_string(x, "model", source, w, false)); !v.empty()) sc.model = v;
+        sc.hosts = UDRV_TRY(strings(x, "hosts", w));
+        for (const auto& h : sc.hosts) UDRV_TRY_CTX(nvmf::check_nqn(h), "{}: hosts", toml::where(source, *x.get("hosts")));
+        sc.listen = UDRV_TRY(strings(x, "listen", w));
+        for (const auto& a : sc.listen) UDRV_TRY_CTX(nvmf::parse_address(a), "{}: listen", toml::where(source, *x.get("listen")));
+        if (const Value* ns = x.get("namespaces")) {
+            const toml::Array* a = ns->as_array();
+            if (!a) return fail(EINVAL, "{}: namespaces is an array of device names or {{ device = ..., nsid = ... }}", toml::where(source, *ns));
+            std::uint32_t next = 1;
+            for (const Value& e : *a) {
+                NvmfNamespaceConfig nc;
+                if (e.as_string()) nc = {next, *e.as_string()};
+                else if (e.as_table()) {
+                    UDRV_TRY(toml::only_keys(*e.as_table(), {"device", "nsid"}, source, "a namespace"));
+                    nc.device = UDRV_TRY(toml::get_string(e, "device", source, "a namespace", true));
+                    const std::uint64_t id = UDRV_TRY(toml::get_u64_or(e, "nsid", next, source, "a namespace"));
+                    if (id == 0 || id > nvmf::kMaxNamespaces) return fail(EINVAL, "{}: nsid {} (1-{})", toml::where(source, e), id, nvmf::kMaxNamespaces);
+                    nc.nsid = static_cast<std::uint32_t>(id);
+                } else {
+                    return fail(EINVAL, "{}: a namespace is a device name or {{ device = ..., nsid = ... }}", toml::where(source, e));
+                }
+                for (const auto& o : sc.namespaces)
+                    if (o.nsid == nc.nsid) return fail(EEXIST, "{}: namespace {} twice in {}", toml::where(source, e), nc.nsid, sc.nqn);
+                next = nc.nsid + 1;
+                sc.namespaces.push_back(std::move(nc));
+            }
+        }
+        for (const auto& o : c.nvmf_subsystems)
+            if (o.nqn == sc.nqn) return fail(EEXIST, "{}: subsystem {} twice", toml::where(source, x), sc.nqn);
+        c.nvmf_subsystems.push_back(std::move(sc));
+        return {};
+    }));
     return c;
 }
 
@@ -170,7 +228,27 @@ std::string config_to_toml(const DaemonConfig& c) {
     for (const auto& x : c.exports)
         out += fmt::format("\n[[export]]\ntype = {}\ndevice = {}\nqueues = {}\ndepth = {}\n", toml_string(x.type), toml_string(x.device),
                            x.queues, x.depth);
+    auto list = [](const std::vector<std::string>& v) {
+        std::string o = "[";
+        for (std::size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + toml_string(v[i]);
+        return o + "]";
+    };
+    if (!c.nvmf_discovery.empty()) out += fmt::format("\n[nvmf]\ndiscovery = {}\n", list(c.nvmf_discovery));
+    for (const auto& x : c.nvmf_subsystems) {
+        out += fmt::format("\n[[nvmf_subsystem]]\nnqn = {}\nserial = {}\nmodel = {}\n", toml_string(x.nqn), toml_string(x.serial), toml_string(x.model));
+        if (!x.hosts.empty()) out += fmt::format("hosts = {}\n", list(x.hosts));
+        out += "namespaces = [";
+        for (std::size_t i = 0; i < x.namespaces.size(); ++i)
+            out += fmt::format("{}{{ device = {}, nsid = {} }}", i ? ", " : "", toml_string(x.namespaces[i].device), x.namespaces[i].nsid);
+        out += fmt::format("]\nlisten = {}\n", list(x.listen));
+    }
     return out;
+}
+
+nlohmann::json nvmf_subsystem_json(const NvmfSubsystemConfig& s) {
+    nlohmann::json ns = nlohmann::json::array();
+    for (const auto& n : s.namespaces) ns.push_back({{"nsid", n.nsid}, {"device", n.device}});
+    return {{"nqn", s.nqn}, {"serial", s.serial}, {"model", s.model}, {"hosts", s.hosts}, {"namespaces", ns}, {"listen", s.listen}};
 }
 
 nlohmann::ordered_json config_to_json(const DaemonConfig& c) {
@@ -195,6 +273,9 @@ nlohmann::ordered_json config_to_json(const DaemonConfig& c) {
     }
     j["export"] = nlohmann::ordered_json::array();
     for (const auto& x : c.exports) j["export"].push_back({{"type", x.type}, {"device", x.device}, {"queues", x.queues}, {"depth", x.depth}});
+    if (!c.nvmf_discovery.empty()) j["nvmf"] = {{"discovery", c.nvmf_discovery}};
+    j["nvmf_subsystem"] = nlohmann::ordered_json::array();
+    for (const auto& x : c.nvmf_subsystems) j["nvmf_subsystem"].push_back(nlohmann::ordered_json::parse(nvmf_subsystem_json(x).dump()));
     return j;
 }
 

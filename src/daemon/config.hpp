@@ -26,6 +26,17 @@
 //     device = "nvme0n1"        # a block device by name or path (0000:00:04.0/ns1)
 //     queues = 1                # optional: ublk queues, one udrv queue each
 //     depth = 64                # optional: requests per queue
+//
+//     [[nvmf_subsystem]]        # NVMe/TCP (docs/nvmf.md): served from its namespaces' driver host
+//     nqn = "nqn.2026-12.io.udrv:disk1"
+//     serial = "UDRV0001"       # optional
+//     model = "udrv NVMe/TCP"   # optional
+//     hosts = ["nqn.2014-08.org.nvmexpress:uuid:..."]   # optional: absent, any host may connect
+//     namespaces = ["nvme0n1"]  # block devices; NSIDs 1, 2, ... in order, or [{ device = "nvme0n1", nsid = 5 }]
+//     listen = ["0.0.0.0:4420"]
+//
+//     [nvmf]
+//     discovery = ["0.0.0.0:8009"]   # where udrvd answers `nvme discover` (all subsystems)
 #pragma once
 
 #include <filesystem>
@@ -62,6 +73,18 @@ struct ExportConfig {
     unsigned queues = 1, depth = 64;
 };
 
+struct NvmfNamespaceConfig {
+    std::uint32_t nsid = 0;
+    std::string device;  ///< block device name or path
+};
+
+struct NvmfSubsystemConfig {
+    std::string nqn, serial = "udrv0000", model = "udrv NVMe/TCP";
+    std::vector<std::string> hosts;  ///< empty: any host
+    std::vector<NvmfNamespaceConfig> namespaces;
+    std::vector<std::string> listen; ///< "address:port"
+};
+
 struct DaemonConfig {
     std::string group;
     unsigned watchdog_ms = 10000;
@@ -71,7 +94,13 @@ struct DaemonConfig {
     std::vector<DeviceConfig> devices;
     std::vector<PlatformConfig> platforms;
     std::vector<ExportConfig> exports;
+    std::vector<NvmfSubsystemConfig> nvmf_subsystems;
+    std::vector<std::string> nvmf_discovery;
 };
+
+/// A subsystem as JSON ({"nqn", "serial", "model", "hosts", "namespaces": [{"nsid", "device"}], "listen"}):
+/// what the configuration, the RPC answers and the driver hosts use.
+nlohmann::json nvmf_subsystem_json(const NvmfSubsystemConfig& s);
 
 /// Parses a configuration: JSON when the first non-blank character is '{', else TOML. `source` names
 /// the file in errors ("udrvd.toml:12: ...").

@@ -182,6 +182,12 @@ Result<void> Daemon::init() {
     }
     server_ = UDRV_TRY(RpcServer::listen(*poller_, opt_.socket, group_));
     register_methods();
+    register_nvmf_methods();
+    for (const auto& a : cfg_.nvmf_discovery) UDRV_TRY_CTX(nvmf_discovery_listen(a), "{}: [nvmf] discovery", opt_.config_file.string());
+    for (const auto& sc : cfg_.nvmf_subsystems) {  // served once their namespaces' host is up
+        for (const auto& a : sc.listen) UDRV_TRY_CTX(front_listen(a), "{}: subsystem {}", opt_.config_file.string(), sc.nqn);
+        nvmf_[sc.nqn] = sc;
+    }
     poller_->after(std::chrono::milliseconds(1000), [this] { watchdog_tick(); });
 
     for (const auto& m : cfg_.modules) UDRV_TRY_CTX(insmod(m.name, m.params, "config"), "{}: module {}", opt_.config_file.string(), m.name);
@@ -461,6 +467,7 @@ void Daemon::handle_host_message(Host& h, const json& m) {
         h.waiting_ready.clear();
         if (h.misc) load_misc_modules(h);
         apply_configured_exports();
+        nvmf_apply_all();
     } else if (type == "failed") {
         const Error err = error_from_json(m.value("error", json::object()));
         const int code = err.code();
@@ -901,6 +908,9 @@ DaemonConfig Daemon::running_config() const {
         return std::any_of(exports_.begin(), exports_.end(), [&](const Export& x) { return x.name == ec.device || x.device_path == path; });
     });
     for (const auto& x : exports_) c.exports.push_back({"ublk", x.device_path, x.queues, x.depth});
+    c.nvmf_subsystems.clear();
+    for (const auto& [nqn, s] : nvmf_) c.nvmf_subsystems.push_back(s);
+    c.nvmf_discovery = discovery_listen_;
     return c;
 }
 

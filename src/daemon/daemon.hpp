@@ -25,6 +25,8 @@
 #include "poller.hpp"
 #include "rpc_server.hpp"
 #include "udrv/modinfo.hpp"
+#include "udrv/nvmf.hpp"
+#include <mutex>
 
 namespace udrv::daemon {
 
@@ -152,6 +154,48 @@ private:
     /// I/O instead of holding it), and forgets them.
     void drop_exports(const std::string& device_id, const std::string& why);
     void apply_configured_exports();
+
+    // NVMe/TCP subsystems (nvmf.cpp): udrvd keeps their configuration and has the driver host that
+    // publishes their namespaces serve them; it answers discovery itself, for all of them.
+    struct NvmfRuntime {
+        unsigned host = 0;
+        std::string state = "waiting", why;
+    };
+    void register_nvmf_methods();
+    void nvmf_apply(const std::string& nqn, Responder r);
+    void nvmf_apply_all();
+    void nvmf_withdraw(const std::string& nqn);
+    void nvmf_update_discovery();
+    Result<void> nvmf_discovery_listen(const std::string& address);
+    nlohmann::json nvmf_json(const NvmfSubsystemConfig& s) const;
+    std::map<std::string, NvmfSubsystemConfig> nvmf_;
+    std::map<std::string, NvmfRuntime> nvmf_rt_;
+    std::unique_ptr<nvmf::Target> discovery_;
+    std::vector<std::string> discovery_listen_;
+    struct DiscoveryLine {
+        nvmf::DiscoveryEntry entry;
+        std::vector<std::string> hosts;  ///< empty: any
+    };
+    std::mutex discovery_mu_;  // discovery_lines_: read by the discovery target's thread
+    std::vector<DiscoveryLine> discovery_lines_;
+    // The listeners are udrvd's, so that any number of subsystems in any number of hosts share a port:
+    // udrvd answers a connection's ICReq, reads its Connect, and hands the socket to the host that
+    // serves the subsystem it names (discovery, and subsystems no host serves, to its own target).
+    struct FrontConn {
+        Fd fd;
+        std::string peer, local;
+        nvmf::Handshake hs;
+        Poller::TimerId timer = 0;
+    };
+    std::map<std::string, Fd> front_listeners_;  ///< by address ("127.0.0.1:4420")
+    std::map<int, std::unique_ptr<FrontConn>> front_conns_;
+    Result<void> front_listen(const std::string& address);
+    void front_sync();
+    void front_accept(const std::string& local, int listen_fd);
+    void front_read(int fd);
+    void front_close(int fd, const std::string& why);
+    void front_route(FrontConn& fc);
+    nvmf::Target& discovery_target();
 
     void event(const std::string& text);
     DaemonConfig running_config() const;

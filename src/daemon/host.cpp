@@ -17,6 +17,7 @@
 #include "class_json.hpp"
 #include "poller.hpp"
 #include "ublk_export.hpp"
+#include "udrv/nvmf.hpp"
 #include "udrv/block.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
@@ -218,6 +219,57 @@ private:
         return j;
     }
 
+    // ---- NVMe/TCP subsystems whose namespaces this host's devices publish (udrvd sends the whole
+    // subsystem each time it changes; the target updates it in place) ----
+
+    Result<json> nvmf_set(const json& p) {
+        nvmf::SubsystemSpec spec;
+        spec.nqn = p.value("nqn", "");
+        spec.serial = p.value("serial", "udrv0000");
+        spec.model = p.value("model", "udrv NVMe/TCP");
+        for (const auto& h : p.value("hosts", json::array())) spec.hosts.push_back(h.get<std::string>());
+        spec.allow_any_host = spec.hosts.empty();
+        for (const auto& n : p.value("namespaces", json::array())) {
+            block::Handle dev = UDRV_TRY_CTX(block::open(n.value("device", "")), "{} namespace {}", spec.nqn, n.value("nsid", 0u));
+            spec.namespaces.push_back({n.value("nsid", 0u), n.value("name", n.value("device", "")), std::make_shared<block::Handle>(std::move(dev))});
+        }
+        // udrvd listens and hands this host the connections to its subsystems (nvmf_connection).
+        std::lock_guard lock(nvmf_mu_);
+        if (!nvmf_) nvmf_ = UDRV_TRY(nvmf::Target::create({}));
+        UDRV_TRY(nvmf_->set_subsystem(std::move(spec)));
+        return json{{"nqn", p.value("nqn", "")}};
+    }
+
+    Result<json> nvmf_remove(const json& p) {
+        std::lock_guard lock(nvmf_mu_);
+        if (!nvmf_) return fail(ENOENT, "no subsystem {} in this host", p.value("nqn", ""));
+        UDRV_TRY(nvmf_->remove_subsystem(p.value("nqn", "")));
+        return json{{"nqn", p.value("nqn", "")}};
+    }
+
+    // A connection udrvd accepted for one of this host's subsystems, its ICReq answered and its Connect read.
+    void adopt_connection(const json& m, Fd fd) {
+        if (m.value("type", "") != "nvmf_connection") return;  // nothing else carries a descriptor
+        std::vector<std::byte> pending;
+        const std::string hex = m.value("pending", "");
+        auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+        for (std::size_t i = 0; i + 1 < hex.size(); i += 2) pending.push_back(std::byte(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
+        std::lock_guard lock(nvmf_mu_);
+        if (!nvmf_) return;  // no subsystem here (any more): the connection closes, the initiator retries
+        nvmf_->adopt(std::move(fd), m.value("peer", "?"), m.value("hdgst", false), m.value("ddgst", false), m.value("max_h2c_data", 131072u),
+                     std::move(pending));
+    }
+
+    json nvmf_stats() {
+        json out = json::array();
+        std::lock_guard lock(nvmf_mu_);
+        if (!nvmf_) return out;
+        for (const auto& c : nvmf_->controllers())
+            out.push_back({{"cntlid", c.cntlid}, {"subnqn", c.subnqn}, {"hostnqn", c.hostnqn}, {"peer", c.peer}, {"io_queues", c.io_queues},
+                           {"commands", c.commands}, {"errors", c.errors}});
+        return out;
+    }
+
     // Exports this host takes over from the one that died, each on a thread of its own: the kernel
     // may take seconds to notice the old server is gone, and this host must answer pings meanwhile.
     void recover_exports(const json& list) {
@@ -280,13 +332,18 @@ private:
 
     void on_channel() {
         for (;;) {
-            auto m = ch_.receive();
+            Fd passed;
+            auto m = ch_.receive(&passed);
             if (!m) {  // udrvd is gone (or spoke nonsense): unbind everything and go
                 if (m.error().code() != ECONNRESET) pr_err("control channel: {}", m.error().to_string());
                 stop_ = true;
                 return;
             }
             if (!*m) return;
+            if (passed) {
+                adopt_connection(**m, std::move(passed));
+                continue;
+            }
             handle(**m);
         }
     }
@@ -323,6 +380,8 @@ private:
         if (method == "stats") return reply(seq, stats());
         if (method == "ublk_export") return reply(seq, export_ublk(params, false));
         if (method == "ublk_unexport") return reply(seq, unexport_ublk(params));
+        if (method == "nvmf_subsystem_set") return reply(seq, nvmf_set(params));
+        if (method == "nvmf_subsystem_remove") return reply(seq, nvmf_remove(params));
         if (method == "block_perf" || method == "net_send") return start_job(seq, method, params);
         reply(seq, fail(EOPNOTSUPP, "the host has no method {}", method));
     }
@@ -344,6 +403,7 @@ private:
             for (const auto& [id, e] : exports_) exps.push_back(export_json(*e));
         }
         out["exports"] = exps;
+        out["nvmf_controllers"] = nvmf_stats();
         return out;
     }
 
@@ -448,6 +508,11 @@ private:
             std::lock_guard lock(exports_mu_);
             gone.swap(exports_);
         }
+        {
+            // NVMe/TCP: connections close (initiators reconnect to the next host), queues drain.
+            std::lock_guard lock(nvmf_mu_);
+            nvmf_.reset();
+        }
         pci::bus().remove_all_devices();  // drivers' remove: controllers shut down (CC.SHN), NICs reset
         platform::bus().remove_all_devices();
     }
@@ -464,6 +529,8 @@ private:
     std::vector<std::thread> finished_;
     std::vector<std::thread> recoveries_;  // taking over exports after a crash (joined at the end)
     std::mutex exports_mu_;
+    std::mutex nvmf_mu_;
+    std::unique_ptr<nvmf::Target> nvmf_;
     std::map<std::int32_t, std::unique_ptr<exports::UblkExport>> exports_;
 };
 

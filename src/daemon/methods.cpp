@@ -259,7 +259,8 @@ void Daemon::register_methods() {
                     j["device"] = names.value(j.value("device", ""), j.value("device", ""));
                     jobs.push_back(j);
                 }
-                g->out["hosts"].push_back({{"host", id}, {"pid", pid}, {"net", net}, {"jobs", jobs}});
+                g->out["hosts"].push_back({{"host", id}, {"pid", pid}, {"net", net}, {"jobs", jobs},
+                                           {"nvmf_controllers", res.value("nvmf_controllers", json::array())}});
                 if (--g->pending == 0) g->r.result(g->out);
                 return json();
             };

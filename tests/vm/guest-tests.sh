@@ -306,5 +306,6 @@ vm_test "net: udrv net fwd -q 2 with a one-queue port is refused, naming the por
 
 . /udrv/udrvd-tests.sh
 . /udrv/ublk-tests.sh
+. /udrv/nvmf-tests.sh
 
 vm_summary

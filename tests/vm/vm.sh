@@ -201,7 +201,7 @@ mkinitramfs() {
       ln -sf "$real" "$root$lib"
     done
   fi
-  cp "$here"/nvme_identify_agrees.sh "$here"/udrvd-tests.sh "$here"/ublk-tests.sh "$root/udrv/"
+  cp "$here"/nvme_identify_agrees.sh "$here"/udrvd-tests.sh "$here"/ublk-tests.sh "$here"/nvmf-tests.sh "$root/udrv/"
   cp "$here/../system/lspci_agrees.sh" "$root/udrv/"
   cp "$script" "$root/udrv/guest.sh"
   # Benchmark settings (UDRV_BENCH_*) reach the guest script as environment variables.
