@@ -138,7 +138,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(Options o) {
     return d;
 }
 
-Daemon::~Daemon() = default;
+// The discovery target's thread reads discovery_lines_ (declared after it): it stops first.
+Daemon::~Daemon() { discovery_.reset(); }
 
 Result<void> Daemon::init() {
     if (!opt_.config_file.empty()) cfg_ = UDRV_TRY(load_config(opt_.config_file));
@@ -592,6 +593,14 @@ void Daemon::on_host_gone(Host& h, const std::string& reason) {
     const unsigned id = h.id;
     const bool misc = h.misc;
     hosts_.erase(id);
+    // Its NVMe/TCP subsystems wait for the next host (their initiators reconnect meanwhile).
+    for (auto& [nqn, rt] : nvmf_rt_)
+        if (rt.host == id) {
+            rt.host = 0;
+            rt.state = "waiting";
+            rt.why = fmt::format("its driver host {}", expected ? "stopped" : "died; served again when it is back");
+        }
+    nvmf_update_discovery();
     // The modules host comes back with its modules (their init runs again), within the same limit.
     if (misc && !expected && std::any_of(modules_.begin(), modules_.end(), [](const Module& m) { return !m.is_driver(); })) {
         const auto now = clock::now();

@@ -171,7 +171,17 @@ void Daemon::front_route(FrontConn& fc) {
     FrontConn& c = *node.mapped();
     const std::string& nqn = c.hs.subnqn();
     // The subsystem's own host, if it serves it on this listener; else udrvd's target answers (discovery,
-    // or a Connect Invalid Parameters that names the subsystem).
+    // or a Connect Invalid Parameters that names the subsystem). A configured subsystem whose host is not
+    // serving it now (restarting) gets no answer but a closed connection: the initiator retries after its
+    // reconnect delay, where a refusal (DNR) would make it give up.
+    if (auto s = nvmf_.find(nqn); s != nvmf_.end()) {
+        auto rt = nvmf_rt_.find(nqn);
+        if (rt == nvmf_rt_.end() || rt->second.state != "serving") {
+            pr_info("udrvd: nvmf: {} wants {}, which is not served now ({}): closed, to be retried", c.peer, nqn,
+                    rt == nvmf_rt_.end() ? "not set up" : rt->second.why);
+            return;  // c (and its socket) goes with the node
+        }
+    }
     if (auto s = nvmf_.find(nqn); s != nvmf_.end()) {
         auto rt = nvmf_rt_.find(nqn);
         const auto& l = s->second.listen;
@@ -218,7 +228,6 @@ void Daemon::nvmf_apply(const std::string& nqn, Responder r) {
         r.result(nvmf_json(s));
     };
     if (s.namespaces.empty()) return waiting("no namespace yet (nvmf_subsystem_add_ns)");
-    if (s.listen.empty()) return waiting("no listener yet (nvmf_subsystem_add_listener)");
     // The host that publishes every namespace's block device serves the subsystem.
     Host* server = nullptr;
     json namespaces = json::array();
@@ -243,6 +252,7 @@ void Daemon::nvmf_apply(const std::string& nqn, Responder r) {
         server = found;
         namespaces.push_back({{"nsid", n.nsid}, {"device", local}, {"name", n.device}});
     }
+    if (s.listen.empty()) return waiting("no listener yet (nvmf_subsystem_add_listener)");
     if (rt.host && rt.host != server->id) nvmf_withdraw(nqn);
     json params = nvmf_subsystem_json(s);
     params["namespaces"] = namespaces;

@@ -130,11 +130,13 @@ void Connection::on_readable() {
                 return close(fmt::format("receiving: {}", std::strerror(errno)));
             }
             if (h_.has_ddgst) crc_ = crc32c_update(crc_, dst_.subspan(dst_done_, static_cast<std::size_t>(n)));
+            const bool drained = dst_done_ + static_cast<std::uint32_t>(n) < dst_.size();
             dst_done_ += static_cast<std::uint32_t>(n);
             if (dst_done_ == dst_.size()) {
                 if (h_.has_ddgst) state_ = Rx::ddgst;
                 else data_done();
             }
+            if (drained) return;  // the rest has not arrived yet
             continue;
         }
         if (rx_begin_ == rx_end_) rx_begin_ = rx_end_ = 0;
@@ -151,7 +153,11 @@ void Connection::on_readable() {
             return close(fmt::format("receiving: {}", std::strerror(errno)));
         }
         rx_end_ += static_cast<std::size_t>(n);
+        const bool drained = static_cast<std::size_t>(n) < rx_.size() - (rx_end_ - static_cast<std::size_t>(n));
         if (!process()) return;
+        // A short read emptied the socket: asking again would only say EAGAIN (a system call per
+        // command); epoll says when there is more.
+        if (drained) return;
     }
 }
 

@@ -120,6 +120,29 @@ if id nobody >/dev/null 2>&1 && su -s /bin/sh nobody -c "test -x '$udrv'" 2>/dev
     su -s /bin/sh nobody -c "UDRV_SOCKET=$UDRV_SOCKET '$udrv' rmmod udrv_sample_params"
 fi
 
+# NVMe/TCP: a subsystem on the RAM disk. udrvd listens, answers the ICReq, and would hand a Connect to the host.
+port=$((20000 + RANDOM % 20000))
+N=nqn.2026-12.io.udrv:system
+check "nvmf: a malformed NQN is refused" 1 "NQN 'disk' does not start with 'nqn.'" "$udrv" rpc nvmf_create_subsystem '{"nqn": "disk"}'
+check "nvmf: a subsystem waits for a namespace, and says so" 0 "no namespace yet" "$udrv" rpc nvmf_create_subsystem "{\"nqn\": \"$N\"}"
+check "nvmf: the same NQN twice" 1 "exists" "$udrv" rpc nvmf_create_subsystem "{\"nqn\": \"$N\"}"
+check "nvmf: a namespace that is no block device waits" 0 "nothere is not published" \
+  "$udrv" rpc nvmf_subsystem_add_ns "{\"nqn\": \"$N\", \"namespace\": {\"bdev_name\": \"nothere\", \"nsid\": 9}}"
+"$udrv" rpc nvmf_subsystem_remove_ns "{\"nqn\": \"$N\", \"nsid\": 9}" >/dev/null 2>&1
+check "nvmf: ram0 as namespace 1" 0 "no listener yet" "$udrv" rpc nvmf_subsystem_add_ns "{\"nqn\": \"$N\", \"namespace\": {\"bdev_name\": \"ram0\"}}"
+check "nvmf: a listener: served by ram0's host" 0 "\"state\": \"serving\"" \
+  "$udrv" rpc nvmf_subsystem_add_listener "{\"nqn\": \"$N\", \"listen_address\": {\"trtype\": \"tcp\", \"traddr\": \"127.0.0.1\", \"trsvcid\": \"$port\"}}"
+check "nvmf: another transport is refused" 1 "udrvd serves NVMe/TCP only" \
+  "$udrv" rpc nvmf_subsystem_add_listener "{\"nqn\": \"$N\", \"listen_address\": {\"trtype\": \"rdma\", \"traddr\": \"127.0.0.1\"}}"
+icresp() {  # an ICReq to udrvd's listener; the first bytes of its answer, in hex
+  exec 3<>/dev/tcp/127.0.0.1/$port || return 1
+  printf '\x00\x00\x80\x00\x80\x00\x00\x00' >&3; head -c 120 /dev/zero >&3
+  timeout 5 head -c 16 <&3 | od -An -tx1 | tr -s ' \n' ' '
+  exec 3<&-
+}
+check "nvmf: udrvd answers an ICReq with an ICResp (MAXH2CDATA 128 KiB)" 0 "^ ?01 00 80 00 80 00 00 00 00 00 00 00 00 00 02 00" icresp
+check "nvmf: nvmf_get_subsystems" 0 "\"device\": \"ram0\"" "$udrv" rpc nvmf_get_subsystems
+
 # save_config, SIGTERM, and a restart that reproduces the state.
 "$udrv" insmod udrv_sample_hello >/dev/null 2>&1
 check "save_config" 0 "\"path\": \"$tmp/saved.json\"" "$udrv" rpc save_config "{\"path\": \"$tmp/saved.json\"}"
@@ -134,6 +157,8 @@ start --config "$tmp/saved.json"
 check "restarted from the saved configuration: the same modules" 0 "udrv_sample_hello +config" "$udrv" lsmod
 until_ok 5 sh -c "'$udrv' block list 2>/dev/null | grep -q ram0"
 check "... and the same devices" 0 "^ram0 +scratch" "$udrv" block list
+until_ok 5 sh -c "'$udrv' rpc nvmf_get_subsystems | grep -q serving"
+check "... and the NVMe/TCP subsystem, served again" 0 "\"state\": \"serving\"" "$udrv" rpc nvmf_get_subsystems
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
 check "without udrvd, udrv says so and works standalone" 0 "udrvd is not running: no modules stay loaded" "$udrv" lsmod
 

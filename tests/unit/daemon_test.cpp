@@ -46,6 +46,16 @@ on_stop = "vfio"
 
 [[platform]]
 description = "/etc/udrv/ramdisk.toml"
+
+[nvmf]
+discovery = ["127.0.0.1:8009"]
+
+[[nvmf_subsystem]]
+nqn = "nqn.2026-12.io.udrv:disk1"
+serial = "UDRV0001"
+hosts = ["nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"]
+namespaces = ["nvme0n1", { device = "nvme1n1", nsid = 5 }, "ram0"]
+listen = ["0.0.0.0:4420"]
 )";
 
 TEST(DaemonConfig, TomlHoldsModulesDevicesAndPlatforms) {
@@ -62,6 +72,15 @@ TEST(DaemonConfig, TomlHoldsModulesDevicesAndPlatforms) {
     EXPECT_TRUE(c->devices[0].return_to_kernel);
     EXPECT_FALSE(c->devices[1].return_to_kernel);
     ASSERT_EQ(c->platforms.size(), 1u);
+    ASSERT_EQ(c->nvmf_subsystems.size(), 1u);
+    const auto& n = c->nvmf_subsystems[0];
+    EXPECT_EQ(n.serial, "UDRV0001");
+    EXPECT_EQ(n.model, "udrv NVMe/TCP");  // the default
+    ASSERT_EQ(n.namespaces.size(), 3u);
+    EXPECT_EQ(n.namespaces[0].nsid, 1u);
+    EXPECT_EQ(n.namespaces[1].nsid, 5u);
+    EXPECT_EQ(n.namespaces[2].nsid, 6u);  // after the one before it
+    EXPECT_EQ(c->nvmf_discovery, std::vector<std::string>{"127.0.0.1:8009"});
 }
 
 TEST(DaemonConfig, SavedAndReadBackInEitherLanguageIsTheSame) {
@@ -94,6 +113,10 @@ TEST(DaemonConfig, EveryMistakeNamesItsLine) {
     EXPECT_NE(err("[daemon]\nwatchdog_ms = 10\n").find("f:2: watchdog_ms must be from 500"), std::string::npos);
     EXPECT_NE(err("[[device]]\naddress = \"0000:00:04.0\"\n[[device]]\naddress = \"00:04.0\"\n").find("configured twice"), std::string::npos);
     EXPECT_NE(err("[[module]]\nname = \"x\"\nparams = [\"novalue\"]\n").find("f:3: "), std::string::npos);
+    EXPECT_NE(err("[[nvmf_subsystem]]\nnqn = \"disk1\"\n").find("f:2: NQN 'disk1' does not start with 'nqn.'"), std::string::npos);
+    EXPECT_NE(err("[[nvmf_subsystem]]\nnqn = \"nqn.2026-12.io.udrv:a\"\nlisten = [\"host:4420\"]\n").find("f:3: "), std::string::npos);
+    EXPECT_NE(err("[[nvmf_subsystem]]\nnqn = \"nqn.2026-12.io.udrv:a\"\nnamespaces = [\"a\", { device = \"b\", nsid = 1 }]\n").find("namespace 1 twice"),
+              std::string::npos);
     // JSON: the same checks, with lines too.
     EXPECT_EQ(err("{\n  \"device\": [\n    {\"address\": \"0000:00:04.0\",\n     \"bogus\": 1}\n  ]\n}\n"),
               "f:4: unknown key 'bogus' in [[device]] (allowed: address, driver, host, on_stop)");
