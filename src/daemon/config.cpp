@@ -57,7 +57,11 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
     }
     UDRV_TRY(toml::each_table(root, "module", source, [&](const Value& m) -> Result<void> {
         UDRV_TRY(toml::only_keys(*m.as_table(), {"name", "params"}, source, "[[module]]"));
-        ModuleConfig mc{UDRV_TRY(toml::get_string(m, "name", source, "[[module]]", true)), UDRV_TRY(module_params(m, source))};
+        // One UDRV_TRY per statement: a return from inside an initializer list skips the destructors of
+        // the elements already built (the fuzzer found the leak).
+        std::string name = UDRV_TRY(toml::get_string(m, "name", source, "[[module]]", true));
+        std::vector<std::string> params = UDRV_TRY(module_params(m, source));
+        ModuleConfig mc{std::move(name), std::move(params)};
         for (const auto& o : c.modules)
             if (o.name == mc.name) return fail(EEXIST, "{}: module {} is configured twice", toml::where(source, m), mc.name);
         c.modules.push_back(std::move(mc));

@@ -44,7 +44,9 @@ Result<int> run_fwd(const FwdOpts& o) {
     const std::uint64_t deadline = watch.deadline(o.seconds);
     const std::uint64_t idle_limit = watch.per_second / 1000;  // spin 1 ms without traffic, then nap
     auto loop = [&](unsigned q) -> Result<void> {
-        std::shared_ptr<net::PacketPool> pools[2] = {UDRV_TRY(ports[0]->tx_pool(q)), UDRV_TRY(ports[1]->tx_pool(q))};
+        auto pool0 = UDRV_TRY(ports[0]->tx_pool(q));  // one UDRV_TRY per statement (a return mid-initializer leaks)
+        auto pool1 = UDRV_TRY(ports[1]->tx_pool(q));
+        std::shared_ptr<net::PacketPool> pools[2] = {std::move(pool0), std::move(pool1)};
         std::vector<net::Packet> rx(o.batch), tx, refused;  // refused: frames a port could not take by reference, to copy
         tx.reserve(o.batch);
         bool copy = o.copy;

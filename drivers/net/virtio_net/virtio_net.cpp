@@ -58,7 +58,9 @@ Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avai
 Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t size) {
     if (size == 0 || (size & (size - 1))) return fail(EINVAL, "virtqueue size {} is not a power of two (split rings index by mask)", size);
     auto d = UDRV_TRY(dma.coherent<Desc>(size));
-    Virtqueue vq(size, std::move(d), UDRV_TRY(dma.region(vring::avail_bytes(size))), UDRV_TRY(dma.region(vring::used_bytes(size))));
+    auto avail = UDRV_TRY(dma.region(vring::avail_bytes(size)));  // one UDRV_TRY per statement
+    auto used = UDRV_TRY(dma.region(vring::used_bytes(size)));     // (a return mid-argument-list leaks what was built)
+    Virtqueue vq(size, std::move(d), std::move(avail), std::move(used));
     // The views are taken once the regions are where they stay (a Region's memory does not move with it).
     vq.avail_ = UDRV_TRY(vq.avail_mem_.view<vring::Header>(0, 1)).data();
     vq.avail_ring_ = UDRV_TRY(vq.avail_mem_.view<std::uint16_t>(sizeof(vring::Header), size));
