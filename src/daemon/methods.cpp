@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "daemon.hpp"
+#include "rpc_params.hpp"
 #include "udrv/classdev.hpp"
 #include "udrv/log.hpp"
 #include "udrv/module.hpp"
@@ -13,16 +14,6 @@ namespace udrv::daemon {
 using nlohmann::json;
 
 namespace {
-
-// Parameters are an object (by name), as SPDK's methods take them.
-Result<std::string> str_param(const json& p, const char* key, bool required) {
-    if (!p.is_object() || !p.contains(key)) {
-        if (required) return fail(EINVAL, "missing parameter \"{}\"", key);
-        return std::string();
-    }
-    if (!p[key].is_string()) return fail(EINVAL, "parameter \"{}\" must be a string", key);
-    return p[key].get<std::string>();
-}
 
 // Module parameters as the command line gives them ("k=v" strings) or as an object ({"k": v}).
 Result<std::vector<std::string>> module_params(const json& p) {
@@ -46,8 +37,6 @@ Result<std::vector<std::string>> module_params(const json& p) {
     }
     return out;
 }
-
-void invalid(const Responder& r, const Error& e) { r.error(rpc::invalid_params, e.message()); }
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "daemon.hpp"
+#include "rpc_params.hpp"
 #include "udrv/classdev.hpp"
 #include "udrv/log.hpp"
 
@@ -18,15 +19,6 @@ namespace udrv::daemon {
 using nlohmann::json;
 
 namespace {
-
-Result<std::string> text_param(const json& p, const char* key, bool required) {
-    if (!p.is_object() || !p.contains(key)) {
-        if (required) return fail(EINVAL, "missing parameter \"{}\"", key);
-        return std::string();
-    }
-    if (!p[key].is_string()) return fail(EINVAL, "parameter \"{}\" must be a string", key);
-    return p[key].get<std::string>();
-}
 
 // A listener as SPDK's RPC gives it ({"trtype": "tcp", "traddr": ..., "trsvcid": ...}) or as "addr:port".
 Result<std::string> listen_param(const json& p, std::uint16_t default_port) {
@@ -41,7 +33,7 @@ Result<std::string> listen_param(const json& p, std::uint16_t default_port) {
         const std::string text = host.find(':') != std::string::npos ? "[" + host + "]:" + port : host + ":" + port;
         return UDRV_TRY(nvmf::parse_address(text, default_port)).text();
     }
-    const std::string text = UDRV_TRY(text_param(p, "address", true));
+    const std::string text = UDRV_TRY(str_param(p, "address", true));
     return UDRV_TRY(nvmf::parse_address(text, default_port)).text();
 }
 
@@ -294,18 +286,17 @@ void Daemon::nvmf_apply_all() {
 
 void Daemon::register_nvmf_methods() {
     RpcServer& srv = *server_;
-    auto invalid = [](const Responder& r, const Error& e) { r.error(rpc::invalid_params, e.message()); };
 
-    srv.add("nvmf_create_subsystem", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
+    srv.add("nvmf_create_subsystem", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
         if (!nqn) return invalid(r, nqn.error());
         if (auto ok = nvmf::check_nqn(*nqn); !ok) return invalid(r, ok.error());
         if (*nqn == nvmf::kDiscoveryNqn) return invalid(r, Error(EINVAL, "the discovery subsystem is udrvd's own (add a listener to it)"));
         if (nvmf_.contains(*nqn)) return r.error(Error(EEXIST, fmt::format("subsystem {} exists (nvmf_delete_subsystem first)", *nqn)));
         NvmfSubsystemConfig s;
         s.nqn = *nqn;
-        if (auto v = text_param(q.params, "serial_number", false); v && !v->empty()) s.serial = *v;
-        if (auto v = text_param(q.params, "model_number", false); v && !v->empty()) s.model = *v;
+        if (auto v = str_param(q.params, "serial_number", false); v && !v->empty()) s.serial = *v;
+        if (auto v = str_param(q.params, "model_number", false); v && !v->empty()) s.model = *v;
         if (s.serial.size() > 20 || s.model.size() > 40) return invalid(r, Error(EINVAL, "serial_number is at most 20 characters, model_number 40"));
         if (q.params.contains("hosts") && q.params["hosts"].is_array())
             for (const auto& h : q.params["hosts"])
@@ -317,8 +308,8 @@ void Daemon::register_nvmf_methods() {
         nvmf_apply(s.nqn, r);
     });
 
-    srv.add("nvmf_delete_subsystem", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
+    srv.add("nvmf_delete_subsystem", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
         if (!nqn) return invalid(r, nqn.error());
         if (!nvmf_.contains(*nqn)) return r.error(Error(ENOENT, fmt::format("no subsystem {}", *nqn)));
         nvmf_withdraw(*nqn);
@@ -330,8 +321,8 @@ void Daemon::register_nvmf_methods() {
         r.result(true);
     });
 
-    srv.add("nvmf_subsystem_add_ns", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
+    srv.add("nvmf_subsystem_add_ns", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
         if (!nqn) return invalid(r, nqn.error());
         auto it = nvmf_.find(*nqn);
         if (it == nvmf_.end()) return r.error(Error(ENOENT, fmt::format("no subsystem {}", *nqn)));
@@ -354,8 +345,8 @@ void Daemon::register_nvmf_methods() {
         nvmf_apply(*nqn, r);
     });
 
-    srv.add("nvmf_subsystem_remove_ns", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
+    srv.add("nvmf_subsystem_remove_ns", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
         if (!nqn) return invalid(r, nqn.error());
         auto it = nvmf_.find(*nqn);
         if (it == nvmf_.end()) return r.error(Error(ENOENT, fmt::format("no subsystem {}", *nqn)));
@@ -367,8 +358,8 @@ void Daemon::register_nvmf_methods() {
         nvmf_apply(*nqn, r);
     });
 
-    srv.add("nvmf_subsystem_add_listener", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
+    srv.add("nvmf_subsystem_add_listener", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
         if (!nqn) return invalid(r, nqn.error());
         const bool discovery = *nqn == nvmf::kDiscoveryNqn;
         auto addr = listen_param(q.params, discovery ? 8009 : 4420);
@@ -386,9 +377,9 @@ void Daemon::register_nvmf_methods() {
         nvmf_apply(*nqn, r);
     });
 
-    srv.add("nvmf_subsystem_add_host", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
-        auto host = text_param(q.params, "host", true);
+    srv.add("nvmf_subsystem_add_host", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
+        auto host = str_param(q.params, "host", true);
         if (!nqn) return invalid(r, nqn.error());
         if (!host) return invalid(r, host.error());
         if (auto ok = nvmf::check_nqn(*host); !ok) return invalid(r, ok.error());
@@ -399,9 +390,9 @@ void Daemon::register_nvmf_methods() {
         nvmf_apply(*nqn, r);
     });
 
-    srv.add("nvmf_subsystem_remove_host", Access::change, [this, invalid](const rpc::Request& q, const Peer&, Responder r) {
-        auto nqn = text_param(q.params, "nqn", true);
-        auto host = text_param(q.params, "host", true);
+    srv.add("nvmf_subsystem_remove_host", Access::change, [this](const rpc::Request& q, const Peer&, Responder r) {
+        auto nqn = str_param(q.params, "nqn", true);
+        auto host = str_param(q.params, "host", true);
         if (!nqn) return invalid(r, nqn.error());
         if (!host) return invalid(r, host.error());
         auto it = nvmf_.find(*nqn);

@@ -152,7 +152,6 @@ public:
     void on_writable();
     /// Sends what is queued (once per worker loop: responses batch).
     void flush();
-    bool tx_pending() const { return !txq_.empty(); }
     bool closed() const { return closed_; }
     /// Commands at the device (the connection is reaped when closed and none remain).
     unsigned at_device() const { return at_device_; }
@@ -160,8 +159,6 @@ public:
     /// A free slot appeared in the queue this connection waits on.
     void resume();
     void tick(clock::time_point now);
-    std::shared_ptr<Controller> controller() const { return ctrl_; }
-    std::uint16_t qid() const { return qid_; }
 
 private:
     enum class Rx : std::uint8_t { header, pad, data, ddgst, stalled };
@@ -252,7 +249,6 @@ public:
     /// Listening sockets live in worker 0's epoll; their connections go round the workers.
     void watch_listener(int fd, bool on);
     void forget(Connection* c);
-    unsigned index() const { return index_; }
 
 private:
     void run();
