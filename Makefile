@@ -4,16 +4,19 @@
 # Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make asan-vm (the VM suite
 # with that build: device paths under ASan, LSan and UBSan), make bench-micro (the drivers' instruction
 # budgets, callgrind), make fuzz (every libFuzzer harness for FUZZ_SECONDS each, default 30; clang-16),
+# make install PREFIX=DIR (the library, tools, udrvd, modules and SDK without building any test),
 # make clean.
 
 BUILD ?= build
+RELEASE_BUILD ?= build-release
+PREFIX ?= /usr/local
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build run test asan asan-vm fuzz bench-micro clean
+.PHONY: deps build run test asan asan-vm fuzz bench-micro install clean
 
 deps:
 	@scripts/install-deps.sh
@@ -52,5 +55,11 @@ fuzz: deps
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
+# For people who use udrv rather than develop it: no tests built (a few minutes instead of a dozen).
+install: deps
+	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUDRV_TESTS=OFF >/dev/null
+	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
+	@cmake --install $(RELEASE_BUILD) --prefix $(PREFIX)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD)

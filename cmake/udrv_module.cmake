@@ -1,10 +1,15 @@
 # udrv_add_module(NAME SOURCES... [LINK targets...] [NO_INSTALL])
-# Builds a loadable udrv module NAME.so into ${UDRV_MODULE_DIR}. The module links against libudrv (the
-# core it registers with) and finds sibling modules it depends on through $ORIGIN.
+# Builds a loadable udrv module NAME.so into ${UDRV_MODULE_DIR} (default: BUILD/modules). The module
+# links against libudrv (the core it registers with) and finds sibling modules it depends on through
+# $ORIGIN. The same function serves udrv's tree and drivers built against an installed SDK
+# (find_package(udrv CONFIG) includes this file; docs/out-of-tree.md).
 function(udrv_add_module name)
   cmake_parse_arguments(ARG "NO_INSTALL" "" "SOURCES;LINK" ${ARGN})
+  if(NOT DEFINED UDRV_MODULE_DIR)
+    set(UDRV_MODULE_DIR ${CMAKE_BINARY_DIR}/modules)
+  endif()
   add_library(${name} SHARED ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
-  target_link_libraries(${name} PRIVATE udrv ${ARG_LINK})
+  target_link_libraries(${name} PRIVATE udrv::udrv ${ARG_LINK})
   set_target_properties(${name} PROPERTIES
     PREFIX ""
     LIBRARY_OUTPUT_DIRECTORY ${UDRV_MODULE_DIR}
@@ -14,7 +19,7 @@ function(udrv_add_module name)
     VISIBILITY_INLINES_HIDDEN ON)
   # Installed where the tools look for modules: PREFIX/lib/udrv/modules (beside PREFIX/lib's libudrv).
   if(NOT ARG_NO_INSTALL)
-    install(TARGETS ${name} LIBRARY DESTINATION lib/udrv/modules)
+    install(TARGETS ${name} LIBRARY DESTINATION lib/udrv/modules COMPONENT runtime)
   endif()
 endfunction()
 
@@ -25,7 +30,7 @@ endfunction()
 function(udrv_add_driver name)
   cmake_parse_arguments(ARG "" "INCLUDE" "SOURCES;LINK" ${ARGN})
   add_library(${name}_builtin OBJECT ${ARG_SOURCES})
-  target_link_libraries(${name}_builtin PUBLIC udrv ${ARG_LINK})
+  target_link_libraries(${name}_builtin PUBLIC udrv::udrv ${ARG_LINK})
   target_include_directories(${name}_builtin PUBLIC ${ARG_INCLUDE})
   udrv_add_module(${name} ${ARG_SOURCES} LINK ${ARG_LINK})
 endfunction()

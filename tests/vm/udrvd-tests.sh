@@ -43,6 +43,19 @@ vm_test "rmmod of a driver in use is refused, naming the device and its host" ex
   "module udrv_nvme is in use by $UNVME (host" udrv rmmod udrv_nvme
 vm_test "insmod / lsmod / rmmod of a module through udrvd" sh -c \
   "udrv insmod udrv_sample_params count=2 who=vm && udrv lsmod | grep -E '^udrv_sample_params +insmod' && grep -q 'udrv_sample_params: \[2/2\] hello, vm' /tmp/udrvd.log && udrv rmmod udrv_sample_params && ! udrv lsmod | grep -q udrv_sample_params"
+# A driver built outside the tree against the installed SDK (tests/system/sdk_out_of_tree.sh builds it
+# before the VM suite runs): installed by copying it into the module directory, loaded with a
+# parameter, bound to QEMU's edu device in a host of its own, where it has the device compute 7!.
+EDU=$(find_dev 1234 11e8)
+oot_driver() {
+  [ -f /udrv/oot-modules/edu_factorial.so ] || { echo "no /udrv/oot-modules/edu_factorial.so: ctest's sdk_out_of_tree test builds it"; return 1; }
+  cp /udrv/oot-modules/edu_factorial.so /udrv/modules/ && udrv modinfo /udrv/modules/edu_factorial.so || return 1
+  udrv insmod edu_factorial n=7 && udrv bind --driver edu_factorial "$EDU" || return 1
+  wait_for 20 grep -q "$EDU.*edu v1.0 computed 7! = 5040" /tmp/udrvd.log || return 1
+  udrv lsmod | tee /dev/stderr | grep -qE "^edu_factorial +insmod +1 $EDU" || return 1
+  udrv unbind "$EDU" && udrv rmmod edu_factorial && ! udrv lsmod | grep -q edu_factorial && rm /udrv/modules/edu_factorial.so
+}
+vm_test "an out-of-tree driver built against the installed SDK: loaded into udrvd, bound to edu, computes 7! on the device" oot_driver
 vm_test "block perf on nvme0n1 runs in its host through udrvd" sh -c "udrv block perf nvme0n1 -q 16 -t 2 | tee /dev/stderr | grep -q ' 0 errors'"
 
 two_clients() {  # a benchmark holds one connection; another client is answered meanwhile

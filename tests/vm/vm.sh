@@ -155,8 +155,9 @@ mkinitramfs() {
     case "$m" in *.xz) xz -dc "$kdir/lib/modules/$kver/$m" > "$root/lib/modules/$n" ;; *) cp "$kdir/lib/modules/$kver/$m" "$root/lib/modules/$n" ;; esac
     echo "${n%.ko}" >> "$root/lib/modules/order"
   done < "$cache/current-$vm_kernel/modules.load"
-  # udrv: tools, libraries, modules, test programs (everything under BUILD/{bin,lib,modules,test-modules}).
-  for d in bin lib modules test-modules; do
+  # udrv: tools, libraries, modules, test programs (everything under BUILD/{bin,lib,modules,test-modules}),
+  # and the out-of-tree sample built against the installed SDK (oot-modules: tests/system/sdk_out_of_tree.sh).
+  for d in bin lib modules test-modules oot-modules; do
     [ -d "$build/$d" ] || continue
     for f in "$build/$d"/*; do
       [ -f "$f" ] || continue
