@@ -9,6 +9,8 @@ pkgs=(
   libpcap-dev                        # pcap files (udrv net dump)
   libncurses-dev                     # udrv top
   libsystemd-dev                     # udrvd's readiness notification (sd_notify)
+  libssl-dev openssl                 # module signatures (PKCS#7/CMS), and the openssl tool the tests use
+  linux-kbuild-6.1                   # the kernel's scripts/sign-file: signatures must interoperate
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)

@@ -4,12 +4,15 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "udrv/modinfo.hpp"
+#include "udrv/modsig.hpp"
 #include "udrv/module.hpp"
 #include "udrv/result.hpp"
 
@@ -24,6 +27,7 @@ struct LoadedModule {
     std::uintmax_t size = 0;         ///< file size in bytes (0 for built-in modules)
     unsigned refcount = 0;           ///< dependents plus holders of a ModuleRef
     std::vector<std::string> used_by;
+    std::optional<modsig::Info> signature;  ///< the verified signature (none: policy off, or loaded unsigned)
 };
 
 class Loader;
@@ -54,7 +58,9 @@ private:
 class Loader {
 public:
     /// `search_path`: directories where modules are looked up by name (NAME.so), after $UDRV_MODULE_PATH
-    /// (colon-separated). A dependency is looked up beside the module that needs it first.
+    /// (colon-separated). A dependency is looked up beside the module that needs it first. The signature
+    /// policy and keyring come from the environment (modsig::settings_from_environment) until
+    /// set_signature_policy says otherwise.
     explicit Loader(std::vector<std::filesystem::path> search_path = {});
     /// Unloads everything still loaded, dependents before their dependencies.
     ~Loader();
@@ -87,8 +93,18 @@ public:
     /// modules.builtin.modinfo).
     static std::vector<Modinfo> builtin_modinfo();
 
+    /// How module files' signatures are checked from now on, against the certificates in `keyring_dir`
+    /// (read at the next load). A module file is read once: the bytes verified are the bytes loaded
+    /// (from a sealed memfd), whatever happens to the file meanwhile.
+    void set_signature_policy(modsig::Policy policy, std::filesystem::path keyring_dir);
+    modsig::Policy signature_policy() const noexcept { return sig_.policy; }
+    /// Called after a file was read and its signature checked, before its code is loaded. For tests
+    /// that change the file at that moment.
+    void set_after_verify(std::function<void(const std::filesystem::path&)> hook) { after_verify_ = std::move(hook); }
+
     /// Taint flags like the kernel's: "P" (a module with a non-open-source license was loaded),
-    /// "R" (a module was force-unloaded). Empty when clean.
+    /// "R" (a module was force-unloaded), "E" (an unsigned or unverified module was loaded under the
+    /// permissive signature policy). Empty when clean.
     std::string taint() const;
     /// Is `license` one udrv treats as open source (GPL-compatible or permissive)?
     static bool license_is_open_source(std::string_view license) noexcept;
@@ -108,11 +124,18 @@ private:
     void drop_dependencies(Record& rec) noexcept;
     void put(std::string_view name) noexcept;
     void finish_unload(std::size_t index) noexcept;
+    static void release_code(Record& rec) noexcept;
+    Result<const modsig::Keyring*> keyring();
 
     std::vector<std::filesystem::path> search_path_;
+    modsig::Settings sig_;
+    std::optional<Error> sig_error_;                 // a bad $UDRV_MODULE_SIG: every file load says so
+    std::optional<modsig::Keyring> keyring_;         // read at the first load that needs it
+    std::function<void(const std::filesystem::path&)> after_verify_;
     std::vector<std::unique_ptr<Record>> modules_;  // load order
     bool tainted_proprietary_ = false;
     bool tainted_forced_ = false;
+    bool tainted_unsigned_ = false;
 };
 
 }  // namespace udrv

@@ -1,11 +1,17 @@
 #include "udrv/loader.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "module_registry.hpp"
+#include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
 
 namespace udrv {
@@ -13,6 +19,7 @@ namespace udrv {
 struct Loader::Record {
     LoadedModule pub;
     void* handle = nullptr;  // dlopen handle; nullptr for built-in modules
+    int memfd = -1;          // the sealed copy the code was loaded from (its name is the handle's)
     detail::ModuleInstance instance{nullptr, [](void*) {}};
     std::vector<std::string> deps;  // modules this one holds a reference on
 };
@@ -29,6 +36,32 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
     }
     return out;
 }
+
+// A sealed memfd holding `bytes`: nothing can change them once sealed, so what dlopen maps is what
+// was verified.
+Result<int> sealed_copy(std::span<const char> bytes, const std::string& name) {
+    const int fd = memfd_create(("udrv:" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return fail(errno, "{}: memfd_create failed: {}", name, std::strerror(errno));
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int e = n < 0 ? errno : EIO;
+            ::close(fd);
+            return fail(e, "{}: writing its copy to memory failed: {}", name, std::strerror(e));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        const int e = errno;
+        ::close(fd);
+        return fail(e, "{}: sealing its copy failed: {}", name, std::strerror(e));
+    }
+    return fd;
+}
+
+std::string fd_path(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
 
 }  // namespace
 
@@ -100,6 +133,20 @@ Loader::Loader(std::vector<std::filesystem::path> search_path) {
         }
     }
     for (auto& p : search_path) search_path_.push_back(std::move(p));
+    if (auto settings = modsig::settings_from_environment()) sig_ = std::move(*settings);
+    else sig_error_ = settings.error();
+}
+
+void Loader::set_signature_policy(modsig::Policy policy, std::filesystem::path keyring_dir) {
+    sig_.policy = policy;
+    sig_.keyring_dir = std::move(keyring_dir);
+    sig_error_.reset();
+    keyring_.reset();
+}
+
+Result<const modsig::Keyring*> Loader::keyring() {
+    if (!keyring_) keyring_.emplace(UDRV_TRY(modsig::Keyring::load(sig_.keyring_dir)));
+    return &*keyring_;
 }
 
 Loader::~Loader() {
@@ -163,7 +210,12 @@ Result<const LoadedModule*> Loader::load(std::string_view path_or_name, const st
 Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file, const std::vector<std::string>& params,
                                               std::vector<std::string>& chain) {
     const std::string what = file.string();
-    auto infos = UDRV_TRY(read_modinfo(file));
+    if (sig_error_) return std::unexpected(*sig_error_);
+    // Read once: the metadata, the signature and the code all come from these bytes.
+    std::error_code dir_ec;
+    if (std::filesystem::is_directory(file, dir_ec)) return fail(EISDIR, "{}: is a directory, not a module file", what);
+    const std::string image = UDRV_TRY(read_text_file(file, 512u << 20, "module"));
+    auto infos = UDRV_TRY(parse_modinfo_elf(image, what));
     if (infos.size() != 1)
         return fail(ENOEXEC, "{}: holds {} modules; a loadable module file declares exactly one", what, infos.size());
     Modinfo& info = infos.front();
@@ -194,15 +246,46 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     }
     chain.pop_back();
 
+    // The signature, under the policy; a keyring that cannot be read is an error unless the policy is off.
+    std::optional<modsig::Info> signature;
+    if (sig_.policy != modsig::Policy::off) {
+        const modsig::Keyring* ring = nullptr;
+        auto kr = keyring();
+        if (kr) ring = *kr;
+        else if (sig_.policy == modsig::Policy::enforce) {
+            undo();
+            return std::unexpected(std::move(kr).error().context(fmt::format("{}: module signatures are enforced", what)));
+        }
+        auto verdict = modsig::check(std::as_bytes(std::span(image)), sig_.policy, ring, what);
+        if (!verdict) {
+            undo();
+            return std::unexpected(std::move(verdict).error());
+        }
+        if (!verdict->warning.empty()) {
+            pr_warn("udrv: {}{}; loading it anyway (signature policy permissive): process tainted (E)", verdict->warning,
+                    kr ? "" : fmt::format(" ({})", kr.error().message()));
+            tainted_unsigned_ = true;
+        }
+        signature = std::move(verdict->info);
+    }
+    if (after_verify_) after_verify_(file);
+
+    auto memfd = sealed_copy(image, name);
+    if (!memfd) {
+        undo();
+        return std::unexpected(std::move(memfd).error());
+    }
     // SAFETY: dlopen runs the file's static constructors; the metadata was checked above, and
-    // UDRV_MODULE's constructors only register an entry. RTLD_LOCAL keeps its symbols private.
+    // UDRV_MODULE's constructors only register an entry. RTLD_LOCAL keeps its symbols private. The
+    // code comes from the sealed copy of the bytes checked above, never from the file again.
     void* handle = nullptr;
     std::vector<detail::RegisteredModule> before_entries = detail::registered_modules();
     {
         detail::DlopenScope scope;
-        handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+        handle = dlopen(fd_path(*memfd).c_str(), RTLD_NOW | RTLD_LOCAL);
     }
     if (!handle) {
+        ::close(*memfd);
         undo();
         const char* e = dlerror();
         return fail(ENOEXEC, "{}: dlopen failed: {}", what, e ? e : "unknown error");
@@ -214,6 +297,7 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     }
     if (!entry || entry->abi != kModuleAbi) {
         dlclose(handle);
+        ::close(*memfd);
         undo();
         return fail(ENOEXEC, "{}: its code registered no module named {} with ABI {} (metadata and code disagree: rebuild it)",
                     what, name, kModuleAbi);
@@ -223,9 +307,10 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     rec->pub.name = name;
     rec->pub.path = file;
     rec->pub.info = std::move(info);
-    std::error_code ec;
-    rec->pub.size = std::filesystem::file_size(file, ec);
+    rec->pub.size = image.size();
+    rec->pub.signature = std::move(signature);
     rec->handle = handle;
+    rec->memfd = *memfd;
     auto loaded = start(std::move(rec), *entry, std::move(values));
     if (!loaded) undo();
     return loaded;
@@ -268,7 +353,7 @@ Result<const LoadedModule*> Loader::start(std::unique_ptr<Record> rec, const det
     auto instance = entry.init(self);
     if (!instance) {
         drop_dependencies(*rec);
-        if (rec->handle) dlclose(rec->handle);
+        release_code(*rec);
         return std::unexpected(std::move(instance).error().context(fmt::format("module {}: init failed", rec->pub.name)));
     }
     rec->instance = std::move(*instance);
@@ -330,8 +415,25 @@ void Loader::finish_unload(std::size_t index) noexcept {
     modules_.erase(modules_.begin() + static_cast<std::ptrdiff_t>(index));
     rec->instance.reset();  // the module's exit (its destructor) runs here, before its code is unmapped
     pr_debug("udrv: unloaded module {}", rec->pub.name);
-    if (rec->handle) dlclose(rec->handle);
+    release_code(*rec);
     drop_dependencies(*rec);
+}
+
+void Loader::release_code(Record& rec) noexcept {
+    if (rec.handle) dlclose(rec.handle);
+    rec.handle = nullptr;
+    if (rec.memfd < 0) return;
+    // The dynamic linker knows the module by its memfd's /proc path. A module it keeps mapped after
+    // dlclose (C++ unique symbols make a library undeletable) keeps its descriptor, so that the number
+    // is never reused for another module: dlopen would hand back the old one by name.
+    const std::string path = fd_path(rec.memfd);
+    if (void* still = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+        dlclose(still);
+        rec.memfd = -1;
+        return;
+    }
+    ::close(rec.memfd);
+    rec.memfd = -1;
 }
 
 bool Loader::license_is_open_source(std::string_view l) noexcept {
@@ -348,6 +450,7 @@ std::string Loader::taint() const {
     std::string t;
     if (tainted_proprietary_) t += 'P';
     if (tainted_forced_) t += 'R';
+    if (tainted_unsigned_) t += 'E';
     return t;
 }
 

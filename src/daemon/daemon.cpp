@@ -19,7 +19,9 @@
 #include "udrv/bind.hpp"
 #include "udrv/classdev.hpp"
 #include "udrv/loader.hpp"
+#include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modsig.hpp"
 #include "udrv/module.hpp"
 #include "udrv/pci.hpp"
 #include "udrv/platform.hpp"
@@ -234,11 +236,26 @@ Result<Daemon::Module> Daemon::find_module(const std::string& name) const {
                 fmt::join(where, ", "));
 }
 
+// The hosts' loaders apply the signature policy when they load the module; udrvd applies it first,
+// so that a refusal is the answer to insmod (or the device's reason), not a host that fails to start.
+Result<void> Daemon::check_signature(const Module& m) {
+    const modsig::Settings s = UDRV_TRY(modsig::settings_from_environment());
+    if (s.policy == modsig::Policy::off) return {};
+    const std::string image = UDRV_TRY(read_text_file(m.file, 512u << 20, "module"));
+    auto ring = modsig::Keyring::load(s.keyring_dir);
+    if (!ring && s.policy == modsig::Policy::enforce)
+        return std::unexpected(std::move(ring).error().context(fmt::format("{}: module signatures are enforced", m.file.string())));
+    auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), s.policy, ring ? &*ring : nullptr, m.file.string()));
+    if (!verdict.warning.empty()) event(fmt::format("module {}: {}; loaded anyway (signature policy permissive): hosts tainted (E)", m.name, verdict.warning));
+    return {};
+}
+
 Result<void> Daemon::insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin, bool start_waiting) {
     for (const auto& m : modules_)
         if (m.name == name) return fail(EEXIST, "module {} is already loaded (udrv lsmod)", name);
     Module m = UDRV_TRY(find_module(name));
     UDRV_TRY(parse_module_params(m.info, name, params));  // metadata only: no module code runs in udrvd
+    if (!m.file.empty()) UDRV_TRY(check_signature(m));
     for (const std::string& dep : m.info.depends()) {
         if (std::none_of(modules_.begin(), modules_.end(), [&](const Module& x) { return x.name == dep; }))
             UDRV_TRY_CTX(insmod(dep, {}, "dependency", false), "{} depends on {}", name, dep);

@@ -120,6 +120,7 @@ private:
     /// Adds a module to the table (metadata checked, no code run); a driver module then starts the
     /// devices that waited for one, unless `start_waiting` is false (a module loaded for a device being
     /// started now).
+    Result<void> check_signature(const Module& m);
     Result<void> insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin, bool start_waiting = true);
     std::optional<std::string> driver_for(const ManagedDevice& d);
 

@@ -5,7 +5,9 @@
 
 #include "command.hpp"
 #include "output.hpp"
+#include "udrv/fileio.hpp"
 #include "udrv/modinfo.hpp"
+#include "udrv/modsig.hpp"
 #include "udrv/module.hpp"
 
 namespace udrv::tools {
@@ -67,12 +69,27 @@ Result<int> run_modinfo(const ModinfoOpts& o) {
     int rc = 0;
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& f : o.files) {
-        auto infos = read_modinfo(f);
+        std::error_code ec;
+        Result<std::string> image = fail(EISDIR, "{}: is a directory, not a module file", f);
+        if (!std::filesystem::is_directory(f, ec)) image = read_text_file(f, 512u << 20, "module");
+        Result<std::vector<Modinfo>> infos = std::unexpected(image ? Error(0, "") : image.error());
+        if (image) infos = parse_modinfo_elf(*image, f);
         if (!infos) {
             rc = report(infos.error());
             continue;
         }
-        for (const Modinfo& m : *infos) {
+        // An appended signature is described as the kernel's modinfo does (not verified: udrv insmod
+        // and udrvd verify under their policy).
+        std::vector<std::pair<std::string, std::string>> sig;
+        auto parts = modsig::split(std::as_bytes(std::span(*image)), f);
+        auto described = parts && *parts ? modsig::describe((*parts)->signature, f) : Result<modsig::Info>(modsig::Info{});
+        if (!parts) rc = report(parts.error());
+        else if (!described) rc = report(described.error());
+        else if (*parts)
+            sig = {{"sig_id", described->sig_id}, {"signer", described->signer}, {"sig_key", described->sig_key},
+                   {"sig_hashalgo", described->sig_hashalgo}};
+        for (Modinfo& m : *infos) {
+            m.fields.insert(m.fields.end(), sig.begin(), sig.end());
             if (o.json) arr.push_back(modinfo_json(f, m));
             else print_modinfo(f, m, o.field);
         }

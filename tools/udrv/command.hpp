@@ -38,6 +38,7 @@ private:
 // One per file (cmd_NAME.cpp).
 void add_lspci(CLI::App& app, Commands& c);
 void add_modinfo(CLI::App& app, Commands& c);
+void add_sign(CLI::App& app, Commands& c);  // sign, verify
 void add_insmod(CLI::App& app, Commands& c);
 void add_platform(CLI::App& app, Commands& c);
 void add_bind(CLI::App& app, Commands& c);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     Commands commands;
     add_lspci(app, commands);
     add_modinfo(app, commands);
+    add_sign(app, commands);
     add_insmod(app, commands);
     add_platform(app, commands);
     add_bind(app, commands);

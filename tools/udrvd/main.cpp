@@ -6,17 +6,22 @@
 
 #include "daemon.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modsig.hpp"
 #include "udrv/rpc.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"udrvd: keeps udrv drivers loaded and devices bound, each driver in a restartable host process", "udrvd"};
     std::string config, socket = std::string(udrv::rpc::kDefaultSocket), host, level, sysfs = "/sys";
     std::vector<std::string> module_dirs;
+    std::string module_sig, keyring;
     bool no_uevents = false;
     app.add_option("-c,--config", config, "Configuration file (TOML or JSON; docs/udrvd.md); save_config writes it back");
     app.add_option("-s,--socket", socket, "Where to listen (default /run/udrv/udrvd.sock)");
     app.add_option("--host-binary", host, "The driver host program (default: udrv-host beside udrvd)");
     app.add_option("--module-dir", module_dirs, "Where module files are (default: ../modules beside udrvd, then $UDRV_MODULE_PATH)");
+    app.add_option("--module-sig", module_sig, "Module signatures: off, permissive or enforce (default: $UDRV_MODULE_SIG, else "
+                   "permissive when the keyring exists; docs/modules.md)");
+    app.add_option("--keyring", keyring, "Certificates trusted to sign modules (default: $UDRV_KEYRING or /etc/udrv/keys)");
     app.add_option("--log-level", level, "err, warn, notice, info (default) or debug");
     app.add_option("--sysfs", sysfs, "sysfs root (tests)");
     app.add_flag("--no-uevents", no_uevents, "Do not listen for hot-plug events");
@@ -36,6 +41,14 @@ int main(int argc, char** argv) {
             return 2;
         }
         udrv::set_log_level(*l);
+    }
+    // The signature policy reaches the driver hosts, whose loaders apply it, through the environment.
+    if (!keyring.empty()) ::setenv("UDRV_KEYRING", keyring.c_str(), 1);
+    if (!module_sig.empty()) ::setenv("UDRV_MODULE_SIG", module_sig.c_str(), 1);
+    auto sig = udrv::modsig::settings_from_environment();
+    if (!sig) {
+        std::fprintf(stderr, "udrvd: usage: %s\n", sig.error().message().c_str());
+        return 2;
     }
     std::error_code ec;
     const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
