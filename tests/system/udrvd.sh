@@ -160,6 +160,22 @@ check "... and the same devices" 0 "^ram0 +scratch" "$udrv" block list
 until_ok 5 sh -c "'$udrv' rpc nvmf_get_subsystems | grep -q serving"
 check "... and the NVMe/TCP subsystem, served again" 0 "\"state\": \"serving\"" "$udrv" rpc nvmf_get_subsystems
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
+
+# Module signatures enforced by udrvd: an unsigned module is refused at insmod, with the reason, before
+# any host loads it (the hosts' loaders, which inherit the policy, would refuse it too).
+mkdir -p "$tmp/keyring"
+openssl req -new -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=udrvd test key" -days 30 \
+  -keyout "$tmp/key.pem" -out "$tmp/keyring/cert.pem" 2>/dev/null
+mkdir -p "$tmp/signed" && "$udrv" sign sha256 "$tmp/key.pem" "$tmp/keyring/cert.pem" "$build/modules/udrv_sample_params.so" "$tmp/signed/udrv_sample_params.so"
+"$udrvd" --socket "$UDRV_SOCKET" --no-uevents --module-dir "$tmp/signed" --module-dir "$build/modules" --module-sig enforce --keyring "$tmp/keyring" >> "$tmp/udrvd.log" 2>&1 &
+pid=$!
+until_ok 10 "$udrv" rpc get_version
+check "udrvd --module-sig enforce: an unsigned module is refused at insmod" 1 "module signatures are enforced: .*udrv_sample_hello.so is not signed" \
+  "$udrv" insmod udrv_sample_hello
+check "... a signed one loads, into a host that verifies it again" 0 "udrv_sample_params: loaded into udrvd" "$udrv" insmod udrv_sample_params count=1
+check "udrvd refuses a policy that is not one" 2 "module signature policy 'maybe': one of off, permissive, enforce" \
+  "$udrvd" --socket "$tmp/y.sock" --module-sig maybe
+kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=""
 check "without udrvd, udrv says so and works standalone" 0 "udrvd is not running: no modules stay loaded" "$udrv" lsmod
 
 summary
