@@ -8,18 +8,22 @@ function(udrv_add_module name)
   if(NOT DEFINED UDRV_MODULE_DIR)
     set(UDRV_MODULE_DIR ${CMAKE_BINARY_DIR}/modules)
   endif()
+  if(NOT DEFINED UDRV_INSTALL_MODULE_DIR)
+    set(UDRV_INSTALL_MODULE_DIR lib/udrv/modules)
+  endif()
   add_library(${name} SHARED ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE udrv::udrv ${ARG_LINK})
   set_target_properties(${name} PROPERTIES
     PREFIX ""
     LIBRARY_OUTPUT_DIRECTORY ${UDRV_MODULE_DIR}
     BUILD_RPATH "$ORIGIN;$ORIGIN/../lib"
-    INSTALL_RPATH "$ORIGIN;$ORIGIN/../.."
+    INSTALL_RPATH "$ORIGIN;$ORIGIN/../../.."
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
-  # Installed where the tools look for modules: PREFIX/lib/udrv/modules (beside PREFIX/lib's libudrv).
+  # Installed where the tools look for modules: PREFIX/lib/udrv/modules/VERSION (PREFIX/lib has libudrv).
   if(NOT ARG_NO_INSTALL)
-    install(TARGETS ${name} LIBRARY DESTINATION lib/udrv/modules COMPONENT runtime)
+    install(TARGETS ${name} LIBRARY DESTINATION ${UDRV_INSTALL_MODULE_DIR} COMPONENT runtime)
+    set_property(GLOBAL APPEND PROPERTY UDRV_MODULES ${name})  # indexed by depmod (udrv's own build)
   endif()
 endfunction()
 

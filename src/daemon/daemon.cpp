@@ -21,6 +21,7 @@
 #include "udrv/loader.hpp"
 #include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modprobe.hpp"
 #include "udrv/modsig.hpp"
 #include "udrv/module.hpp"
 #include "udrv/pci.hpp"
@@ -272,22 +273,40 @@ Result<void> Daemon::insmod(const std::string& name, const std::vector<std::stri
     return {};
 }
 
-std::optional<std::string> Daemon::driver_for(const ManagedDevice& d) {
+// The driver for a device: the one named, a loaded module whose alias matches, a driver built into
+// the hosts, else a module file in the module directories (through depmod's index where there is
+// one, honouring modprobe.d's blacklist and alias lines). `options` receives modprobe.d's options for
+// a module to be loaded. The error says why none.
+Result<std::string> Daemon::driver_for(const ManagedDevice& d, std::vector<std::string>* options) {
     if (!d.driver.empty()) return d.driver;
     auto info = pci::read_device(opt_.sysfs / "bus/pci/devices" / d.id);
-    if (!info) return std::nullopt;
+    if (!info) return std::unexpected(info.error());
     const std::string alias = pci::modalias(*info);
     for (const auto& m : modules_)
         if (m.info.matches(alias)) return m.name;
     for (const auto& bi : builtin_)
         if (bi.matches(alias)) return std::string(bi.name());
-    std::error_code ec;
-    for (const auto& dir : opt_.module_dirs)
-        for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-            if (e.path().extension() == ".so")
-                if (auto infos = read_modinfo(e.path()); infos && infos->size() == 1 && infos->front().matches(alias))
-                    return std::string(infos->front().name());
-    return std::nullopt;
+    auto config = modprobe::read_config();
+    if (!config) return std::unexpected(config.error());
+    for (const auto& w : config->warnings) event(w);
+    std::vector<std::pair<std::string, std::string>> blacklisted;
+    for (const auto& dir : opt_.module_dirs) {
+        std::error_code ec;
+        auto index = std::filesystem::exists(dir / "modules.dep", ec) ? modprobe::read(dir) : modprobe::scan(dir);
+        if (!index) {
+            event(fmt::format("{}: {}", dir.string(), index.error().message()));
+            continue;
+        }
+        auto names = modprobe::match(*index, *config, alias, &blacklisted);
+        if (names.empty()) continue;
+        if (options)
+            if (auto o = config->options.find(names.front()); o != config->options.end()) *options = o->second;
+        return names.front();
+    }
+    if (!blacklisted.empty())
+        return fail(ENODEV, "{} matches it but is blacklisted ({}): udrv modprobe {} loads it anyway, or name it (udrv bind --driver)",
+                    blacklisted.front().first, blacklisted.front().second, blacklisted.front().first);
+    return fail(ENODEV, "no udrv driver matches it ({}): udrv insmod one whose alias matches, or name one (udrv bind --driver)", alias);
 }
 
 // ---- devices ----
@@ -332,16 +351,17 @@ void Daemon::try_start(ManagedDevice& d) {
     for (const auto& id : group) {
         ManagedDevice& m = devices_.at(id);
         if (m.platform) continue;
-        auto drv = driver_for(m);
+        std::vector<std::string> options;
+        auto drv = driver_for(m, &options);
         if (!drv) {
             m.state = DevState::waiting;
-            m.why = "no udrv driver matches it: udrv insmod one whose alias matches, or name one (udrv bind --driver)";
+            m.why = drv.error().message();
             if (id == d.id) return;
             continue;
         }
         m.driver_used = *drv;
         if (std::none_of(modules_.begin(), modules_.end(), [&](const Module& x) { return x.name == *drv; }))
-            if (auto r = insmod(*drv, {}, "autoload", false); !r) {
+            if (auto r = insmod(*drv, options, "autoload", false); !r) {
                 m.state = DevState::failed;
                 m.why = r.error().message();
                 event(fmt::format("{}: cannot load its driver: {}", id, m.why));

@@ -122,7 +122,7 @@ private:
     /// started now).
     Result<void> check_signature(const Module& m);
     Result<void> insmod(const std::string& name, const std::vector<std::string>& params, const std::string& origin, bool start_waiting = true);
-    std::optional<std::string> driver_for(const ManagedDevice& d);
+    Result<std::string> driver_for(const ManagedDevice& d, std::vector<std::string>* options = nullptr);
 
     // devices and hosts
     Result<ManagedDevice*> manage_pci(const DeviceConfig& c);

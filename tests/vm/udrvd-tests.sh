@@ -162,3 +162,4 @@ udrvd_stop() {
 }
 vm_test "udrvd stops cleanly: no host left, the NIC back on virtio-pci" udrvd_stop
 echo "--- udrvd's log"; cat /tmp/udrvd.log
+dmesg | grep -iE "out of memory|oom-kill|killed process" && echo "--- the kernel's OOM killer killed the processes above"

@@ -39,6 +39,7 @@ private:
 void add_lspci(CLI::App& app, Commands& c);
 void add_modinfo(CLI::App& app, Commands& c);
 void add_sign(CLI::App& app, Commands& c);  // sign, verify
+void add_modprobe(CLI::App& app, Commands& c);  // depmod, modprobe
 void add_insmod(CLI::App& app, Commands& c);
 void add_platform(CLI::App& app, Commands& c);
 void add_bind(CLI::App& app, Commands& c);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     add_lspci(app, commands);
     add_modinfo(app, commands);
     add_sign(app, commands);
+    add_modprobe(app, commands);
     add_insmod(app, commands);
     add_platform(app, commands);
     add_bind(app, commands);

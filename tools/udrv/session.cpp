@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 
+#include "udrv/modprobe.hpp"
 #include "udrv/log.hpp"
 #include "udrv/platform.hpp"
 
@@ -22,13 +23,8 @@ std::string why_not_bound(const pci::DeviceInfo& d) {
 
 }  // namespace
 
-std::vector<std::filesystem::path> default_module_dirs() {
-    std::error_code ec;
-    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    if (ec) return {};
-    // A build tree keeps modules in bin/../modules, an installed tree in bin/../lib/udrv/modules.
-    return {exe.parent_path().parent_path() / "modules", exe.parent_path().parent_path() / "lib/udrv/modules"};
-}
+// A build tree keeps modules in bin/../modules, an installed tree in bin/../lib/udrv/modules/VERSION.
+std::vector<std::filesystem::path> default_module_dirs() { return modprobe::default_module_dirs(); }
 
 Result<std::unique_ptr<Session>> Session::open(SessionOptions o) {
     std::unique_ptr<Session> s(new Session());

@@ -6,6 +6,7 @@
 
 #include "daemon.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modprobe.hpp"
 #include "udrv/modsig.hpp"
 #include "udrv/rpc.hpp"
 
@@ -57,9 +58,8 @@ int main(int argc, char** argv) {
     o.socket = socket;
     o.host_binary = host.empty() ? exe.parent_path() / "udrv-host" : std::filesystem::path(host);
     for (const auto& d : module_dirs) o.module_dirs.emplace_back(d);
-    if (module_dirs.empty())  // a build tree's bin/../modules, an installed tree's bin/../lib/udrv/modules
-        for (const char* sub : {"modules", "lib/udrv/modules"})
-            if (std::filesystem::is_directory(exe.parent_path().parent_path() / sub, ec)) o.module_dirs.push_back(exe.parent_path().parent_path() / sub);
+    if (module_dirs.empty())  // a build tree's bin/../modules, an installed tree's bin/../lib/udrv/modules/VERSION
+        o.module_dirs = udrv::modprobe::default_module_dirs();
     if (const char* env = std::getenv("UDRV_MODULE_PATH"))
         for (std::string_view rest = env; !rest.empty();) {
             const auto colon = rest.find(':');
