@@ -56,6 +56,31 @@ oot_driver() {
   udrv unbind "$EDU" && udrv rmmod edu_factorial && ! udrv lsmod | grep -q edu_factorial && rm /udrv/modules/edu_factorial.so
 }
 vm_test "an out-of-tree driver built against the installed SDK: loaded into udrvd, bound to edu, computes 7! on the device" oot_driver
+# Autoload by alias alone, as udev's modprobe $MODALIAS: udrv bind without --driver, udrvd finds
+# udrv_edu through the depmod index the build wrote, with modprobe.d's options; a blacklist line is the
+# reason the device then waits, and modprobe by name loads the driver anyway, which starts it.
+autoload_edu() {
+  mkdir -p /etc/udrv/modprobe.d && echo "options udrv_edu dma_bits=28" > /etc/udrv/modprobe.d/edu.conf
+  [ -f /udrv/modules/modules.alias ] && grep "udrv_edu" /udrv/modules/modules.alias || { echo "no depmod index in /udrv/modules"; return 1; }
+  udrv bind "$EDU" || return 1
+  wait_for 20 sh -c "udrv lsmod | grep -E '^udrv_edu +autoload +1 $EDU +\[dma_bits=28\]'" || return 1
+  udrv unbind "$EDU" && udrv rmmod udrv_edu || return 1
+  echo "blacklist udrv_edu" >> /etc/udrv/modprobe.d/edu.conf
+  udrv bind "$EDU" | tee /tmp/bl.out
+  grep -q "waiting: udrv_edu matches it but is blacklisted (/etc/udrv/modprobe.d/edu.conf:2)" /tmp/bl.out || return 1
+  udrv modprobe -n "$(cat /sys/bus/pci/devices/$EDU/modalias)" 2>&1 | tee /dev/stderr | grep -q "matches udrv_edu, blacklisted by /etc/udrv/modprobe.d/edu.conf:2" || return 1
+  udrv modprobe udrv_edu || return 1
+  for _ in $(seq 200); do [ "$(device_state $EDU)" = running ] && break; sleep 0.1; done
+  [ "$(device_state $EDU)" = running ] || { udrv rpc device_list; return 1; }
+  udrv lsmod | grep -E "^udrv_edu +insmod +1 $EDU +\[dma_bits=28\]" || { udrv lsmod; return 1; }
+  udrv unbind "$EDU" && udrv rmmod udrv_edu && rm -r /etc/udrv/modprobe.d
+}
+vm_test "autoload by alias: udrv bind of edu loads udrv_edu from the depmod index with modprobe.d's options; blacklisted, the device waits saying so, and modprobe by name starts it" autoload_edu
+autoload_e1000e() {  # the third NIC driver, by alias too (built into the hosts, as the kernel's built-in drivers)
+  udrv bind 0000:00:06.0 && udrv lsmod | tee /dev/stderr | grep -qE "^udrv_e1000e +autoload +1 0000:00:06.0" && udrv net list | grep -q "udrv_e1000e" &&
+    udrv unbind 0000:00:06.0 && udrv rmmod udrv_e1000e
+}
+vm_test "autoload by alias: udrv bind of the e1000e NIC takes udrv_e1000e" autoload_e1000e
 vm_test "block perf on nvme0n1 runs in its host through udrvd" sh -c "udrv block perf nvme0n1 -q 16 -t 2 | tee /dev/stderr | grep -q ' 0 errors'"
 
 two_clients() {  # a benchmark holds one connection; another client is answered meanwhile
