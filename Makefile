@@ -5,6 +5,7 @@
 # with that build: device paths under ASan, LSan and UBSan), make bench-micro (the drivers' instruction
 # budgets, callgrind), make fuzz (every libFuzzer harness for FUZZ_SECONDS each, default 30; clang-16),
 # make install PREFIX=DIR (the library, tools, udrvd, modules and SDK without building any test),
+# make deb (the Debian packages udrv and libudrv-dev, in build-release/packages),
 # make clean.
 
 BUILD ?= build
@@ -16,7 +17,7 @@ FUZZ_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build run test asan asan-vm fuzz bench-micro install clean
+.PHONY: deps build run test asan asan-vm fuzz bench-micro install deb clean
 
 deps:
 	@scripts/install-deps.sh
@@ -62,6 +63,13 @@ install: deps
 	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUDRV_TESTS=OFF >/dev/null
 	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
 	@cmake --install $(RELEASE_BUILD) --prefix $(PREFIX)
+
+# Debian packages udrv and libudrv-dev (cmake/packaging.cmake) from a build without tests.
+deb: deps
+	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUDRV_TESTS=OFF >/dev/null
+	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
+	@cd $(RELEASE_BUILD) && cpack -B $(CURDIR)/$(RELEASE_BUILD)/packages
+	@ls $(RELEASE_BUILD)/packages/*.deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD)

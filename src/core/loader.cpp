@@ -227,6 +227,25 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
         return fail(ELOOP, "dependency cycle: {}", join(chain, " -> "));
     }
 
+    // The signature, under the policy, before anything of this module or its dependencies runs; a
+    // keyring that cannot be read is an error unless the policy is off.
+    std::optional<modsig::Info> signature;
+    bool unverified = false;  // loaded under the permissive policy without a good signature: taints
+    if (sig_.policy != modsig::Policy::off) {
+        const modsig::Keyring* ring = nullptr;
+        auto kr = keyring();
+        if (kr) ring = *kr;
+        else if (sig_.policy == modsig::Policy::enforce)
+            return std::unexpected(std::move(kr).error().context(fmt::format("{}: module signatures are enforced", what)));
+        auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), sig_.policy, ring, what));
+        if (!verdict.warning.empty()) {
+            pr_warn("udrv: {}{}; loading it anyway (signature policy permissive): process tainted (E)", verdict.warning,
+                    kr ? "" : fmt::format(" ({})", kr.error().message()));
+            unverified = true;
+        }
+        signature = std::move(verdict.info);
+    }
+
     // Dependencies first. If anything below fails, what this call loaded is unloaded again.
     auto before = modules_.size();
     auto undo = [&] {
@@ -246,28 +265,6 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     }
     chain.pop_back();
 
-    // The signature, under the policy; a keyring that cannot be read is an error unless the policy is off.
-    std::optional<modsig::Info> signature;
-    if (sig_.policy != modsig::Policy::off) {
-        const modsig::Keyring* ring = nullptr;
-        auto kr = keyring();
-        if (kr) ring = *kr;
-        else if (sig_.policy == modsig::Policy::enforce) {
-            undo();
-            return std::unexpected(std::move(kr).error().context(fmt::format("{}: module signatures are enforced", what)));
-        }
-        auto verdict = modsig::check(std::as_bytes(std::span(image)), sig_.policy, ring, what);
-        if (!verdict) {
-            undo();
-            return std::unexpected(std::move(verdict).error());
-        }
-        if (!verdict->warning.empty()) {
-            pr_warn("udrv: {}{}; loading it anyway (signature policy permissive): process tainted (E)", verdict->warning,
-                    kr ? "" : fmt::format(" ({})", kr.error().message()));
-            tainted_unsigned_ = true;
-        }
-        signature = std::move(verdict->info);
-    }
     if (after_verify_) after_verify_(file);
 
     auto memfd = sealed_copy(image, name);
@@ -313,6 +310,7 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     rec->memfd = *memfd;
     auto loaded = start(std::move(rec), *entry, std::move(values));
     if (!loaded) undo();
+    else if (unverified) tainted_unsigned_ = true;
     return loaded;
 }
 

@@ -15,6 +15,7 @@
 
 #include "udrv/fileio.hpp"
 #include "udrv/loader.hpp"
+#include "udrv/log.hpp"
 #include "udrv/modsig.hpp"
 
 namespace fs = std::filesystem;
@@ -300,4 +301,24 @@ TEST_F(ModSig, ReloadingLeavesNoDescriptors) {
         ASSERT_TRUE(l.unload("udrv_sample_hello"));
     }
     EXPECT_LE(fds(), before + 1);
+}
+
+// A module refused for its signature is refused before its dependencies are loaded: none of their
+// code runs (the provider is signed, the consumer that needs it is not).
+TEST_F(ModSig, ARefusedModuleLoadsNoneOfItsDependencies) {
+    const std::string provider = read_all(fs::path(UDRV_SAMPLE_MODULE_DIR) / "udrv_sample_provider.so");
+    auto signed_provider = modsig::sign(bytes(provider), "sha256", dir / "good/key.pem", dir / "good/cert.pem", "provider");
+    ASSERT_TRUE(signed_provider);
+    write_all(dir / "udrv_sample_provider.so", as_string(*signed_provider));
+    write_all(dir / "udrv_sample_consumer.so", read_all(fs::path(UDRV_SAMPLE_MODULE_DIR) / "udrv_sample_consumer.so"));
+    std::vector<std::string> log;
+    udrv::set_log_sink([&](udrv::LogLevel, std::string_view m) { log.emplace_back(m); });
+    Loader l;
+    l.set_signature_policy(modsig::Policy::enforce, dir / "keyring");
+    auto r = l.load((dir / "udrv_sample_consumer.so").string());
+    udrv::set_log_sink(nullptr);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find("udrv_sample_consumer.so is not signed"), std::string::npos) << r.error().message();
+    for (const auto& m : log) EXPECT_EQ(m.find("tickets start at"), std::string::npos) << m;  // the provider's init never ran
+    EXPECT_TRUE(l.list().empty());
 }
