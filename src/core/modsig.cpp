@@ -204,7 +204,8 @@ Result<Keyring> Keyring::load(const std::filesystem::path& dir) {
         auto certs = UDRV_TRY_CTX(read_certs(f), "keyring {}", dir.string());
         for (auto& c : certs) {
             X509_STORE_add_cert(impl->store.get(), c.get());  // takes its own reference
-            sk_X509_push(impl->certs.get(), c.release());
+            if (sk_X509_push(impl->certs.get(), c.get()) <= 0) return fail(ENOMEM, "keyring {}: OpenSSL could not grow its list", dir.string());
+            (void)c.release();  // the list owns it now
         }
     }
     ERR_clear_error();
