@@ -1,7 +1,8 @@
 # The two entry points (see README.md):
 #   make run    the demo: builds udrv, lists this machine's PCI devices, loads the sample modules
 #   make test   installs dependencies, builds, runs every test (unit, fixtures, system)
-# Others: make build, make asan (unit tests under AddressSanitizer + UBSan), make asan-vm (the VM suite
+# Others: make build, make asan (unit and system tests under AddressSanitizer + UBSan; not the
+# packaging test, which the plain build runs), make asan-vm (the VM suite
 # with that build: device paths under ASan, LSan and UBSan), make bench-micro (the drivers' instruction
 # budgets, callgrind), make fuzz (every libFuzzer harness for FUZZ_SECONDS each, default 30; clang-16),
 # make install PREFIX=DIR (the library, tools, udrvd, modules and SDK without building any test),
@@ -35,7 +36,7 @@ test: build
 asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DUDRV_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
-	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE vm
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE "vm|packaging"
 
 # The VM suite on the sanitizer build: the guest fails the suite on any sanitizer report. Slower under
 # TCG (unoptimised, instrumented), hence the longer limit; its binaries (about 250 MB without debug
