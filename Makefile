@@ -44,7 +44,7 @@ asan: deps
 # quarantine. In a guest of 2 GiB udrvd once vanished mid-suite without a sanitizer report or a word
 # of its own (the kernel's OOM killer, most likely; the suite now prints its lines): 3 GiB.
 asan-vm: asan
-	@UDRV_VM_TIMEOUT=1500 UDRV_VM_MEM=3G tests/vm/run-suite.sh $(ASAN_BUILD)
+	@UDRV_VM_TIMEOUT=1800 UDRV_VM_MEM=3G tests/vm/run-suite.sh $(ASAN_BUILD)
 
 # The drivers' instructions per operation on the device models (callgrind), checked against the
 # committed baseline: bench/micro.sh.

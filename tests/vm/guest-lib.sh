@@ -3,10 +3,13 @@
 export LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 passed=0 failed=0
 # vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result.
-vm_test() {
-  local name=$1; shift
+vm_test() {  # each test's time since boot and duration, so that a slow run says where the time went
+  local name=$1 t0 t1; shift
+  t0=$(cut -d' ' -f1 /proc/uptime)
   echo "=== RUN  $name"
   if "$@"; then echo "=== PASS $name"; passed=$((passed + 1)); else echo "=== FAIL $name (exit $?)"; failed=$((failed + 1)); fi
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "--- at ${t1%.*} s, took $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s"
 }
 # find_dev VENDOR DEVICE: the first PCI address with these ids.
 find_dev() {
