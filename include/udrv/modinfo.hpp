@@ -47,7 +47,10 @@ bool alias_matches(std::string_view pattern, std::string_view modalias);
 Result<std::vector<Modinfo>> parse_modinfo_elf(std::span<const char> image, std::string_view what);
 /// Parses the `key=value\0...` bytes of a modinfo section.
 Result<std::vector<Modinfo>> parse_modinfo_strings(std::span<const char> section, std::string_view what);
-/// Reads `file` (up to 512 MiB) and parses its modinfo. ENOEXEC: not ELF / no metadata; ENOENT etc.
+/// A module file's bytes (up to 512 MiB), read once: its metadata, its signature and, in the loader,
+/// its code all come from them. EISDIR for a directory; ENOENT etc.
+Result<std::string> read_module_file(const std::filesystem::path& file);
+/// Reads `file` (read_module_file) and parses its modinfo. ENOEXEC: not ELF / no metadata; ENOENT etc.
 Result<std::vector<Modinfo>> read_modinfo(const std::filesystem::path& file);
 
 }  // namespace udrv

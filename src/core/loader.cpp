@@ -11,7 +11,6 @@
 #include <cstring>
 
 #include "module_registry.hpp"
-#include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
 
 namespace udrv {
@@ -212,9 +211,7 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     const std::string what = file.string();
     if (sig_error_) return std::unexpected(*sig_error_);
     // Read once: the metadata, the signature and the code all come from these bytes.
-    std::error_code dir_ec;
-    if (std::filesystem::is_directory(file, dir_ec)) return fail(EISDIR, "{}: is a directory, not a module file", what);
-    const std::string image = UDRV_TRY(read_text_file(file, 512u << 20, "module"));
+    const std::string image = UDRV_TRY(read_module_file(file));
     auto infos = UDRV_TRY(parse_modinfo_elf(image, what));
     if (infos.size() != 1)
         return fail(ENOEXEC, "{}: holds {} modules; a loadable module file declares exactly one", what, infos.size());

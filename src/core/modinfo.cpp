@@ -186,11 +186,15 @@ Result<std::vector<Modinfo>> parse_modinfo_elf(std::span<const char> img, std::s
     return fail(ENOEXEC, "{}: no {} section: not a udrv module (declare one with UDRV_MODULE)", what, kModinfoSection);
 }
 
-Result<std::vector<Modinfo>> read_modinfo(const std::filesystem::path& file) {
+Result<std::string> read_module_file(const std::filesystem::path& file) {
     constexpr std::size_t kMaxSize = 512u << 20;
     std::error_code ec;
     if (std::filesystem::is_directory(file, ec)) return fail(EISDIR, "{}: is a directory, not a module file", file.string());
-    const std::string img = UDRV_TRY(read_text_file(file, kMaxSize, "module"));
+    return read_text_file(file, kMaxSize, "module");
+}
+
+Result<std::vector<Modinfo>> read_modinfo(const std::filesystem::path& file) {
+    const std::string img = UDRV_TRY(read_module_file(file));
     return parse_modinfo_elf(img, file.string());
 }
 

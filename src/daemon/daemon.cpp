@@ -19,7 +19,6 @@
 #include "udrv/bind.hpp"
 #include "udrv/classdev.hpp"
 #include "udrv/loader.hpp"
-#include "udrv/fileio.hpp"
 #include "udrv/log.hpp"
 #include "udrv/modprobe.hpp"
 #include "udrv/modsig.hpp"
@@ -242,7 +241,7 @@ Result<Daemon::Module> Daemon::find_module(const std::string& name) const {
 Result<void> Daemon::check_signature(const Module& m) {
     const modsig::Settings s = UDRV_TRY(modsig::settings_from_environment());
     if (s.policy == modsig::Policy::off) return {};
-    const std::string image = UDRV_TRY(read_text_file(m.file, 512u << 20, "module"));
+    const std::string image = UDRV_TRY(read_module_file(m.file));
     auto ring = modsig::Keyring::load(s.keyring_dir);
     if (!ring && s.policy == modsig::Policy::enforce)
         return std::unexpected(std::move(ring).error().context(fmt::format("{}: module signatures are enforced", m.file.string())));

@@ -5,7 +5,6 @@
 
 #include "command.hpp"
 #include "output.hpp"
-#include "udrv/fileio.hpp"
 #include "udrv/modinfo.hpp"
 #include "udrv/modsig.hpp"
 #include "udrv/module.hpp"
@@ -69,11 +68,12 @@ Result<int> run_modinfo(const ModinfoOpts& o) {
     int rc = 0;
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& f : o.files) {
-        std::error_code ec;
-        Result<std::string> image = fail(EISDIR, "{}: is a directory, not a module file", f);
-        if (!std::filesystem::is_directory(f, ec)) image = read_text_file(f, 512u << 20, "module");
-        Result<std::vector<Modinfo>> infos = std::unexpected(image ? Error(0, "") : image.error());
-        if (image) infos = parse_modinfo_elf(*image, f);
+        auto image = read_module_file(f);
+        if (!image) {
+            rc = report(image.error());
+            continue;
+        }
+        auto infos = parse_modinfo_elf(*image, f);
         if (!infos) {
             rc = report(infos.error());
             continue;

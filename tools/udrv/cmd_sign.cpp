@@ -9,6 +9,7 @@
 #include "command.hpp"
 #include "output.hpp"
 #include "udrv/fileio.hpp"
+#include "udrv/modinfo.hpp"
 #include "udrv/modsig.hpp"
 
 namespace udrv::tools {
@@ -19,7 +20,7 @@ struct SignOpts {
 };
 
 Result<int> run_sign(const SignOpts& o) {
-    const std::string image = UDRV_TRY(read_text_file(o.module, 512u << 20, "module"));
+    const std::string image = UDRV_TRY(read_module_file(o.module));
     auto signed_file = UDRV_TRY(modsig::sign(std::as_bytes(std::span(image)), o.hash, o.key, o.cert, o.module));
     // In place by default, as sign-file does: written beside it, then renamed over it.
     const std::filesystem::path dest = o.dest.empty() ? std::filesystem::path(o.module) : std::filesystem::path(o.dest);
@@ -49,7 +50,7 @@ Result<int> run_verify(const VerifyOpts& o) {
     auto ring = UDRV_TRY(modsig::Keyring::load(dir));
     int rc = 0;
     for (const auto& f : o.files) {
-        auto image = read_text_file(f, 512u << 20, "module");
+        auto image = read_module_file(f);
         if (!image) {
             rc = report(image.error());
             continue;
