@@ -100,13 +100,14 @@ struct Settings {
 };
 Result<Settings> settings_from_environment();
 
-/// Applies a policy to a module file's bytes. Returns the verified signature's Info (nullopt when the
-/// policy is off or, under permissive, when verification failed: `warning` then says why, and the
-/// caller taints). Under enforce, the verification error names the module and what to do.
+/// Applies a policy to a module file's bytes against `keyring` (the error that kept it from being
+/// read, if it could not be). Returns the verified signature's Info (nullopt when the policy is off
+/// or, under permissive, when verification failed: `warning` then says why, and the caller taints).
+/// Under enforce, the error names the module and what to do.
 struct Verdict {
     std::optional<Info> info;
     std::string warning;  ///< non-empty: loaded anyway (permissive), say it and taint
 };
-Result<Verdict> check(std::span<const std::byte> file, Policy policy, const Keyring* keyring, std::string_view what);
+Result<Verdict> check(std::span<const std::byte> file, Policy policy, const Result<const Keyring*>& keyring, std::string_view what);
 
 }  // namespace udrv::modsig

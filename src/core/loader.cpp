@@ -229,15 +229,9 @@ Result<const LoadedModule*> Loader::load_file(const std::filesystem::path& file,
     std::optional<modsig::Info> signature;
     bool unverified = false;  // loaded under the permissive policy without a good signature: taints
     if (sig_.policy != modsig::Policy::off) {
-        const modsig::Keyring* ring = nullptr;
-        auto kr = keyring();
-        if (kr) ring = *kr;
-        else if (sig_.policy == modsig::Policy::enforce)
-            return std::unexpected(std::move(kr).error().context(fmt::format("{}: module signatures are enforced", what)));
-        auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), sig_.policy, ring, what));
+        auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), sig_.policy, keyring(), what));
         if (!verdict.warning.empty()) {
-            pr_warn("udrv: {}{}; loading it anyway (signature policy permissive): process tainted (E)", verdict.warning,
-                    kr ? "" : fmt::format(" ({})", kr.error().message()));
+            pr_warn("udrv: {}; loading it anyway (signature policy permissive): process tainted (E)", verdict.warning);
             unverified = true;
         }
         signature = std::move(verdict.info);

@@ -336,10 +336,13 @@ Result<Settings> settings_from_environment() {
     return s;
 }
 
-Result<Verdict> check(std::span<const std::byte> file, Policy policy, const Keyring* keyring, std::string_view what) {
+Result<Verdict> check(std::span<const std::byte> file, Policy policy, const Result<const Keyring*>& keyring, std::string_view what) {
     if (policy == Policy::off) return Verdict{};
-    Result<Info> r = fail(ENOKEY, "{}: no keyring to verify its signature against", what);
-    if (keyring) r = verify(file, *keyring, what);
+    if (!keyring) {
+        if (policy == Policy::enforce) return std::unexpected(Error(keyring.error()).context(fmt::format("{}: module signatures are enforced", what)));
+        return Verdict{std::nullopt, fmt::format("{}: no keyring to verify its signature against ({})", what, keyring.error().message())};
+    }
+    auto r = verify(file, **keyring, what);
     if (r) return Verdict{std::move(*r), {}};
     if (policy == Policy::enforce)
         return std::unexpected(std::move(r).error().context("module signatures are enforced"));

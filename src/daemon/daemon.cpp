@@ -243,9 +243,8 @@ Result<void> Daemon::check_signature(const Module& m) {
     if (s.policy == modsig::Policy::off) return {};
     const std::string image = UDRV_TRY(read_module_file(m.file));
     auto ring = modsig::Keyring::load(s.keyring_dir);
-    if (!ring && s.policy == modsig::Policy::enforce)
-        return std::unexpected(std::move(ring).error().context(fmt::format("{}: module signatures are enforced", m.file.string())));
-    auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), s.policy, ring ? &*ring : nullptr, m.file.string()));
+    Result<const modsig::Keyring*> ring_ptr = ring ? Result<const modsig::Keyring*>(&*ring) : std::unexpected(ring.error());
+    auto verdict = UDRV_TRY(modsig::check(std::as_bytes(std::span(image)), s.policy, ring_ptr, m.file.string()));
     if (!verdict.warning.empty()) event(fmt::format("module {}: {}; loaded anyway (signature policy permissive): hosts tainted (E)", m.name, verdict.warning));
     return {};
 }

@@ -50,5 +50,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)udrv::modsig::describe(file, "fuzz.der");  // the DER parser on its own
     (void)udrv::modsig::verify(file, *ring, "fuzz.so");
     (void)udrv::modsig::check(file, udrv::modsig::Policy::permissive, &*ring, "fuzz.so");
+    (void)udrv::modsig::check(file, udrv::modsig::Policy::enforce, &*ring, "fuzz.so");
     return 0;
 }
