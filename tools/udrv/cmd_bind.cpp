@@ -17,6 +17,7 @@
 #include "udrv/fileio.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/modinfo.hpp"
+#include "udrv/modprobe.hpp"
 
 namespace udrv::tools {
 namespace {
@@ -51,7 +52,7 @@ pci::BindOptions options(const BindOpts& o) {
 std::vector<Modinfo> known_modules() {
     std::vector<Modinfo> mods = Loader::builtin_modinfo();
     std::error_code ec;
-    for (const auto& dir : default_module_dirs())
+    for (const auto& dir : modprobe::default_module_dirs())
         for (const auto& e : std::filesystem::directory_iterator(dir, ec))
             if (e.path().extension() == ".so")
                 if (auto infos = read_modinfo(e.path()))

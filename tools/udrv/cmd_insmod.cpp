@@ -14,6 +14,7 @@
 #include "session.hpp"
 #include "udrv/loader.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modprobe.hpp"
 
 namespace udrv::tools {
 namespace {
@@ -82,7 +83,7 @@ Result<int> run_insmod(const std::vector<std::string>& all) {
     if (args.empty()) return fail(EINVAL, "insmod needs a MODULE (path, name or built-in); see udrv insmod --help");
     if (!hold)
         if (auto d = daemon()) return insmod_daemon(*d, args);
-    Loader loader(default_module_dirs());
+    Loader loader(modprobe::default_module_dirs());
     std::vector<std::string> cur;
     auto flush = [&]() -> Result<void> {
         if (cur.empty()) return {};
@@ -96,13 +97,7 @@ Result<int> run_insmod(const std::vector<std::string>& all) {
         else cur.push_back(a);
     }
     UDRV_TRY(flush());
-    print(loader.format_lsmod());
-    std::fflush(stdout);
-    if (hold) {
-        install_stop_signals();
-        pr_info("udrv: modules loaded; Ctrl-C unloads them");
-        while (!stop_requested()) pause();
-    }
+    show_and_hold(loader, hold);
     return 0;  // ~Loader unloads in reverse order, running each module's exit
 }
 

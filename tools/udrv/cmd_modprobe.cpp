@@ -1,8 +1,6 @@
 // udrv depmod / udrv modprobe (include/udrv/modprobe.hpp): the index of a module directory, and loading
 // a module by name or by a device's modalias with its dependencies and modprobe.d's options. modprobe
 // acts on udrvd when it runs (modules stay loaded) and on this process otherwise, as insmod does.
-#include <unistd.h>
-
 #include <algorithm>
 #include <memory>
 #include <ranges>
@@ -84,11 +82,12 @@ Result<std::vector<Step>> plan(const ModprobeOpts& o, const std::vector<modprobe
             }
         if (!idx) return fail(ENOENT, "module {} is not in the index of {} (udrv depmod indexes it)", name,
                               fmt::join(indexes | std::views::transform([](const auto& i) { return i.dir.string(); }), ", "));
+        const std::string top = idx->find(name)->name;  // the name as indexed ('-' as '_')
         for (const modprobe::Entry* e : UDRV_TRY(idx->load_order(name))) {
             if (std::any_of(steps.begin(), steps.end(), [&](const Step& s) { return s.entry->name == e->name; })) continue;
             Step s{e, {}};
             if (auto opt = config.options.find(e->name); opt != config.options.end()) s.params = opt->second;
-            if (e->name == idx->find(name)->name) s.params.insert(s.params.end(), extra.begin(), extra.end());  // the command line's last: they win
+            if (e->name == top) s.params.insert(s.params.end(), extra.begin(), extra.end());  // the command line's last: they win
             steps.push_back(std::move(s));
         }
     }
@@ -121,15 +120,9 @@ Result<int> run_modprobe(const ModprobeOpts& o) {
             }
             return 0;
         }
-    Loader loader(default_module_dirs());
+    Loader loader(modprobe::default_module_dirs());
     for (const auto& s : steps) UDRV_TRY(loader.load(s.entry->file.string(), s.params));
-    print(loader.format_lsmod());
-    std::fflush(stdout);
-    if (o.hold) {
-        install_stop_signals();
-        pr_info("udrv: modules loaded; Ctrl-C unloads them");
-        while (!stop_requested()) pause();
-    }
+    show_and_hold(loader, o.hold);
     return 0;
 }
 

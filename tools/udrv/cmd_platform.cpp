@@ -8,6 +8,7 @@
 #include "output.hpp"
 #include "session.hpp"
 #include "udrv/loader.hpp"
+#include "udrv/modprobe.hpp"
 #include "udrv/platform.hpp"
 
 namespace udrv::tools {
@@ -36,7 +37,7 @@ void print_device(const platform::Device& d) {
 }
 
 Result<int> run_platform(const PlatformOpts& o) {
-    Loader loader(default_module_dirs());
+    Loader loader(modprobe::default_module_dirs());
     UDRV_TRY(loader.load_builtins());  // built-in drivers, as at boot
     for (const auto& mod : o.modules) UDRV_TRY(loader.load(mod));
     auto descs = UDRV_TRY(platform::load_description(o.file));

@@ -1,10 +1,14 @@
 #include "session.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 
-#include "udrv/modprobe.hpp"
+#include "output.hpp"
 #include "udrv/log.hpp"
+#include "udrv/modprobe.hpp"
 #include "udrv/platform.hpp"
 
 namespace udrv::tools {
@@ -23,12 +27,18 @@ std::string why_not_bound(const pci::DeviceInfo& d) {
 
 }  // namespace
 
-// A build tree keeps modules in bin/../modules, an installed tree in bin/../lib/udrv/modules/VERSION.
-std::vector<std::filesystem::path> default_module_dirs() { return modprobe::default_module_dirs(); }
+void show_and_hold(const Loader& loader, bool hold) {
+    print(loader.format_lsmod());
+    std::fflush(stdout);
+    if (!hold) return;
+    install_stop_signals();
+    pr_info("udrv: modules loaded; Ctrl-C unloads them");
+    while (!stop_requested()) pause();
+}
 
 Result<std::unique_ptr<Session>> Session::open(SessionOptions o) {
     std::unique_ptr<Session> s(new Session());
-    s->loader_ = std::make_unique<Loader>(default_module_dirs());
+    s->loader_ = std::make_unique<Loader>(modprobe::default_module_dirs());
     UDRV_TRY(s->loader_->load_builtins());  // the drivers built into the tool, as at boot
 
     // Which PCI devices: those named, or those on vfio-pci the command is about.

@@ -47,8 +47,9 @@ private:
     std::vector<Skipped> skipped_;
 };
 
-/// Where the tool finds module files: $UDRV_MODULE_PATH, then bin/../modules beside the tool.
-std::vector<std::filesystem::path> default_module_dirs();
+/// insmod and modprobe without udrvd: prints the modules `loader` holds, like lsmod, and with `hold`
+/// keeps them loaded until Ctrl-C (the loader's owner then unloads them, in reverse).
+void show_and_hold(const Loader& loader, bool hold);
 
 /// SIGINT and SIGTERM ask running loops to stop (installed on first call; idempotent).
 void install_stop_signals();
