@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <span>
 
 #include "../unit/mem_block.hpp"
@@ -52,12 +54,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
     target().adopt(Fd(sv[1]), "fuzz", how & 1, how & 2, 131072, std::vector<std::byte>(in.begin(), in.end()));
     ::shutdown(sv[0], SHUT_WR);
-    // Drain what the target sends until it closes (it must: the input has ended).
+    // Drain what the target sends until it closes (it must: the input has ended). libFuzzer's -timeout
+    // alarm interrupts poll (never restarted after a signal): EINTR is not a hang, only the deadline is.
     char buf[65536];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) __builtin_trap();  // a connection that neither answers nor closes
         pollfd p{sv[0], POLLIN, 0};
-        if (::poll(&p, 1, 10000) <= 0) __builtin_trap();  // a connection that neither answers nor closes
-        if (::read(sv[0], buf, sizeof buf) <= 0) break;
+        const int r = ::poll(&p, 1, static_cast<int>(left.count()));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) continue;  // timed out: the deadline check says so
+        const ssize_t n = ::read(sv[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
     }
     ::close(sv[0]);
     return 0;
