@@ -12,6 +12,7 @@ pkgs=(
   libssl-dev openssl                 # module signatures (PKCS#7/CMS), and the openssl tool the tests use
   linux-kbuild-6.1                   # the kernel's scripts/sign-file: signatures must interoperate
   dpkg-dev busybox-static            # make deb (dpkg-shlibdeps); a shell for the package test's empty root
+  debootstrap                        # the packages installed on a clean Debian 12 (deb_clean_install)
   libgtest-dev libgmock-dev          # tests
   pciutils pci.ids                   # lspci (compared against) and the names database
   nvme-cli fio bc                    # the kernel side of NVMe comparisons and benchmarks (copied into the VM)

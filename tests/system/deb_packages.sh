@@ -2,7 +2,8 @@
 # The Debian packages (make deb: CPack from this build): what each holds, their dependencies (from
 # dpkg-shlibdeps), and an install with dpkg into an empty root (no udrv anywhere, no dpkg database)
 # from which the installed tool runs: lspci, modinfo, modprobe from the packaged index, a module
-# loaded; and a driver built against libudrv-dev's SDK in that root.
+# loaded; and a driver built against libudrv-dev's SDK in that root. It leaves the packages in
+# BUILD/test-packages for deb_clean_install.sh (a clean Debian system).
 # Usage: deb_packages.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 build=$(cd "$1" && pwd); src=$(cd "$2" && pwd)
@@ -10,21 +11,26 @@ build=$(cd "$1" && pwd); src=$(cd "$2" && pwd)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 version=$("$build/bin/udrv" --version | sed -n 's/^udrv \([0-9.]*\) .*/\1/p')
 
-check "cpack makes udrv and libudrv-dev" 0 "" sh -c "cd '$build' && cpack -B '$work/out' > '$work/cpack.log' 2>&1 || { cat '$work/cpack.log'; exit 1; }
-  [ -f '$work/out/udrv_${version}_amd64.deb' ] && [ -f '$work/out/libudrv-dev_${version}_amd64.deb' ]"
-rt=$work/out/udrv_${version}_amd64.deb dev=$work/out/libudrv-dev_${version}_amd64.deb
+# Kept in BUILD/test-packages for deb_clean_install (one cpack at a time in a build folder).
+out=$build/test-packages; rm -rf "$out"
+check "cpack makes udrv and libudrv-dev" 0 "" sh -c "cd '$build' && cpack -B '$out' > '$work/cpack.log' 2>&1 || { cat '$work/cpack.log'; exit 1; }
+  [ -f '$out/udrv_${version}_amd64.deb' ] && [ -f '$out/libudrv-dev_${version}_amd64.deb' ]"
+rt=$out/udrv_${version}_amd64.deb dev=$out/libudrv-dev_${version}_amd64.deb
 check "udrv holds the tools, libudrv, the indexed modules and udrvd's unit" 0 "" sh -c "
   dpkg-deb -c '$rt' | awk '{print \$6}' > '$work/rt.list' &&
-  for f in ./usr/bin/udrv ./usr/bin/udrvd ./usr/bin/udrv-host ./usr/lib/libudrv.so ./usr/lib/systemd/system/udrvd.service \
+  for f in ./usr/bin/udrv ./usr/bin/udrvd ./usr/bin/udrv-host ./usr/lib/libudrv.so.0.1 ./usr/lib/libudrv.so.0.1.0 ./usr/lib/systemd/system/udrvd.service \
            ./usr/lib/udrv/modules/$version/udrv_nvme.so ./usr/lib/udrv/modules/$version/modules.dep ./usr/lib/udrv/modules/$version/modules.alias; do
     grep -qx \"\$f\" '$work/rt.list' || { echo \"missing \$f\"; exit 1; }
-  done; ! grep -q include '$work/rt.list'"
+  done; ! grep -q include '$work/rt.list' && ! grep -qx ./usr/lib/libudrv.so '$work/rt.list'"
 check "udrv depends on the Debian libraries it links (dpkg-shlibdeps)" 0 "libfmt9.*libssl3.*liburing2" dpkg-deb -f "$rt" Depends
+check "libudrv's SONAME is libudrv.so.0.1, and the tool asks for it" 0 "^libudrv.so.0.1 libudrv.so.0.1$" sh -c "dpkg-deb -x '$rt' '$work/x' &&
+  echo \$(readelf -d '$work/x/usr/lib/libudrv.so.0.1.0' | sed -n 's/.*SONAME.*\\[\\(.*\\)\\]/\\1/p') \$(readelf -d '$work/x/usr/bin/udrv' | sed -n 's/.*NEEDED.*\\[\\(libudrv[^]]*\\)\\]/\\1/p')"
+check "udrv's shlibs file gives packages of out-of-tree drivers their dependency on it" 0 "^libudrv 0.1 udrv \\(>= $version\\)" dpkg-deb -I "$rt" shlibs
 check "udrv's binaries carry no debug info" 0 "^stripped$" sh -c "dpkg-deb -x '$rt' '$work/x' &&
-  if readelf -S '$work/x/usr/bin/udrv' '$work/x/usr/lib/libudrv.so' | grep -q debug_info; then echo 'debug info'; else echo stripped; fi"
-check "libudrv-dev holds the headers, the CMake package and udrv.pc, and depends on this udrv" 0 "^udrv \(= $version\)" sh -c "
+  if readelf -S '$work/x/usr/bin/udrv' '$work/x/usr/lib/libudrv.so.0.1.0' | grep -q debug_info; then echo 'debug info'; else echo stripped; fi"
+check "libudrv-dev holds the headers, the CMake package, udrv.pc and the link libudrv.so, and depends on this udrv" 0 "^udrv \(= $version\)" sh -c "
   dpkg-deb -c '$dev' | awk '{print \$6}' > '$work/dev.list' &&
-  for f in ./usr/include/udrv/pci.hpp ./usr/lib/cmake/udrv/udrvConfig.cmake ./usr/lib/pkgconfig/udrv.pc; do
+  for f in ./usr/include/udrv/pci.hpp ./usr/lib/cmake/udrv/udrvConfig.cmake ./usr/lib/pkgconfig/udrv.pc ./usr/lib/libudrv.so; do
     grep -qx \"\$f\" '$work/dev.list' || { echo \"missing \$f\"; exit 1; }
   done; dpkg-deb -f '$dev' Depends"
 

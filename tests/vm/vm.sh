@@ -160,6 +160,8 @@ mkinitramfs() {
   for d in bin lib modules test-modules oot-modules; do
     [ -d "$build/$d" ] || continue
     for f in "$build/$d"/*; do
+      # Links as links (libudrv.so -> libudrv.so.0.1 -> libudrv.so.0.1.0), not three copies.
+      if [ -L "$f" ]; then mkdir -p "$root/udrv/$d" && cp -P "$f" "$root/udrv/$d/"; continue; fi
       [ -f "$f" ] || continue
       [ "$(basename "$f")" = udrv_unit_tests ] && continue  # the host runs those
       if file -b "$f" 2>/dev/null | grep -q ELF || head -c 4 "$f" | grep -q ELF; then
