@@ -68,6 +68,7 @@ Command* Connection::alloc_command() {
     c.status = kScSuccess;
     c.dsm_next = 0;
     c.at_device = false;
+    c.then_r2t = false;
     c.conn = this;
     return &c;
 }
@@ -93,17 +94,18 @@ void Connection::close(const std::string& why) {
             ctrl_->io_qids.erase(qid_);
         }
     }
-    if (stalled_on_) {
-        auto& wq = stalled_on_->waiting;
+    if (waiting_on_) {
+        auto& wq = waiting_on_->waiting;
         wq.erase(std::remove(wq.begin(), wq.end(), this), wq.end());
-        stalled_on_ = nullptr;
+        waiting_on_ = nullptr;
     }
+    slot_wait_.clear();
     w_.forget(this);
     fd_.reset();
     // Commands at the device keep their buffers until the device answers; the rest go now.
     for (auto& c : cmds_)
         if (c.state != Command::State::free && !c.at_device) release(c);
-    stalled_cmd_ = rx_cmd_ = nullptr;
+    rx_cmd_ = nullptr;
     txq_.clear();
 }
 
@@ -119,7 +121,7 @@ void Connection::fatal(const FatalError& e, std::span<const std::byte> header) {
 // ---- receive ----
 
 void Connection::on_readable() {
-    while (!closed_ && state_ != Rx::stalled) {
+    while (!closed_) {
         // Long data with nothing staged: straight into its buffer.
         if (state_ == Rx::data && rx_begin_ == rx_end_ && dst_.size() - dst_done_ >= kDirectReceive) {
             const ssize_t n = ::recv(fd_.get(), dst_.data() + dst_done_, dst_.size() - dst_done_, MSG_DONTWAIT);
@@ -166,7 +168,6 @@ bool Connection::process() {
         const std::size_t avail = rx_end_ - rx_begin_;
         const std::span<const std::byte> in(rx_.data() + rx_begin_, avail);
         switch (state_) {
-        case Rx::stalled: return false;
         case Rx::header: {
             if (avail < kCommonHeaderBytes) return true;
             const CommonHeader ch = read_common(in);
@@ -305,12 +306,18 @@ void Connection::on_capsule() {
         const std::uint64_t nlb = (sqe.cdw12 & 0xffff) + 1;
         if (!n || c->len > w_.target().opt.max_transfer || c->len != nlb * n->info.block_size) {
             c->status = !n ? (kScInvalidNamespace | kDnr) : c->len > w_.target().opt.max_transfer ? (kScInvalidField | kDnr) : (kScSglLengthInvalid | kDnr);
-        } else if (!acquire_slot(*c, *n)) {
-            // No device buffer free: wait for one before reading more of this connection.
-            rx_cmd_ = c;
-            state_ = Rx::stalled;
-            return;
-        }
+        } else if (in_capsule == 0) {
+            // Its R2T goes out once it has a device buffer to receive into; until then it waits, and the
+            // connection reads on (stopping here would also stop the data that frees buffers).
+            if (!slot_for(*c, *n)) {
+                c->then_r2t = true;
+                state_ = Rx::header;
+                return;
+            }
+            if (c->slot >= 0) c->data = slot_bytes(*c);
+        } else if (slot_wait_.empty() && take_free_slot(*c, *n)) {
+            if (c->slot >= 0) c->data = slot_bytes(*c);
+        }  // else the data arrives into the command's own memory, copied into a buffer when there is one
     } else if (c->len > 65536) {
         c->status = kScInvalidField | kDnr;  // no admin or DSM payload is this long
     }
@@ -331,43 +338,36 @@ void Connection::on_capsule() {
     state_ = Rx::header;
 }
 
-void Connection::stall_execution(Command& c) {
-    // A command without a device slot waits for one; the connection reads nothing more meanwhile.
-    // (SQ flow control keeps the host within the queue's entries, so nothing is lost by waiting.)
-    stalled_cmd_ = &c;
-    state_ = Rx::stalled;
-}
-
 void Connection::resume() {
-    stalled_on_ = nullptr;
-    if (Command* sc = std::exchange(stalled_cmd_, nullptr)) {
-        state_ = Rx::header;
-        execute_io(*sc);  // again, now that a slot is free (it may stall once more)
-        if (!closed_ && state_ != Rx::stalled && process()) on_readable();
-        return;
-    }
-    Command& c = *rx_cmd_;
-    const Namespace* n = ns(c.sqe.nsid);
-    if (!n) c.status = kScInvalidNamespace | kDnr;
-    else if (!acquire_slot(c, *n)) {
-        state_ = Rx::stalled;
-        return;
-    }
-    state_ = Rx::header;
-    if (c.status == kScSuccess) {
-        if (h_.data_len > 0) start_data(c, c.data, h_.data_offset - h_.header_total);
-        else {
+    // A buffer came free in the queue this connection's first waiting command waits on: as many of the
+    // waiting commands as there are buffers for go on, in order.
+    waiting_on_ = nullptr;
+    while (!closed_ && !slot_wait_.empty()) {
+        Command& c = *slot_wait_.front();
+        const Namespace* n = ns(c.sqe.nsid);
+        if (n && !take_free_slot(c, *n)) {
+            waiting_on_ = &w_.queue_for(*n);
+            w_.wait_for_slot(*waiting_on_, this);
+            return;
+        }
+        slot_wait_.pop_front();
+        c.state = Command::State::executing;
+        if (!c.then_r2t) {
+            execute_io(c);  // with its buffer now (or its failure: no namespace, a queue that failed)
+            continue;
+        }
+        c.then_r2t = false;
+        if (!n) {
+            complete(c, {0, 0, kScInvalidNamespace | kDnr});  // the namespace went while it waited
+        } else if (c.status != kScSuccess) {
+            complete(c, {0, 0, c.status});
+        } else {
+            c.data = slot_bytes(c);
             c.state = Command::State::awaiting_h2c;
             TxItem& t = push_tx();
             t.hlen = static_cast<std::uint16_t>(build_r2t(t.hdr, c.cid, c.tag, 0, c.len, limits_.hdgst));
         }
-    } else if (h_.data_len > 0) {
-        c.own.resize(h_.data_len);
-        start_data(c, c.own, h_.data_offset - h_.header_total);
-    } else {
-        execute(c);
     }
-    if (!closed_ && state_ != Rx::stalled && process()) on_readable();
 }
 
 void Connection::on_h2c_data() {
@@ -413,22 +413,32 @@ const Namespace* Connection::ns(std::uint32_t nsid) {
     return snap_ ? snap_->find(nsid) : nullptr;
 }
 
-bool Connection::acquire_slot(Command& c, const Namespace& n) {
+// A free device buffer of the namespace's queue for c, now: false when there is none. A queue whose
+// set-up failed has none to give: c fails (status set, true).
+bool Connection::take_free_slot(Command& c, const Namespace& n) {
     NsQueue& nq = w_.queue_for(n);
     if (!nq.error.empty()) {
         c.status = kScInternal;
-        return true;  // not stalled: the command fails
+        return true;
     }
-    if (nq.free_slots.empty()) {
-        stalled_on_ = &nq;
-        w_.wait_for_slot(nq, this);
-        return false;
-    }
+    if (nq.free_slots.empty()) return false;
     c.slot = nq.free_slots.back();
     nq.free_slots.pop_back();
     c.nq = &nq;
-    c.data = nq.slot(c.slot).first(c.len);
     return true;
+}
+
+// A buffer for c now, or c waits for one behind this connection's other waiting commands (false);
+// resume() goes on with it. c.len must be what the buffer is to hold.
+bool Connection::slot_for(Command& c, const Namespace& n) {
+    if (slot_wait_.empty() && take_free_slot(c, n)) return true;
+    c.state = Command::State::awaiting_slot;
+    slot_wait_.push_back(&c);
+    if (!waiting_on_) {
+        waiting_on_ = &w_.queue_for(n);
+        w_.wait_for_slot(*waiting_on_, this);
+    }
+    return false;
 }
 
 void Connection::execute(Command& c) {
@@ -566,10 +576,19 @@ void Connection::execute_io(Command& c) {
             if (bytes > w_.target().opt.max_transfer) return complete(c, {0, 0, kScInvalidField | kDnr});
             if (sgl.length != bytes) return complete(c, {0, 0, kScSglLengthInvalid | kDnr});
             c.len = static_cast<std::uint32_t>(bytes);
-            if (!acquire_slot(c, *n)) return stall_execution(c);  // reads on once a buffer is free
+            if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;  // goes on when a buffer is free
             if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
-        } else if (c.data.size() != bytes) {
-            return complete(c, {0, 0, kScSglLengthInvalid | kDnr});
+            c.data = slot_bytes(c);
+        } else {
+            if (c.data.size() != bytes) return complete(c, {0, 0, kScSglLengthInvalid | kDnr});
+            if (c.data.data() == c.own.data()) {
+                // Its data came in the capsule when no buffer was free: into one now, or wait for one.
+                if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
+                if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
+                const auto dst = slot_bytes(c);
+                std::copy(c.own.begin(), c.own.end(), dst.begin());
+                c.data = dst;
+            }
         }
         return submit_io(c);
     }
@@ -580,7 +599,7 @@ void Connection::execute_io(Command& c) {
             if (slba >= n->info.blocks || nlb > n->info.blocks - slba) return complete(c, {0, 0, kScLbaOutOfRange | kDnr});
         }
         c.len = 0;
-        if (!acquire_slot(c, *n)) return stall_execution(c);
+        if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
         if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
         return submit_io(c);
     case nvme::kIoDsm: {
@@ -598,7 +617,7 @@ void Connection::execute_io(Command& c) {
         c.own = std::move(ranges_copy);
         c.data = c.own;
         c.len = 0;
-        if (!acquire_slot(c, *n)) return stall_execution(c);
+        if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
         if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
         c.data = c.own;
         c.dsm_next = 0;

@@ -256,7 +256,7 @@ void Worker::run() {
                 (void)q->q->poll();  // callbacks queue responses (errors come back through them)
                 busy = true;
             }
-        // Connections whose stalled command can go on now.
+        // Connections whose waiting commands can have the buffers freed meanwhile.
         while (!resumable_.empty()) {
             Connection* c = resumable_.front();
             resumable_.erase(resumable_.begin());

@@ -109,7 +109,7 @@ class Worker;
 
 /// One command of a connection, from its capsule to its last PDU out.
 struct Command {
-    enum class State : std::uint8_t { free, receiving, awaiting_h2c, executing, sending };
+    enum class State : std::uint8_t { free, receiving, awaiting_slot, awaiting_h2c, executing, sending };
     State state = State::free;
     std::uint16_t tag = 0, cid = 0;
     nvme::Sqe sqe{};
@@ -121,6 +121,7 @@ struct Command {
     std::uint16_t status = kScSuccess;    ///< an error found while its data still arrives
     unsigned dsm_next = 0;                ///< DSM: the next range to deallocate
     bool at_device = false;               ///< the device holds it (its buffer stays until it answers)
+    bool then_r2t = false;                ///< awaiting_slot: ask for its data once it has a buffer (else: execute it)
     class Connection* conn = nullptr;
 };
 
@@ -132,7 +133,7 @@ struct NsQueue {
     block::Buffer buffers;
     std::uint32_t slot_bytes = 0;
     std::vector<std::uint16_t> free_slots;
-    std::deque<class Connection*> waiting;  ///< connections stalled for a free slot
+    std::deque<class Connection*> waiting;  ///< connections with a command waiting for a free slot
     std::string error;                       ///< set-up failed: why (commands fail)
     std::span<std::byte> slot(int i) { return buffers.bytes().subspan(std::size_t(i) * slot_bytes, slot_bytes); }
 };
@@ -161,8 +162,8 @@ public:
     void tick(clock::time_point now);
 
 private:
-    enum class Rx : std::uint8_t { header, pad, data, ddgst, stalled };
-    bool process();  // false: stop reading (closed or stalled)
+    enum class Rx : std::uint8_t { header, pad, data, ddgst };
+    bool process();  // false: stop reading (closed)
     void fatal(const FatalError& e, std::span<const std::byte> header);
     void on_icreq();
     void on_capsule();
@@ -173,9 +174,10 @@ private:
     void execute_fabrics(Command& c);
     void execute_admin(Command& c);
     void execute_io(Command& c);
-    void stall_execution(Command& c);
     void connect(Command& c);
-    bool acquire_slot(Command& c, const Namespace& ns);
+    bool take_free_slot(Command& c, const Namespace& ns);
+    bool slot_for(Command& c, const Namespace& ns);
+    std::span<std::byte> slot_bytes(const Command& c) const { return c.nq->slot(c.slot).first(c.len); }
     void release(Command& c);
     void complete(Command& c, Completion r);
     void send_data_and_complete(Command& c, Completion r);
@@ -217,10 +219,12 @@ private:
     std::span<std::byte> dst_;
     std::uint32_t dst_done_ = 0, pad_left_ = 0;
     std::uint32_t crc_ = kCrcInit;
-    Command* rx_cmd_ = nullptr;   // the command whose data is arriving (or waits for a slot to arrive into)
-    Command* stalled_cmd_ = nullptr;  // a command that waits for a slot to execute
+    Command* rx_cmd_ = nullptr;   // the command whose data is arriving
     bool rx_h2c_ = false;
-    NsQueue* stalled_on_ = nullptr;
+    // Commands waiting for a device buffer, in order; the first is registered with the queue it waits on.
+    // The connection reads on meanwhile: the data of the writes that hold buffers is what frees them.
+    std::deque<Command*> slot_wait_;
+    NsQueue* waiting_on_ = nullptr;
     // commands
     std::vector<Command> cmds_;
     std::vector<std::uint16_t> free_cmds_;
@@ -269,7 +273,7 @@ private:
     std::unordered_map<int, Connection*> by_fd_;
     std::vector<std::unique_ptr<NsQueue>> queues_;
     std::vector<Connection*> dirty_;      ///< connections with PDUs to send
-    std::vector<Connection*> resumable_;  ///< stalled connections a freed slot lets go on
+    std::vector<Connection*> resumable_;  ///< connections with commands waiting that a freed slot lets go on
     void flush_dirty();
 };
 

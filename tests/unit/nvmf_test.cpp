@@ -164,12 +164,13 @@ public:
             }
         }
     }
-    Answer connect(std::uint16_t qid, std::uint16_t cntlid, const std::string& subnqn = kNqn, const std::string& hostnqn = kHost) {
+    Answer connect(std::uint16_t qid, std::uint16_t cntlid, const std::string& subnqn = kNqn, const std::string& hostnqn = kHost,
+                   std::uint16_t sqsize = 63) {
         nvme::Sqe s{};
         s.cdw0 = 0x7f;
         s.nsid = 0x01;  // fctype Connect
         s.cdw10 = std::uint32_t{qid} << 16;
-        s.cdw11 = qid == 0 ? 31 : 63;
+        s.cdw11 = qid == 0 ? 31 : sqsize;
         s.cdw12 = qid == 0 ? 5000 : 0;
         std::vector<std::byte> d(1024);
         put16(d, 16, cntlid);
@@ -209,6 +210,48 @@ public:
         s.cdw11 = static_cast<std::uint32_t>(lba >> 32);
         s.cdw12 = blocks - 1;
         return cmd(s, out, in_len);
+    }
+    // `n` writes of `each` bytes (above the in-capsule size: each waits for its R2T) all sent before any
+    // data, as a host with a deep queue sends them; then the data each R2T asks for, as it comes. The
+    // answers' statuses, in the order they came (fewer than n: the target stopped answering).
+    // Then `m` writes of `inline_each` with their data in the capsule, at the blocks after those.
+    std::vector<std::uint16_t> pipelined_writes(unsigned n, std::uint64_t lba0, std::span<const std::byte> each, unsigned m = 0,
+                                                std::span<const std::byte> inline_each = {}) {
+        std::uint64_t lba = lba0;
+        for (unsigned i = 0; i < n + m; ++i) {
+            const bool in_capsule = i >= n;
+            const std::size_t bytes = in_capsule ? inline_each.size() : each.size();
+            const auto blocks = static_cast<std::uint32_t>(bytes / 512);
+            std::vector<std::byte> sqe(64);
+            put32(sqe, 0, 0x01u | std::uint32_t{++cid_} << 16);
+            put32(sqe, 4, 1);
+            put64(sqe, 32, std::uint64_t{bytes} | std::uint64_t{in_capsule ? kSglInCapsule : kSglTransport} << 56);
+            put32(sqe, 40, static_cast<std::uint32_t>(lba));
+            put32(sqe, 48, blocks - 1);
+            send_pdu(0x04, sqe, in_capsule ? inline_each : std::span<const std::byte>{});
+            lba += blocks;
+        }
+        std::vector<std::uint16_t> answers;
+        while (answers.size() < n + m) {
+            auto pdu = recv_pdu();
+            if (pdu.size() < 8) break;  // nothing for 5 s, or closed
+            const CommonHeader ch = read_common(pdu);
+            if (ch.type == 0x09) {
+                const std::uint16_t cccid = get16(pdu, 8), ttag = get16(pdu, 10);
+                const std::uint32_t off = get32(pdu, 12), len = get32(pdu, 16);
+                std::vector<std::byte> h(16);
+                put16(h, 0, cccid);
+                put16(h, 2, ttag);
+                put32(h, 4, off);
+                put32(h, 8, len);
+                send_pdu(0x06, h, each.subspan(off, len));
+            } else if (ch.type == 0x05) {
+                answers.push_back(static_cast<std::uint16_t>(get16(pdu, 22) >> 1));
+            } else {
+                break;
+            }
+        }
+        return answers;
     }
     int fd_ = -1;
     bool hd_, dd_;
@@ -350,6 +393,26 @@ TEST_F(NvmfTarget, IoQueueReadsWhatItWroteInCapsuleAndThroughR2T) {
     s.cdw12 = 0;
     EXPECT_EQ(io.cmd(s, {}, 512).sf(), 0x00b | 0x4000);               // no namespace 9
     EXPECT_EQ(io.connect(2, cntlid).sf(), 0x00c | 0x4000);            // connected already: Command Sequence Error
+}
+
+// More writes in flight than the worker has device buffers (64), each waiting for its data: the
+// connection must go on reading the data of those that have buffers (they free them) while the rest
+// wait, or it waits for itself.
+// Writes with data in the capsule that find no free buffer keep it in their own memory until one is.
+TEST_F(NvmfTarget, MoreWritesAwaitingDataThanDeviceBuffersAllComplete) {
+    Host a(port_);
+    const std::uint16_t cntlid = bring_up(a);
+    ASSERT_EQ(a.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
+    Host io(port_);
+    ASSERT_EQ(io.connect(1, cntlid, kNqn, kHost, 127).sf(), 0);
+    const auto each = pattern(16384, 3), small = pattern(4096, 5);
+    const auto answers = io.pipelined_writes(90, 0, each, 30, small);
+    ASSERT_EQ(answers.size(), 120u) << "the target stopped answering after " << answers.size() << " writes";
+    for (auto sf : answers) EXPECT_EQ(sf, 0);
+    for (unsigned i = 0; i < 90; ++i)
+        ASSERT_EQ(std::memcmp(dev_->data_.data() + std::size_t{i} * 16384, each.data(), each.size()), 0) << "write " << i;
+    for (unsigned i = 0; i < 30; ++i)
+        ASSERT_EQ(std::memcmp(dev_->data_.data() + 90 * 16384 + std::size_t{i} * 4096, small.data(), small.size()), 0) << "in-capsule write " << i;
 }
 
 TEST_F(NvmfTarget, DigestsBothWays) {

@@ -89,6 +89,18 @@ nvmf_fio() {
   [ $rc -eq 0 ] && ! grep -qi "verify.*bad\|error" /tmp/fio-tcp.out
 }
 vm_test "nvmf: fio randwrite 4k-128k with verify=crc32c over NVMe/TCP (in-capsule data and R2T): no error" nvmf_fio
+# Writes that each ask for their data with an R2T, 128 at a time against the target's 64 device
+# buffers. (The kernel sends each write's data as soon as its R2T comes, so here the buffers did not run
+# out even before the target learned to read on while commands wait for one; the unit test
+# NvmfTarget.MoreWritesAwaitingDataThanDeviceBuffersAllComplete makes them run out.)
+nvmf_deep_writes() {
+  d=$(tcp_disk "$NQN") || return 1
+  timeout 120 fio --name=deep --filename=/dev/$d --direct=1 --ioengine=libaio --rw=write --bs=128k --iodepth=128 \
+    --offset=32m --size=16m --loops=4 --verify=crc32c --do_verify=1 --output-format=terse > /tmp/fio-deep.out 2>&1; rc=$?
+  echo "fio exit $rc, errors: $(cut -d';' -f5 /tmp/fio-deep.out | head -1), IOPS $(cut -d';' -f49 /tmp/fio-deep.out | head -1)"
+  [ $rc -eq 0 ] && ! grep -qi "verify.*bad\|error" /tmp/fio-deep.out
+}
+vm_test "nvmf: fio 128 KiB writes (R2T) at queue depth 128 complete and verify" nvmf_deep_writes
 
 nvmf_two_hosts() {
   # A second subsystem with two namespaces (00:09.0's, 512 B and 4 KiB blocks), two hosts at once, each on its own namespace.
