@@ -67,6 +67,9 @@ TEST(Rcu, NoReaderSeesWhatWasFreedAfterAGracePeriod) {
                 reads.fetch_add(1, std::memory_order_relaxed);
             }
         });
+    // The readers under way first: on a loaded machine (ctest -j, sanitizers) the 300 grace periods
+    // once ended before any reader had been scheduled, and the test tested nothing.
+    while (reads.load() == 0) std::this_thread::yield();
     for (int i = 0; i < 300; ++i) {
         Object* old = current.exchange(new Object{kLive}, std::memory_order_acq_rel);
         udrv::rcu::synchronize();
