@@ -352,8 +352,18 @@ void Daemon::try_start(ManagedDevice& d) {
         std::vector<std::string> options;
         auto drv = driver_for(m, &options);
         if (!drv) {
-            m.state = DevState::waiting;
-            m.why = drv.error().message();
+            std::error_code ec;
+            if (!std::filesystem::is_directory(opt_.sysfs / "bus/pci/devices" / id, ec)) {
+                // Gone from the system: a hot-unplug whose host ended before its word of the removal got
+                // here (the kernel's remove event came while the host still had it). Removed, so that a
+                // rescan takes it again, as when the word comes first.
+                m.state = DevState::removed;
+                m.why = "removed from the system; it comes back when the device reappears (rescan)";
+                event(fmt::format("{}: removed from the system", id));
+            } else {
+                m.state = DevState::waiting;
+                m.why = drv.error().message();
+            }
             if (id == d.id) return;
             continue;
         }
