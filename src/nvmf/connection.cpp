@@ -429,8 +429,10 @@ bool Connection::take_free_slot(Command& c, const Namespace& n) {
 }
 
 // A buffer for c now, or c waits for one behind this connection's other waiting commands (false);
-// resume() goes on with it. c.len must be what the buffer is to hold.
+// resume() goes on with it. c.len must be what the buffer is to hold. True at once for a command that
+// has a buffer or has failed.
 bool Connection::slot_for(Command& c, const Namespace& n) {
+    if (c.nq || c.status != kScSuccess) return true;  // it has one (resume() took it), or it fails anyway
     if (slot_wait_.empty() && take_free_slot(c, n)) return true;
     c.state = Command::State::awaiting_slot;
     slot_wait_.push_back(&c);
@@ -576,14 +578,14 @@ void Connection::execute_io(Command& c) {
             if (bytes > w_.target().opt.max_transfer) return complete(c, {0, 0, kScInvalidField | kDnr});
             if (sgl.length != bytes) return complete(c, {0, 0, kScSglLengthInvalid | kDnr});
             c.len = static_cast<std::uint32_t>(bytes);
-            if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;  // goes on when a buffer is free
+            if (!slot_for(c, *n)) return;  // goes on when a buffer is free
             if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
             c.data = slot_bytes(c);
         } else {
             if (c.data.size() != bytes) return complete(c, {0, 0, kScSglLengthInvalid | kDnr});
             if (c.data.data() == c.own.data()) {
                 // Its data came in the capsule when no buffer was free: into one now, or wait for one.
-                if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
+                if (!slot_for(c, *n)) return;
                 if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
                 const auto dst = slot_bytes(c);
                 std::copy(c.own.begin(), c.own.end(), dst.begin());
@@ -599,7 +601,7 @@ void Connection::execute_io(Command& c) {
             if (slba >= n->info.blocks || nlb > n->info.blocks - slba) return complete(c, {0, 0, kScLbaOutOfRange | kDnr});
         }
         c.len = 0;
-        if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
+        if (!slot_for(c, *n)) return;
         if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
         return submit_io(c);
     case nvme::kIoDsm: {
@@ -617,7 +619,7 @@ void Connection::execute_io(Command& c) {
         c.own = std::move(ranges_copy);
         c.data = c.own;
         c.len = 0;
-        if (!c.nq && c.status == kScSuccess && !slot_for(c, *n)) return;
+        if (!slot_for(c, *n)) return;
         if (c.status != kScSuccess) return complete(c, {0, 0, c.status});
         c.data = c.own;
         c.dsm_next = 0;
