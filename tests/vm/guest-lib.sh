@@ -4,13 +4,68 @@ export LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 passed=0 failed=0
 # vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result.
 vm_test() {  # each test's time since boot and duration, so that a slow run says where the time went
-  local name=$1 t0 t1; shift
+  local name=$1 t0 t1 rc=0; shift
   t0=$(cut -d' ' -f1 /proc/uptime)
   echo "=== RUN  $name"
-  if "$@"; then echo "=== PASS $name"; passed=$((passed + 1)); else echo "=== FAIL $name (exit $?)"; failed=$((failed + 1)); fi
+  rm -f /tmp/vm-test.hung; echo "$t0 $name" > /tmp/vm-test.running  # for the watchdog below
+  "$@" || rc=$?
+  if [ -e /tmp/vm-test.hung ]; then echo "=== FAIL $name (hung: killed after $(cat /tmp/vm-test.hung) s)"; failed=$((failed + 1))
+  elif [ "$rc" = 0 ]; then echo "=== PASS $name"; passed=$((passed + 1))
+  else echo "=== FAIL $name (exit $rc)"; failed=$((failed + 1)); fi
+  rm -f /tmp/vm-test.running
   t1=$(cut -d' ' -f1 /proc/uptime)
   echo "--- at ${t1%.*} s, took $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s"
 }
+
+# A test still running after UDRV_VM_TEST_TIMEOUT seconds (default 300; the slowest test takes about
+# 90 s under ASan) has hung. The watchdog prints where each of the suite's processes waits (state,
+# wchan, kernel stack), the kernel's dump of blocked tasks and its log's tail, then kills what the test
+# started, so that a hang costs one test and says where it was, instead of the whole run ending at the
+# VM's time limit with nothing said (the kernel's own hung-task warnings are below the console's level).
+vm_procs() {  # ROOT_PID SKIP_PID: "pid start_ticks" of every process below ROOT_PID and not below SKIP_PID
+  local s l p
+  for s in /proc/[0-9]*/stat; do
+    l=$(cat "$s" 2>/dev/null) || continue
+    p=${s#/proc/}; p=${p%/stat}
+    echo "$p ${l##*) }"  # after the command name (which may hold spaces): state ppid ...
+  done | awk -v root="$1" -v skip="$2" '{ pp[$1] = $3; st[$1] = $21 }
+    END { for (p in pp) { if (p == skip) continue; q = pp[p]; while ((q in pp) && q != root && q != skip) q = pp[q]; if (q == root) print p, st[p] } }'
+}
+vm_hang_report() {  # NAME START SECONDS PIDS...
+  local name=$1 start=$2 secs=$3 p; shift 3
+  echo "=== HUNG $name: still running after $secs s. The suite's processes, where they wait:"
+  for p in "$@"; do
+    [ -r "/proc/$p/status" ] || continue
+    echo "--- pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline" | cut -c1-160)"
+    echo "    state $(awk '/^State/ {print $2}' "/proc/$p/status"), wchan $(cat "/proc/$p/wchan" 2>/dev/null)"
+    sed 's/^/    /' "/proc/$p/stack" 2>/dev/null | head -n 24
+  done
+  echo "--- the kernel's log since the test began, with its blocked tasks (sysrq w):"
+  echo w > /proc/sysrq-trigger 2>/dev/null
+  dmesg | awk -v t="$start" '{ s = $0; sub(/^\[ */, "", s) } s + 0 >= t + 0' | tail -n 80
+}
+vm_watchdog() {  # SUITE_PID
+  local suite=$1 limit=${UDRV_VM_TEST_TIMEOUT:-300} start name now all
+  local hz; hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+  while sleep 5; do
+    kill -0 "$suite" 2>/dev/null || return 0
+    read -r start name < /tmp/vm-test.running 2>/dev/null || continue
+    now=$(cut -d' ' -f1 /proc/uptime)
+    [ "$(awk "BEGIN { print ($now - $start >= $limit) }")" = 1 ] || continue
+    now=${now%.*}
+    all=$(vm_procs "$suite" "$(cat /tmp/vm-watchdog.pid)")
+    vm_hang_report "$name" "$start" $((now - ${start%.*})) $(echo "$all" | cut -d' ' -f1)
+    echo $((now - ${start%.*})) > /tmp/vm-test.hung
+    rm -f /tmp/vm-test.running
+    # Only what the test started: daemons an earlier test left running for later ones stay.
+    echo "$all" | awk -v hz="$hz" -v t="$start" '$1 != "" && $2 / hz >= t { print $1 }' | xargs -r kill -KILL 2>/dev/null
+  done
+}
+if [ -z "${UDRV_VM_WATCHDOG:-}" ]; then  # one per suite, not one per script it sources this from
+  export UDRV_VM_WATCHDOG=1
+  vm_watchdog $$ &
+  echo $! > /tmp/vm-watchdog.pid
+fi
 # find_dev VENDOR DEVICE: the first PCI address with these ids.
 find_dev() {
   for d in /sys/bus/pci/devices/*; do
