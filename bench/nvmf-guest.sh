@@ -52,6 +52,7 @@ kernel_round() {
   done
 }
 udrvd > /tmp/udrvd.log 2>&1 &
+udrvd_pid=$!
 for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
 udrv_round() {
   for dev in $FILE_DEV $NULL_DEV; do
@@ -71,5 +72,5 @@ for r in $(seq $ROUNDS); do
   kernel_round
   udrv_round
 done
-kill -TERM %1 2>/dev/null; wait
+kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid
 exit 0
