@@ -1,7 +1,9 @@
 # Runs inside the test VM (see ublk.sh): fio on the kernel's nvme driver (/dev/nvmeXn1, io_uring, and
 # io_uring polled), then fio on the same controller through udrv and ublk (/dev/ublkb0, io_uring), in
-# turns, UDRV_BENCH_ROUNDS times. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on
-# CPU 0; the ublk server's queue thread (in udrvd's driver host) is left to the scheduler.
+# turns, UDRV_BENCH_ROUNDS times; then the device through udrv alone (udrv block perf) and udrv's ramdisk
+# over ublk against the kernel's brd. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs
+# on CPU 0; the ublk server's queue thread (in udrvd's driver host) is left to the scheduler or pinned
+# to fio's CPU.
 . /udrv/guest-lib.sh
 T=${UDRV_BENCH_SECONDS:-5}
 ROUNDS=${UDRV_BENCH_ROUNDS:-3}
@@ -30,34 +32,70 @@ kernel_round() {
   done
 }
 udrvd > /tmp/udrvd.log 2>&1 &
+udrvd_pid=$!
 for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
 # The server's threads (the driver host's) on the scheduler's choice of CPU, or on fio's: vCPU 1 shares
 # its host CPU with QEMU's device emulation (UDRV_VM_PIN), and a request handed between vCPUs waits for
 # a wake-up on each side.
-pin_host() {
-  local pid; pid=$(pidof udrv-host | tr ' ' '\n' | head -1)
-  for t in /proc/$pid/task/*; do taskset -p "$1" "${t##*/}" >/dev/null 2>&1; done
+pin_host() {  # pin_host DEVICE MASK: the threads of DEVICE's driver host
+  local pid t
+  pid=$(udrv rpc device_list 2>/dev/null | grep -A8 "\"device\": \"$1\"" | sed -n 's/^ *"pid": \([0-9]*\),*/\1/p' | head -1)
+  for t in /proc/$pid/task/*; do taskset -p "$2" "${t##*/}" >/dev/null 2>&1; done
+}
+# The device through udrv alone, with no ublk: udrv block perf in the driver host (polled), what ublk
+# adds to it is the export's round trip.
+udrv_alone() {  # udrv_alone PATTERN QD -> "iops mean_us"
+  udrv block perf nvme0n1 -w "$1" -q "$2" -t "$T" --json 2>/dev/null |
+    awk -F'[:,]' '/"iops"/ {i = $2} /"mean"/ && !m {m = $2} END {printf "%d %s\n", i, m}'
 }
 ublk_round() {
   for dev in $FILE_DEV $NULL_DEV; do
     udrv bind $dev >/dev/null 2>&1 && udrv export ublk $dev/ns1 --depth 64 >/dev/null 2>&1 || { echo "ublk set-up failed on $dev"; tail /tmp/udrvd.log; return 1; }
     for pat in randread randwrite; do
       for qd in 1 32; do
-        pin_host 3
+        pin_host $dev 3
         echo "RESULT $(name_of $dev) $pat $qd ublk-udrv $(run_fio /dev/ublkb0 $pat $qd)"
-        pin_host 1
+        pin_host $dev 1
         echo "RESULT $(name_of $dev) $pat $qd ublk-udrv-cpu0 $(run_fio /dev/ublkb0 $pat $qd)"
+        pin_host $dev 3
+        echo "RESULT $(name_of $dev) $pat $qd udrv-alone $(udrv_alone $pat $qd)"
       done
     done
     udrv unexport ublk /dev/ublkb0 >/dev/null 2>&1; udrv unbind $dev >/dev/null 2>&1
   done
 }
+# RAM disks, to see ublk's own cost without a device's: the kernel's brd against udrv's ramdisk exported
+# over ublk. brd copies each request's data once (between the request's pages and its own); ublk over
+# the ramdisk twice (ublk_drv between the request's pages and the server's buffer, the ramdisk between
+# that buffer and its storage).
+printf '[[device]]\nname = "rd"\ncompatible = "udrv,ramdisk"\nmemory = [{ name = "storage", start = 0x1000_0000, size = 0x4000_000 }]\n[device.properties]\nblock-size = 512\n' > /tmp/rd.toml
+ram_round() {
+  rmmod brd 2>/dev/null; insmod /lib/modules/brd.ko rd_nr=1 rd_size=65536 || { echo "brd: cannot load"; return 1; }
+  dd if=/dev/zero of=/dev/ram0 bs=1M count=64 2>/dev/null  # its pages exist before reads (as the ramdisk's do)
+  for pat in randread randwrite; do
+    for qd in 1 32; do echo "RESULT ram $pat $qd kernel-io_uring $(run_fio /dev/ram0 $pat $qd)"; done
+  done
+  rmmod brd
+  udrv export ublk ram0 --depth 64 >/dev/null 2>&1 ||
+    { echo "ublk set-up failed on the ramdisk"; tail /tmp/udrvd.log; return 1; }
+  for pat in randread randwrite; do
+    for qd in 1 32; do
+      pin_host /tmp/rd.toml 3
+      echo "RESULT ram $pat $qd ublk-udrv $(run_fio /dev/ublkb0 $pat $qd)"
+      pin_host /tmp/rd.toml 1
+      echo "RESULT ram $pat $qd ublk-udrv-cpu0 $(run_fio /dev/ublkb0 $pat $qd)"
+    done
+  done
+  udrv unexport ublk ram0 >/dev/null 2>&1
+}
+udrv rpc platform_add '{"description": "/tmp/rd.toml"}' >/dev/null || { echo "the ramdisk could not be added"; tail /tmp/udrvd.log; }
 T_RUN=$T; T=2
-kernel_round | sed 's/^RESULT/WARMUP/'; ublk_round | sed 's/^RESULT/WARMUP/'
+kernel_round | sed 's/^RESULT/WARMUP/'; ublk_round | sed 's/^RESULT/WARMUP/'; ram_round | sed 's/^RESULT/WARMUP/'
 T=$T_RUN
 for r in $(seq $ROUNDS); do
   kernel_round
   ublk_round
+  ram_round
 done
-kill -TERM %1 2>/dev/null; wait
+kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid
 exit 0

@@ -4,7 +4,8 @@
 # (io_uring, and io_uring polled), on QEMU's file-backed and null-co controllers, all in one VM boot so
 # the ratios compare like with like. As bench/nvme.sh: threads pinned (UDRV_VM_PIN=1), only the NVMe
 # controllers in the VM, medians of UDRV_BENCH_ROUNDS rounds in which the two take turns, after a
-# warm-up round. Writes bench/results/ublk-DATE.md.
+# warm-up round; and ublk over udrv's ramdisk against the kernel's brd, which shows ublk's own cost without
+# a device's. Writes bench/results/ublk-DATE.md.
 # Usage: bench/ublk.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +32,8 @@ median() {  # median DEVICE PATTERN QD ENGINE -> "iops mean_us" of the median ro
   echo
   echo "Host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)"
   echo
-  echo "| device | pattern | QD | kernel io_uring | kernel io_uring polled | ublk over udrv | ublk, server on fio's vCPU | ublk best / kernel best (IOPS) | ublk best / kernel best (latency) |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| device | pattern | QD | kernel io_uring | kernel io_uring polled | ublk over udrv | ublk, server on fio's vCPU | ublk best / kernel best (IOPS) | ublk best / kernel best (latency) | udrv alone, no ublk |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for dev in file null-co; do
     for pat in randread randwrite; do
       for qd in 1 32; do
@@ -40,13 +41,31 @@ median() {  # median DEVICE PATTERN QD ENGINE -> "iops mean_us" of the median ro
         read -r pi pl < <(median $dev $pat $qd kernel-io_uring-polled)
         read -r ui ul < <(median $dev $pat $qd ublk-udrv)
         read -r ci cl < <(median $dev $pat $qd ublk-udrv-cpu0)
+        read -r ai al < <(median $dev $pat $qd udrv-alone)
         best=$(echo "if ($pi > $ki) $pi else $ki" | bc -l); bestl=$(echo "if ($pi > $ki) $pl else $kl" | bc -l)
         ubest=$(echo "if ($ci > $ui) $ci else $ui" | bc -l); ubestl=$(echo "if ($ci > $ui) $cl else $ul" | bc -l)
-        printf '| %s | %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx | %.2fx |\n' $dev $pat $qd \
+        printf '| %s | %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx | %.2fx | %.1fk, %.0f µs |\n' $dev $pat $qd \
           "$(echo "$ki/1000" | bc -l)" "$kl" "$(echo "$pi/1000" | bc -l)" "$pl" "$(echo "$ui/1000" | bc -l)" "$ul" \
           "$(echo "$ci/1000" | bc -l)" "$cl" "$(echo "if ($best > 0) $ubest / $best else 0" | bc -l)" \
-          "$(echo "if ($bestl > 0) $ubestl / $bestl else 0" | bc -l)"
+          "$(echo "if ($bestl > 0) $ubestl / $bestl else 0" | bc -l)" "$(echo "$ai/1000" | bc -l)" "$al"
       done
+    done
+  done
+  echo
+  echo "ublk's own cost, without a device: the kernel's RAM disk (brd) against udrv's ramdisk exported over ublk"
+  echo "(\"udrv alone\" above is \`udrv block perf\` in the driver host, polled: the device through udrv without ublk)."
+  echo
+  echo "| pattern | QD | kernel brd, io_uring | ublk over udrv's ramdisk | ublk, server on fio's vCPU | ublk best / brd (latency) |"
+  echo "|---|---|---|---|---|---|"
+  for pat in randread randwrite; do
+    for qd in 1 32; do
+      read -r ki kl < <(median ram $pat $qd kernel-io_uring)
+      read -r ui ul < <(median ram $pat $qd ublk-udrv)
+      read -r ci cl < <(median ram $pat $qd ublk-udrv-cpu0)
+      ubestl=$(echo "if ($ci > $ui) $cl else $ul" | bc -l)
+      printf '| %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx |\n' $pat $qd \
+        "$(echo "$ki/1000" | bc -l)" "$kl" "$(echo "$ui/1000" | bc -l)" "$ul" "$(echo "$ci/1000" | bc -l)" "$cl" \
+        "$(echo "if ($kl > 0) $ubestl / $kl else 0" | bc -l)"
     done
   done
   echo

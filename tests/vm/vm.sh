@@ -155,6 +155,12 @@ mkinitramfs() {
     case "$m" in *.xz) xz -dc "$kdir/lib/modules/$kver/$m" > "$root/lib/modules/$n" ;; *) cp "$kdir/lib/modules/$kver/$m" "$root/lib/modules/$n" ;; esac
     echo "${n%.ko}" >> "$root/lib/modules/order"
   done < "$cache/current-$vm_kernel/modules.load"
+  # Modules a script loads by hand with its own parameters, not at boot: brd, the kernel's RAM disk
+  # (bench/ublk-guest.sh compares it with udrv's ramdisk over ublk).
+  for n in brd; do
+    m=$(cd "$kdir/lib/modules/$kver" && find kernel -name "$n.ko" -o -name "$n.ko.xz" | head -n 1)
+    case "$m" in "") ;; *.xz) xz -dc "$kdir/lib/modules/$kver/$m" > "$root/lib/modules/$n.ko" ;; *) cp "$kdir/lib/modules/$kver/$m" "$root/lib/modules/$n.ko" ;; esac
+  done
   # udrv: tools, libraries, modules, test programs (everything under BUILD/{bin,lib,modules,test-modules}),
   # and the out-of-tree sample built against the installed SDK (oot-modules: tests/system/sdk_out_of_tree.sh).
   for d in bin lib modules test-modules oot-modules; do
