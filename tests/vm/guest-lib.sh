@@ -2,19 +2,21 @@
 # end is "N passed, N failed", and the script's exit status is the number of failures (capped at 100).
 export LD_LIBRARY_PATH=/udrv/lib UDRV_MODULE_PATH=/udrv/modules
 passed=0 failed=0
-# vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result.
+# vm_test NAME COMMAND...: runs COMMAND, shows its output, counts the result. Its variables have names
+# no test uses: sh's locals are seen (and set) by the functions a test calls, so a test's own rc or t0
+# would otherwise overwrite them (a passing test failed for its rc; durations came out negative).
 vm_test() {  # each test's time since boot and duration, so that a slow run says where the time went
-  local name=$1 t0 t1 rc=0; shift
-  t0=$(cut -d' ' -f1 /proc/uptime)
-  echo "=== RUN  $name"
-  rm -f /tmp/vm-test.hung; echo "$t0 $name" > /tmp/vm-test.running  # for the watchdog below
-  "$@" || rc=$?
-  if [ -e /tmp/vm-test.hung ]; then echo "=== FAIL $name (hung: killed after $(cat /tmp/vm-test.hung) s)"; failed=$((failed + 1))
-  elif [ "$rc" = 0 ]; then echo "=== PASS $name"; passed=$((passed + 1))
-  else echo "=== FAIL $name (exit $rc)"; failed=$((failed + 1)); fi
+  local _vm_name=$1 _vm_t0 _vm_t1 _vm_rc=0; shift
+  _vm_t0=$(cut -d' ' -f1 /proc/uptime)
+  echo "=== RUN  $_vm_name"
+  rm -f /tmp/vm-test.hung; echo "$_vm_t0 $_vm_name" > /tmp/vm-test.running  # for the watchdog below
+  "$@" || _vm_rc=$?
+  if [ -e /tmp/vm-test.hung ]; then echo "=== FAIL $_vm_name (hung: killed after $(cat /tmp/vm-test.hung) s)"; failed=$((failed + 1))
+  elif [ "$_vm_rc" = 0 ]; then echo "=== PASS $_vm_name"; passed=$((passed + 1))
+  else echo "=== FAIL $_vm_name (exit $_vm_rc)"; failed=$((failed + 1)); fi
   rm -f /tmp/vm-test.running
-  t1=$(cut -d' ' -f1 /proc/uptime)
-  echo "--- at ${t1%.*} s, took $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s"
+  _vm_t1=$(cut -d' ' -f1 /proc/uptime)
+  echo "--- at ${_vm_t1%.*} s, took $(awk "BEGIN { printf \"%.1f\", $_vm_t1 - $_vm_t0 }") s"
 }
 
 # A test still running after UDRV_VM_TEST_TIMEOUT seconds (default 300; the slowest test takes about
