@@ -11,12 +11,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <valgrind/callgrind.h>
 
 #include "net_models.hpp"
+
 #include "nvme_model.hpp"
 #include "udrv/block.hpp"
 #include "udrv/loader.hpp"
@@ -60,12 +62,18 @@ Result<void> nvme(std::uint64_t n, std::uint32_t bytes, unsigned depth, bool wri
         Tally t;
         std::uint64_t submitted = 0;
         while (t.done < count) {
-            while (submitted < count && submitted - t.done < depth) {
-                auto& b = bufs[submitted % depth];
-                const std::uint64_t lba = (submitted * 7919 % span) * blocks;  // scattered, deterministic
-                UDRV_TRY(write ? q->write(lba, blocks, b.bytes(), &micro_completion, &t)
-                               : q->read(lba, blocks, b.bytes(), &micro_completion, &t));
-                ++submitted;
+            {
+                // What a round submits reaches the device with one doorbell. At depth 1 a round is one
+                // command, and a batch of one would only add its own cost (about 60 instructions).
+                std::optional<udrv::block::Batch> batch;
+                if (depth > 1) batch.emplace(*q);
+                while (submitted < count && submitted - t.done < depth) {
+                    auto& b = bufs[submitted % depth];
+                    const std::uint64_t lba = (submitted * 7919 % span) * blocks;  // scattered, deterministic
+                    UDRV_TRY(write ? q->write(lba, blocks, b.bytes(), &micro_completion, &t)
+                                   : q->read(lba, blocks, b.bytes(), &micro_completion, &t));
+                    ++submitted;
+                }
             }
             UDRV_TRY(q->poll());
         }

@@ -182,9 +182,19 @@ Result<std::uint16_t> QueuePair::submit(const Sqe& sqe, block::Callback cb, void
     slots_[cid] = Slot{cb, ctx, split, ticks(), 0, true};
     ++outstanding_;
     if (++sq_tail_ == depth_) sq_tail_ = 0;
-    if (in_poll_) ring_pending_ = true;  // a callback resubmitting: one doorbell at the end of poll()
+    if (in_poll_ || batch_depth_) ring_pending_ = true;  // one doorbell at the end of poll() or of the batch
     else ring_sq();
     return cid;
+}
+
+// The batch's commands are in the ring: one doorbell for all. Inside a callback poll() rings at its end;
+// on a queue that is not active the reset or removal owns the rings (and forgets what was pending).
+void QueuePair::end_batch() noexcept {
+    if (batch_depth_ == 0 || --batch_depth_ > 0 || in_poll_) return;
+    rcu::ReadLock lock;
+    if (state_.load(std::memory_order_acquire) != QueueState::active || !ring_pending_) return;
+    ring_pending_ = false;
+    ring_sq();
 }
 
 // PRP1 and, for a transfer that crosses one page boundary, PRP2; a list page beyond that.

@@ -53,6 +53,8 @@ public:
     Result<unsigned> wait(std::chrono::milliseconds timeout) override;
     unsigned outstanding() const override { return outstanding_; }
     unsigned depth() const override { return depth_ - 1u; }  // one slot stays empty: full != empty
+    void begin_batch() noexcept override { ++batch_depth_; }
+    void end_batch() noexcept override;
     std::uint16_t id() const noexcept { return qid_; }
     QueueState state() const noexcept { return state_.load(std::memory_order_acquire); }
 
@@ -123,6 +125,7 @@ private:
     unsigned outstanding_ = 0;
     std::uint32_t last_result_ = 0;       // dword 0 of the latest completion (admin commands read it)
     bool in_poll_ = false, ring_pending_ = false;  // commands submitted from callbacks ring once per poll
+    unsigned batch_depth_ = 0;                      // inside begin_batch(): commands ring at end_batch()
     std::atomic<QueueState> state_{QueueState::active};
     bool registered_ = false;             // in the controller's list of I/O queues (core_->io_queues)
     std::vector<Posted> posted_;          // completions a reset or removal found: reported by the owner

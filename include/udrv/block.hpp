@@ -55,6 +55,25 @@ public:
     virtual unsigned outstanding() const = 0;
     /// How many commands may be outstanding at once (EAGAIN beyond).
     virtual unsigned depth() const = 0;
+    /// Commands submitted from begin_batch() to the matching end_batch() reach the device together: an
+    /// NVMe queue writes its doorbell once, at end_batch(), not once per command (SPDK's delayed
+    /// submission, the kernel's plug). poll() and wait() hand over what a batch holds so far, so waiting
+    /// inside one cannot stall. Batches nest; use Batch, which ends one on every path. No-ops for a
+    /// device that has nothing to gain.
+    virtual void begin_batch() noexcept {}
+    virtual void end_batch() noexcept {}
+};
+
+/// The submissions of a scope reach the device together (Queue::begin_batch).
+class Batch {
+public:
+    explicit Batch(Queue& q) noexcept : q_(q) { q_.begin_batch(); }
+    ~Batch() { q_.end_batch(); }
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+private:
+    Queue& q_;
 };
 
 /// I/O memory: DMA-mapped for devices that need it. Owns the memory; valid while the device is.

@@ -183,6 +183,8 @@ void UblkExport::serve(Worker& w) {
     auto idle_since = clock::now();
     while (w.live > 0) {
         const unsigned n = w.q->take(got, 64);
+        std::optional<block::Batch> batch;  // the requests taken together reach the device together
+        if (n > 1) batch.emplace(*w.bq);
         for (unsigned i = 0; i < n; ++i) {
             const std::uint16_t tag = got[i].tag;
             if (tag >= params_.depth) continue;  // not one of ours: nothing to answer
@@ -218,6 +220,7 @@ void UblkExport::serve(Worker& w) {
                 w.commit(tag, -EIO);
             }
         }
+        batch.reset();
         // The device's completions run their callbacks here, which queue the commits.
         if (w.bq->outstanding()) {
             if (auto p = w.bq->poll(); !p && p.error().code() == ENODEV) broken_.store(true, std::memory_order_release);

@@ -145,6 +145,49 @@ TEST_F(NvmeOnModel, CqHeadDoorbellsAreBatchedWithoutOverflowingTheCq) {
     }
 }
 
+// A batch's commands reach the controller with one SQ doorbell, at the batch's end; the controller has
+// seen none of them before. poll() inside a batch hands over what it holds (a caller that waits in a
+// batch does not stall); nested batches ring at the outermost end.
+TEST_F(NvmeOnModel, BatchedSubmissionsRingTheDoorbellOnce) {
+    auto* c = attach();
+    ASSERT_NE(c, nullptr);
+    auto* ns = *c->find_namespace(1);
+    auto q = *ns->open_queue(32, udrv::block::Mode::polled);
+    std::vector<udrv::block::Buffer> bufs;
+    for (unsigned i = 0; i < 16; ++i) bufs.push_back(*ns->alloc_buffer(4096));
+    Tally t;
+    std::uint64_t doorbells0 = model->doorbell_writes(), commands0 = model->commands();
+    {
+        udrv::block::Batch outer(*q);
+        for (unsigned i = 0; i < 8; ++i) ASSERT_TRUE(q->read(i * 8, 8, bufs[i].bytes(), &Tally::cb, &t));
+        {
+            udrv::block::Batch inner(*q);
+            for (unsigned i = 8; i < 16; ++i) ASSERT_TRUE(q->read(i * 8, 8, bufs[i].bytes(), &Tally::cb, &t));
+        }
+        EXPECT_EQ(model->commands() - commands0, 0u) << "the inner batch's end rang the doorbell";
+        EXPECT_EQ(model->doorbell_writes() - doorbells0, 0u);
+    }
+    EXPECT_EQ(model->doorbell_writes() - doorbells0, 1u);
+    EXPECT_EQ(model->commands() - commands0, 16u);
+    wait_for(*q, t, 16);
+    EXPECT_EQ(t.ok, 16) << t.last_error;
+
+    doorbells0 = model->doorbell_writes();
+    {
+        udrv::block::Batch batch(*q);
+        ASSERT_TRUE(q->read(0, 8, bufs[0].bytes(), &Tally::cb, &t));
+        wait_for(*q, t, 17);  // waiting inside the batch: poll() hands the command over
+        EXPECT_EQ(t.ok, 17) << t.last_error;
+    }
+    EXPECT_EQ(model->doorbell_writes() - doorbells0, 1u) << "the batch's end rang again for nothing";
+
+    doorbells0 = model->doorbell_writes();  // without a batch: a doorbell per command, as before
+    for (unsigned i = 0; i < 4; ++i) ASSERT_TRUE(q->read(i * 8, 8, bufs[i].bytes(), &Tally::cb, &t));
+    EXPECT_EQ(model->doorbell_writes() - doorbells0, 4u);
+    wait_for(*q, t, 21);
+    EXPECT_EQ(t.ok, 21) << t.last_error;
+}
+
 TEST_F(NvmeOnModel, StatusCodesAreNamed) {
     auto* c = attach();
     ASSERT_NE(c, nullptr);
