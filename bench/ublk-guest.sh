@@ -39,7 +39,7 @@ for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1
 # a wake-up on each side.
 pin_host() {  # pin_host DEVICE MASK: the threads of DEVICE's driver host
   local pid t
-  pid=$(udrv rpc device_list 2>/dev/null | grep -A8 "\"device\": \"$1\"" | sed -n 's/^ *"pid": \([0-9]*\),*/\1/p' | head -1)
+  pid=$(host_pid "$1")
   for t in /proc/$pid/task/*; do taskset -p "$2" "${t##*/}" >/dev/null 2>&1; done
 }
 # The device through udrv alone, with no ublk: udrv block perf in the driver host (polled), what ublk

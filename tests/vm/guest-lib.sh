@@ -21,7 +21,7 @@ vm_test() {  # each test's time since boot and duration, so that a slow run says
 
 # A test still running after UDRV_VM_TEST_TIMEOUT seconds (default 300; the slowest test takes about
 # 90 s under ASan) has hung. The watchdog prints where each of the suite's processes waits (state,
-# wchan, kernel stack), the kernel's dump of blocked tasks and its log's tail, then kills what the test
+# wchan, kernel stack) and the kernel's log since the test began with its blocked tasks, then kills what the test
 # started, so that a hang costs one test and says where it was, instead of the whole run ending at the
 # VM's time limit with nothing said (the kernel's own hung-task warnings are below the console's level).
 vm_procs() {  # ROOT_PID SKIP_PID: "pid start_ticks" of every process below ROOT_PID and not below SKIP_PID
@@ -68,6 +68,9 @@ if [ -z "${UDRV_VM_WATCHDOG:-}" ]; then  # one per suite, not one per script it 
   vm_watchdog $$ &
   echo $! > /tmp/vm-watchdog.pid
 fi
+# host_pid DEVICE: the pid of the udrvd driver host serving DEVICE (a PCI address, or a platform
+# description's path), from udrvd's device list.
+host_pid() { udrv rpc device_list 2>/dev/null | grep -A8 "\"device\": \"$1\"" | sed -n 's/^ *"pid": \([0-9]*\),*/\1/p' | head -1; }
 # find_dev VENDOR DEVICE: the first PCI address with these ids.
 find_dev() {
   for d in /sys/bus/pci/devices/*; do

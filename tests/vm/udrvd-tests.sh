@@ -16,7 +16,6 @@ udrvd_start() {  # udrvd_start [options]: in the background; ready once it answe
 }
 # wait_for SECONDS COMMAND...: retries COMMAND quietly until it succeeds.
 wait_for() { local t=$1; shift; for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
-host_pid() { udrv rpc device_list 2>/dev/null | grep -A8 "\"device\": \"$1\"" | sed -n 's/^ *"pid": \([0-9]*\),*/\1/p' | head -1; }
 device_state() { udrv rpc device_list 2>/dev/null | grep -A10 "\"device\": \"$1\"" | sed -n 's/^ *"state": "\([a-z]*\)",*/\1/p' | head -1; }
 now_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }  # busybox date has no %N
 fds() { ls /proc/$1/fd 2>/dev/null | wc -l; }
