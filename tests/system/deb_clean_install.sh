@@ -80,6 +80,8 @@ cat > "$root/tmp/daemon.sh" <<'EOF'
 export UDRV_SOCKET=/tmp/udrvd-clean.sock
 /usr/bin/udrvd --socket /tmp/udrvd-clean.sock --no-uevents --config /tmp/udrvd.toml > /tmp/udrvd.log 2>&1 &
 for _ in $(seq 100); do udrv rpc get_version > /dev/null 2>&1 && break; sleep 0.1; done
+# The configured RAM disk comes up in a host of its own, which may take a moment on a busy machine.
+for _ in $(seq 100); do udrv block list 2>/dev/null | grep -q '^ram0 ' && break; sleep 0.1; done
 udrv modprobe udrv_sample_hello; udrv lsmod; udrv block list
 kill -TERM $!; wait $!; echo "udrvd exit $?"; cat /tmp/udrvd.log
 EOF
