@@ -81,7 +81,10 @@ Result<int> run_perf(const PerfArgs& a) {
     else so.wanted = [](const pci::DeviceInfo&) { return false; };
     auto session = UDRV_TRY(Session::open(std::move(so)));
     block::Handle dev = UDRV_TRY(block::open(device));
-    return run_block_perf(dev, a.perf);
+    PerfOpts o = a.perf;
+    install_stop_signals();  // Ctrl-C ends the run early and reports what was measured
+    o.cancel = &stop_flag();
+    return run_block_perf(dev, o);
 }
 
 }  // namespace

@@ -110,8 +110,10 @@ Result<int> run_rw(bool is_write, const IoOpts& o) {
     return 0;
 }
 
-Result<int> run_perf(const PerfOpts& o) {
+Result<int> run_perf(PerfOpts o) {
     auto ns = UDRV_TRY(open_namespace(o.addr, o.nsid));
+    install_stop_signals();  // Ctrl-C ends the run early and reports what was measured, as spdk_nvme_perf
+    o.cancel = &stop_flag();
     return run_block_perf(ns.dev, o);
 }
 

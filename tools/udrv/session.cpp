@@ -15,8 +15,8 @@ namespace udrv::tools {
 namespace {
 
 // Set from a signal handler and read by every thread: a lock-free atomic.
-std::atomic<int> g_stop{0};
-static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 std::string why_not_bound(const pci::DeviceInfo& d) {
     if (d.driver != "vfio-pci")
@@ -88,14 +88,15 @@ Session::~Session() {
 
 void install_stop_signals() {
     static const bool installed = [] {
-        std::signal(SIGINT, [](int) { g_stop = 1; });
-        std::signal(SIGTERM, [](int) { g_stop = 1; });
+        std::signal(SIGINT, [](int) { g_stop = true; });
+        std::signal(SIGTERM, [](int) { g_stop = true; });
         return true;
     }();
     (void)installed;
 }
 
-bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed) != 0; }
-void request_stop() noexcept { g_stop = 1; }
+bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed); }
+void request_stop() noexcept { g_stop = true; }
+const std::atomic<bool>& stop_flag() noexcept { return g_stop; }
 
 }  // namespace udrv::tools

@@ -6,6 +6,7 @@
 // class (udrv/block.hpp, udrv/net.hpp, udrv/nvme.hpp), never a driver's type.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -56,5 +57,7 @@ void install_stop_signals();
 /// Has a stop been asked for (a signal, or request_stop() from a thread that failed)?
 bool stop_requested() noexcept;
 void request_stop() noexcept;
+/// The flag behind stop_requested(), for code that takes an atomic (PerfOpts::cancel).
+const std::atomic<bool>& stop_flag() noexcept;
 
 }  // namespace udrv::tools
