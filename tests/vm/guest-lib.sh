@@ -51,7 +51,7 @@ vm_watchdog() {  # SUITE_PID
   local hz; hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
   while sleep 5; do
     kill -0 "$suite" 2>/dev/null || return 0
-    read -r start name < /tmp/vm-test.running 2>/dev/null || continue
+    read -r start name 2>/dev/null < /tmp/vm-test.running || continue  # 2> first: it covers the < that fails
     now=$(cut -d' ' -f1 /proc/uptime)
     [ "$(awk "BEGIN { print ($now - $start >= $limit) }")" = 1 ] || continue
     now=${now%.*}

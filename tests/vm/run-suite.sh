@@ -23,4 +23,8 @@ if [ -f "$out/cap.pcap.b64" ]; then
 elif [ "$rc" -eq 0 ]; then
   echo "=== FAIL host: the guest produced no pcap to check"; rc=1
 fi
+# The failed tests by name at the end, where a log cut to its tail still shows them.
+if grep -q '^=== FAIL' "$out/log"; then
+  echo "failed tests:"; grep '^=== FAIL' "$out/log" | sed 's/^=== FAIL /  /'
+fi
 exit "$rc"
