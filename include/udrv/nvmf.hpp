@@ -58,6 +58,15 @@ Result<void> check_nqn(std::string_view nqn);
 
 struct TargetOptions {
     unsigned threads = 2;                   ///< workers; connections are spread over them
+    /// Workers pinned one per CPU (threads is then their number). A connection goes to the worker on the
+    /// CPU its packets arrive on (SO_INCOMING_CPU: where nvmet-tcp would run it) when there is one, else
+    /// round-robin. Empty: `threads` workers that the scheduler places.
+    std::vector<int> cpus;
+    /// A worker whose connections have been quiet for this long sleeps (epoll) until the next PDU;
+    /// until then it keeps polling its sockets, as SPDK's reactors do, so a command that arrives finds
+    /// it awake. 0: it sleeps as soon as the device holds nothing. Polling burns its CPU: give the
+    /// target CPUs of its own (`cpus`), away from the applications and the initiator (bench/README.md).
+    unsigned poll_us = 0;
     unsigned queue_entries = 128;           ///< MQES + 1: commands a queue may have outstanding
     std::uint32_t max_transfer = 128 << 10; ///< MDTS: bytes per command
     std::uint32_t in_capsule = 8192;        ///< write data carried in a command capsule (beyond: R2T)

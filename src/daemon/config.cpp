@@ -1,5 +1,8 @@
 #include "config.hpp"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cctype>
 
 #include "udrv/fileio.hpp"
@@ -129,9 +132,22 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
     };
     if (const Value* n = root.get("nvmf")) {
         if (!n->as_table()) return fail(EINVAL, "{}: 'nvmf' must be a table ([nvmf])", toml::where(source, *n));
-        UDRV_TRY(toml::only_keys(*n->as_table(), {"discovery"}, source, "[nvmf]"));
+        UDRV_TRY(toml::only_keys(*n->as_table(), {"discovery", "cpus", "poll_us"}, source, "[nvmf]"));
         c.nvmf_discovery = UDRV_TRY(strings(*n, "discovery", "[nvmf]"));
         for (const auto& a : c.nvmf_discovery) UDRV_TRY_CTX(nvmf::parse_address(a, 8009), "{}: [nvmf] discovery", toml::where(source, *n->get("discovery")));
+        if (const Value* v = n->get("cpus")) {
+            const toml::Array* a = v->as_array();
+            if (!a) return fail(EINVAL, "{}: cpus in [nvmf] is an array of CPU numbers", toml::where(source, *v));
+            for (const Value& e : *a) {
+                const std::int64_t* cpu = e.as_integer();
+                if (!cpu || *cpu < 0 || *cpu >= CPU_SETSIZE) return fail(EINVAL, "{}: cpus in [nvmf]: CPU numbers from 0 to {}", toml::where(source, e), CPU_SETSIZE - 1);
+                if (std::find(c.nvmf_cpus.begin(), c.nvmf_cpus.end(), *cpu) != c.nvmf_cpus.end())
+                    return fail(EINVAL, "{}: cpus in [nvmf]: CPU {} is listed twice", toml::where(source, e), *cpu);
+                c.nvmf_cpus.push_back(static_cast<int>(*cpu));
+            }
+            if (c.nvmf_cpus.size() > 64) return fail(EINVAL, "{}: cpus in [nvmf]: at most 64", toml::where(source, *v));
+        }
+        c.nvmf_poll_us = UDRV_TRY(bounded(*n, "poll_us", c.nvmf_poll_us, 0, 1000000, source));
     }
     UDRV_TRY(toml::each_table(root, "nvmf_subsystem", source, [&](const Value& x) -> Result<void> {
         constexpr const char* w = "[[nvmf_subsystem]]";
@@ -237,7 +253,12 @@ std::string config_to_toml(const DaemonConfig& c) {
         for (std::size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + toml_string(v[i]);
         return o + "]";
     };
-    if (!c.nvmf_discovery.empty()) out += fmt::format("\n[nvmf]\ndiscovery = {}\n", list(c.nvmf_discovery));
+    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || c.nvmf_poll_us) {
+        out += "\n[nvmf]\n";
+        if (!c.nvmf_discovery.empty()) out += fmt::format("discovery = {}\n", list(c.nvmf_discovery));
+        if (!c.nvmf_cpus.empty()) out += fmt::format("cpus = [{}]\n", fmt::join(c.nvmf_cpus, ", "));
+        if (c.nvmf_poll_us) out += fmt::format("poll_us = {}\n", c.nvmf_poll_us);
+    }
     for (const auto& x : c.nvmf_subsystems) {
         out += fmt::format("\n[[nvmf_subsystem]]\nnqn = {}\nserial = {}\nmodel = {}\n", toml_string(x.nqn), toml_string(x.serial), toml_string(x.model));
         if (!x.hosts.empty()) out += fmt::format("hosts = {}\n", list(x.hosts));
@@ -277,7 +298,12 @@ nlohmann::ordered_json config_to_json(const DaemonConfig& c) {
     }
     j["export"] = nlohmann::ordered_json::array();
     for (const auto& x : c.exports) j["export"].push_back({{"type", x.type}, {"device", x.device}, {"queues", x.queues}, {"depth", x.depth}});
-    if (!c.nvmf_discovery.empty()) j["nvmf"] = {{"discovery", c.nvmf_discovery}};
+    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || c.nvmf_poll_us) {
+        j["nvmf"] = nlohmann::ordered_json::object();
+        if (!c.nvmf_discovery.empty()) j["nvmf"]["discovery"] = c.nvmf_discovery;
+        if (!c.nvmf_cpus.empty()) j["nvmf"]["cpus"] = c.nvmf_cpus;
+        if (c.nvmf_poll_us) j["nvmf"]["poll_us"] = c.nvmf_poll_us;
+    }
     j["nvmf_subsystem"] = nlohmann::ordered_json::array();
     for (const auto& x : c.nvmf_subsystems) j["nvmf_subsystem"].push_back(nlohmann::ordered_json::parse(nvmf_subsystem_json(x).dump()));
     return j;

@@ -96,6 +96,8 @@ struct DaemonConfig {
     std::vector<ExportConfig> exports;
     std::vector<NvmfSubsystemConfig> nvmf_subsystems;
     std::vector<std::string> nvmf_discovery;
+    std::vector<int> nvmf_cpus;  ///< [nvmf] cpus: the target's workers, one pinned to each (nvmf::TargetOptions)
+    unsigned nvmf_poll_us = 0;   ///< [nvmf] poll_us: how long a worker polls its quiet sockets before it sleeps
 };
 
 /// A subsystem as JSON ({"nqn", "serial", "model", "hosts", "namespaces": [{"nsid", "device"}], "listen"}):

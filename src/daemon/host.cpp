@@ -235,7 +235,13 @@ private:
         }
         // udrvd listens and hands this host the connections to its subsystems (nvmf_connection).
         std::lock_guard lock(nvmf_mu_);
-        if (!nvmf_) nvmf_ = UDRV_TRY(nvmf::Target::create({}));
+        if (!nvmf_) {  // the target's threads, as udrvd's [nvmf] configuration says
+            nvmf::TargetOptions o;
+            const json t = p.value("target", json::object());
+            o.cpus = t.value("cpus", std::vector<int>{});
+            o.poll_us = t.value("poll_us", 0u);
+            nvmf_ = UDRV_TRY(nvmf::Target::create(o));
+        }
         UDRV_TRY(nvmf_->set_subsystem(std::move(spec)));
         return json{{"nqn", p.value("nqn", "")}};
     }

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -146,7 +148,7 @@ bool SubsystemState::host_allowed(const std::string& hostnqn) const {
 
 // ---- workers ----
 
-Worker::Worker(TargetImplView& t, unsigned index) : t_(t), index_(index) {}
+Worker::Worker(TargetImplView& t, unsigned index, int cpu) : t_(t), index_(index), cpu_(cpu) {}
 
 Worker::~Worker() { stop(); }
 
@@ -159,6 +161,13 @@ void Worker::start() {
     ev.data.fd = wake_.get();
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
     thread_ = std::thread([this] { run(); });
+    if (cpu_ >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu_, &set);
+        if (int e = ::pthread_setaffinity_np(thread_.native_handle(), sizeof set, &set))
+            pr_warn("nvmf: worker {} stays unpinned: CPU {}: {}", index_, cpu_, std::strerror(e));
+    }
 }
 
 void Worker::stop() {
@@ -249,6 +258,8 @@ void Worker::flush_dirty() {
 void Worker::run() {
     std::array<epoll_event, 64> evs;
     auto last_tick = clock::now();
+    auto last_pdu = last_tick;
+    const auto poll_window = std::chrono::microseconds(t_.opt.poll_us);
     while (!stop_.load(std::memory_order_acquire)) {
         bool busy = false;
         for (auto& q : queues_)
@@ -266,7 +277,11 @@ void Worker::run() {
         // While the devices hold commands, poll them and the sockets in turn; idle, sleep in epoll.
         // (Looking at the sockets only every 20 µs while spinning on the devices measured slower at
         // QD1 in the TCG VM: bench/README.md, NVMe/TCP.)
+        // Within the poll window after the last PDU, poll the sockets too (an epoll_wait that does not
+        // sleep): a command arriving then costs no wake-up.
+        if (!busy && t_.opt.poll_us && !conns_.empty() && clock::now() - last_pdu < poll_window) busy = true;
         const int n = ::epoll_wait(epoll_.get(), evs.data(), static_cast<int>(evs.size()), busy ? 0 : 50);
+        if (n > 0 && t_.opt.poll_us) last_pdu = clock::now();
         for (int i = 0; i < n; ++i) {
             const int fd = evs[static_cast<std::size_t>(i)].data.fd;
             const std::uint32_t what = evs[static_cast<std::size_t>(i)].events;
@@ -404,17 +419,37 @@ struct Target::Impl final : TargetImplView {
     }
 
     void accept_on(int listen_fd) override {
-        while (auto c = accept_connection(listen_fd)) {
-            const unsigned w = next_worker.fetch_add(1) % static_cast<unsigned>(workers.size());
-            workers[w]->adopt(std::move(c->first), std::move(c->second));
+        while (auto c = accept_connection(listen_fd)) worker_for(c->first.get()).adopt(std::move(c->first), std::move(c->second));
+    }
+
+    // With pinned workers, the one on the CPU the socket's packets arrive on (the kernel records it as
+    // they come; here the ICReq and Connect have come); else, or when no worker is there, round-robin.
+    Worker& worker_for(int fd) {
+        if (!opt.cpus.empty()) {
+            int cpu = -1;
+            socklen_t len = sizeof cpu;
+            if (::getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) == 0 && cpu >= 0)
+                for (auto& w : workers)
+                    if (w->cpu() == cpu) return *w;
         }
+        return *workers[next_worker.fetch_add(1) % static_cast<unsigned>(workers.size())];
     }
 };
 
 Target::Target(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Target>> Target::create(TargetOptions o) {
+    if (!o.cpus.empty()) {
+        if (o.cpus.size() > 64) return fail(EINVAL, "{} worker CPUs (at most 64)", o.cpus.size());
+        for (int c : o.cpus)
+            if (c < 0 || c >= CPU_SETSIZE) return fail(EINVAL, "worker CPU {} (0-{})", c, CPU_SETSIZE - 1);
+        std::vector<int> sorted = o.cpus;
+        std::sort(sorted.begin(), sorted.end());
+        if (auto d = std::adjacent_find(sorted.begin(), sorted.end()); d != sorted.end()) return fail(EINVAL, "worker CPU {} is listed twice", *d);
+        o.threads = static_cast<unsigned>(o.cpus.size());
+    }
     if (o.threads == 0 || o.threads > 64) return fail(EINVAL, "{} worker threads (1-64)", o.threads);
+    if (o.poll_us > 1000000) return fail(EINVAL, "poll window {} µs (at most 1000000)", o.poll_us);
     if (o.queue_entries < 2 || o.queue_entries > 1024) return fail(EINVAL, "{} queue entries (2-1024)", o.queue_entries);
     if (o.max_transfer < 4096 || o.max_transfer > (1u << 20) || (o.max_transfer & (o.max_transfer - 1)))
         return fail(EINVAL, "largest transfer {} bytes (a power of two from 4 KiB to 1 MiB)", o.max_transfer);
@@ -433,7 +468,7 @@ Result<std::unique_ptr<Target>> Target::create(TargetOptions o) {
         d->replace(std::move(st));
         impl->subsystems[kDiscoveryNqn] = d;
     }
-    for (unsigned i = 0; i < o.threads; ++i) impl->workers.push_back(std::make_unique<Worker>(*impl, i));
+    for (unsigned i = 0; i < o.threads; ++i) impl->workers.push_back(std::make_unique<Worker>(*impl, i, o.cpus.empty() ? -1 : o.cpus[i]));
     for (auto& w : impl->workers) w->start();
     return std::unique_ptr<Target>(new Target(std::move(impl)));
 }
@@ -554,8 +589,8 @@ void Target::adopt(Fd socket, std::string peer, bool hdgst, bool ddgst, std::uin
     l.max_h2c_data = max_h2c_data;
     const int one = 1;
     ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    const unsigned w = impl_->next_worker.fetch_add(1) % static_cast<unsigned>(impl_->workers.size());
-    impl_->workers[w]->adopt(std::move(socket), std::move(peer), l, std::move(pending));
+    Worker& w = impl_->worker_for(socket.get());
+    w.adopt(std::move(socket), std::move(peer), l, std::move(pending));
 }
 
 Handshake::Step Handshake::failed(std::uint16_t fes, std::uint32_t fei, std::string why, std::span<const std::byte> header) {

@@ -236,7 +236,9 @@ private:
 
 class Worker {
 public:
-    Worker(TargetImplView& t, unsigned index);
+    /// `cpu` >= 0: the worker's thread runs on that CPU only.
+    Worker(TargetImplView& t, unsigned index, int cpu = -1);
+    int cpu() const { return cpu_; }
     ~Worker();
     void start();
     void stop();
@@ -258,6 +260,7 @@ private:
     void run();
     TargetImplView& t_;
     unsigned index_;
+    int cpu_;
     Fd epoll_, wake_;
     std::thread thread_;
     std::atomic<bool> stop_{false};

@@ -49,6 +49,8 @@ description = "/etc/udrv/ramdisk.toml"
 
 [nvmf]
 discovery = ["127.0.0.1:8009"]
+cpus = [1, 0]
+poll_us = 500
 
 [[nvmf_subsystem]]
 nqn = "nqn.2026-12.io.udrv:disk1"
@@ -81,6 +83,8 @@ TEST(DaemonConfig, TomlHoldsModulesDevicesAndPlatforms) {
     EXPECT_EQ(n.namespaces[1].nsid, 5u);
     EXPECT_EQ(n.namespaces[2].nsid, 6u);  // after the one before it
     EXPECT_EQ(c->nvmf_discovery, std::vector<std::string>{"127.0.0.1:8009"});
+    EXPECT_EQ(c->nvmf_cpus, (std::vector<int>{1, 0}));
+    EXPECT_EQ(c->nvmf_poll_us, 500u);
 }
 
 TEST(DaemonConfig, SavedAndReadBackInEitherLanguageIsTheSame) {
@@ -117,6 +121,10 @@ TEST(DaemonConfig, EveryMistakeNamesItsLine) {
     EXPECT_NE(err("[[nvmf_subsystem]]\nnqn = \"nqn.2026-12.io.udrv:a\"\nlisten = [\"host:4420\"]\n").find("f:3: "), std::string::npos);
     EXPECT_NE(err("[[nvmf_subsystem]]\nnqn = \"nqn.2026-12.io.udrv:a\"\nnamespaces = [\"a\", { device = \"b\", nsid = 1 }]\n").find("namespace 1 twice"),
               std::string::npos);
+    EXPECT_EQ(err("[nvmf]\ncpus = [0, 0]\n"), "f:2: cpus in [nvmf]: CPU 0 is listed twice");
+    EXPECT_EQ(err("[nvmf]\ncpus = 3\n"), "f:2: cpus in [nvmf] is an array of CPU numbers");
+    EXPECT_NE(err("[nvmf]\ncpus = [-1]\n").find("f:2: cpus in [nvmf]: CPU numbers from 0 to "), std::string::npos);
+    EXPECT_NE(err("[nvmf]\npoll_us = 2000000\n").find("f:2: poll_us must be from 0 to 1000000"), std::string::npos);
     // JSON: the same checks, with lines too.
     EXPECT_EQ(err("{\n  \"device\": [\n    {\"address\": \"0000:00:04.0\",\n     \"bogus\": 1}\n  ]\n}\n"),
               "f:4: unknown key 'bogus' in [[device]] (allowed: address, driver, host, on_stop)");

@@ -6,13 +6,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "mem_block.hpp"
@@ -393,6 +399,69 @@ TEST_F(NvmfTarget, IoQueueReadsWhatItWroteInCapsuleAndThroughR2T) {
     s.cdw12 = 0;
     EXPECT_EQ(io.cmd(s, {}, 512).sf(), 0x00b | 0x4000);               // no namespace 9
     EXPECT_EQ(io.connect(2, cntlid).sf(), 0x00c | 0x4000);            // connected already: Command Sequence Error
+}
+
+// Workers pinned to CPUs, and polling their quiet sockets for a while: the same protocol, threads
+// that run only where they were told, and options that make no sense refused.
+TEST(NvmfTargetOptions, PinnedPollingWorkersServeAndBadOptionsAreRefused) {
+    cpu_set_t allowed;
+    ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+    auto pinned_threads = [cpu] {
+        int n = 0;
+        for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+            std::ifstream status(t.path() / "status");
+            for (std::string line; std::getline(status, line);)
+                if (line == "Cpus_allowed_list:\t" + std::to_string(cpu)) ++n;
+        }
+        return n;
+    };
+    const int before = pinned_threads();
+    TargetOptions o;
+    o.cpus = {cpu};
+    o.poll_us = 200;
+    auto target = Target::create(o);
+    ASSERT_TRUE(target) << target.error().message();
+    EXPECT_EQ(pinned_threads(), before + 1);
+    auto dev = std::make_shared<udrv::testing::MemDevice>();
+    SubsystemSpec s;
+    s.nqn = kNqn;
+    s.namespaces.push_back({1, "mem0", dev});
+    ASSERT_TRUE((*target)->set_subsystem(s));
+    std::uint16_t port = 0;
+    std::mt19937 rng(static_cast<unsigned>(::getpid()) + 1);
+    for (int i = 0; i < 50 && !port; ++i) {
+        const auto p = static_cast<std::uint16_t>(20000 + rng() % 30000);
+        if ((*target)->listen({"127.0.0.1", p})) port = p;
+    }
+    ASSERT_NE(port, 0);
+    Host a(port);
+    auto c = a.connect(0, 0xffff);
+    ASSERT_EQ(c.sf(), 0);
+    ASSERT_EQ(a.prop_set(0x14, 1 | 6u << 16 | 4u << 20).sf(), 0);
+    ASSERT_EQ(a.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
+    Host io(port);
+    ASSERT_EQ(io.connect(1, static_cast<std::uint16_t>(c.cqe.result)).sf(), 0);
+    auto data = pattern(8192, 3);
+    for (int i = 0; i < 20; ++i) {  // some within the poll window, some after it
+        EXPECT_EQ(io.io(0x01, 16, 16, data).sf(), 0);
+        EXPECT_EQ(io.io(0x02, 16, 16, {}, 8192).data, data);
+        if (i % 5 == 4) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    target->reset();
+    EXPECT_EQ(pinned_threads(), before);
+
+    auto refused = [](TargetOptions bad) { auto t = Target::create(bad); return t ? std::string("(accepted)") : t.error().message(); };
+    TargetOptions twice;
+    twice.cpus = {cpu, cpu};
+    EXPECT_EQ(refused(twice), fmt::format("worker CPU {} is listed twice", cpu));
+    TargetOptions negative;
+    negative.cpus = {-1};
+    EXPECT_NE(refused(negative).find("worker CPU -1"), std::string::npos);
+    TargetOptions slow;
+    slow.poll_us = 5000000;
+    EXPECT_NE(refused(slow).find("poll window"), std::string::npos);
 }
 
 // More writes in flight than the worker has device buffers (64), each waiting for its data: the

@@ -41,7 +41,9 @@ tcp_ctrl() {
   return 1
 }
 
-udrvd_start --log-level info || return 1
+# The target as configured for latency: a worker pinned to each vCPU, polling its sockets after a PDU.
+printf '[nvmf]\ncpus = [0, 1]\npoll_us = 200\n' > /tmp/udrvd-nvmf.toml
+udrvd_start --log-level info --config /tmp/udrvd-nvmf.toml || return 1
 
 nvmf_setup() {
   udrv bind "$UNVME" >/dev/null || return 1
@@ -70,6 +72,13 @@ nvmf_connect_identify() {
   [ -n "$nsze" ] && [ "$nsze" = "$blocks" ]
 }
 vm_test "nvmf: nvme connect: a /dev/nvmeXnY appears; id-ctrl and id-ns agree with the subsystem's configuration" nvmf_connect_identify
+pinned_workers() {  # the host serving the subsystem has a worker on each CPU [nvmf] cpus names
+  hp=$(host_pid "$UNVME"); [ -n "$hp" ] || return 1
+  lists=$(for t in /proc/$hp/task/*; do awk '/^Cpus_allowed_list/ {print $2}' $t/status; done | sort | uniq -c | tr -s ' ')
+  echo "driver host $hp, threads by allowed CPUs:" $lists
+  echo "$lists" | grep -qx " 1 0" && echo "$lists" | grep -qx " 1 1"
+}
+vm_test "nvmf: with [nvmf] cpus = [0, 1], the driver host runs one worker pinned to each CPU" pinned_workers
 
 nvmf_fs() {
   d=$(tcp_disk "$NQN") || return 1
