@@ -1,8 +1,9 @@
 # Runs inside the test VM (see nvmf.sh): the guest kernel's NVMe/TCP initiator (nvme-tcp) reads through
 # (a) udrvd's target over udrv's NVMe driver and (b) the kernel's nvmet-tcp target over the kernel's nvme
 # driver (configfs), the same controller in turns, and, for reference, fio on the kernel's nvme driver
-# directly. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on CPU 0; the targets'
-# threads (udrv-host's workers, nvmet-tcp's work items) are left to the scheduler.
+# directly. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on CPU 0; nvmet-tcp's
+# work items run where the data arrives; udrvd runs once as configured by default (its workers left to
+# the scheduler) and once told to poll on CPU 1.
 . /udrv/guest-lib.sh
 T=${UDRV_BENCH_SECONDS:-5}
 ROUNDS=${UDRV_BENCH_ROUNDS:-3}
@@ -51,26 +52,37 @@ kernel_round() {
     rmdir $k/subsystems/$NQN/namespaces/1 $k/subsystems/$NQN
   done
 }
-udrvd > /tmp/udrvd.log 2>&1 &
-udrvd_pid=$!
-for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
-udrv_round() {
+# udrvd as configured by default, and polling: its target's worker on CPU 1 (fio and the initiator's
+# queue are on CPU 0), polling its sockets for 1 ms after each PDU.
+printf '[nvmf]\ncpus = [1]\npoll_us = 1000\n' > /tmp/udrvd-poll.toml
+udrvd_pid=
+start_udrvd() {  # start_udrvd [ARGS]
+  [ -n "$udrvd_pid" ] && { kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid; }
+  udrvd "$@" > /tmp/udrvd.log 2>&1 &
+  udrvd_pid=$!
+  for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
+}
+udrv_round() {  # udrv_round ENGINE: with the udrvd that runs
   for dev in $FILE_DEV $NULL_DEV; do
     NQN=nqn.2026-12.io.udrv:$(name_of $dev)
     udrv bind $dev >/dev/null 2>&1 || { echo "bind $dev failed"; tail /tmp/udrvd.log; return 1; }
     udrv rpc nvmf_create_subsystem "{\"nqn\": \"$NQN\"}" >/dev/null &&
       udrv rpc nvmf_subsystem_add_ns "{\"nqn\": \"$NQN\", \"namespace\": {\"bdev_name\": \"$dev/ns1\"}}" >/dev/null &&
       udrv rpc nvmf_subsystem_add_listener "{\"nqn\": \"$NQN\", \"address\": \"127.0.0.1:4420\"}" >/dev/null || { tail /tmp/udrvd.log; return 1; }
-    measure $NQN 4420 $dev udrvd-nvmf-tcp
+    measure $NQN 4420 $dev $1
     udrv rpc nvmf_delete_subsystem "{\"nqn\": \"$NQN\"}" >/dev/null; udrv unbind $dev >/dev/null 2>&1
   done
 }
+both_udrv() {
+  start_udrvd; udrv_round udrvd-nvmf-tcp
+  start_udrvd --config /tmp/udrvd-poll.toml; udrv_round udrvd-nvmf-tcp-poll
+}
 T_RUN=$T; T=2
-kernel_round | sed 's/^RESULT/WARMUP/'; udrv_round | sed 's/^RESULT/WARMUP/'
+kernel_round | sed 's/^RESULT/WARMUP/'; both_udrv | sed 's/^RESULT/WARMUP/'
 T=$T_RUN
 for r in $(seq $ROUNDS); do
   kernel_round
-  udrv_round
+  both_udrv
 done
 kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid
 exit 0
