@@ -2,7 +2,7 @@
 # Installs what udrv needs to build and test on Debian 12. Idempotent; quick when all is present.
 set -euo pipefail
 pkgs=(
-  g++ cmake make pkg-config          # toolchain
+  g++ cmake make pkg-config ccache   # toolchain (ccache: rebuilds of a fresh clone reuse earlier compiles)
   libfmt-dev libcli11-dev nlohmann-json3-dev   # libraries
   liburing-dev                       # the file-backed block device, ublk
   libisal-dev                        # CRC32C digests of the NVMe/TCP target
