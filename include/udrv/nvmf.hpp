@@ -56,6 +56,9 @@ inline constexpr std::uint32_t kMaxNamespaces = 1024;
 /// Checks an NQN as the spec writes them: 1-223 bytes, "nqn.yyyy-mm.reverse.domain:..." or a UUID NQN.
 Result<void> check_nqn(std::string_view nqn);
 
+inline constexpr unsigned kMaxWorkers = 64;       ///< TargetOptions::threads, and CPUs in TargetOptions::cpus
+inline constexpr unsigned kMaxPollUs = 1000000;  ///< TargetOptions::poll_us
+
 struct TargetOptions {
     unsigned threads = 2;                   ///< workers; connections are spread over them
     /// Workers pinned one per CPU (threads is then their number). A connection goes to the worker on the

@@ -145,9 +145,9 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
                     return fail(EINVAL, "{}: cpus in [nvmf]: CPU {} is listed twice", toml::where(source, e), *cpu);
                 c.nvmf_cpus.push_back(static_cast<int>(*cpu));
             }
-            if (c.nvmf_cpus.size() > 64) return fail(EINVAL, "{}: cpus in [nvmf]: at most 64", toml::where(source, *v));
+            if (c.nvmf_cpus.size() > nvmf::kMaxWorkers) return fail(EINVAL, "{}: cpus in [nvmf]: at most {}", toml::where(source, *v), nvmf::kMaxWorkers);
         }
-        c.nvmf_poll_us = UDRV_TRY(bounded(*n, "poll_us", c.nvmf_poll_us, 0, 1000000, source));
+        c.nvmf_poll_us = UDRV_TRY(bounded(*n, "poll_us", c.nvmf_poll_us, 0, nvmf::kMaxPollUs, source));
     }
     UDRV_TRY(toml::each_table(root, "nvmf_subsystem", source, [&](const Value& x) -> Result<void> {
         constexpr const char* w = "[[nvmf_subsystem]]";

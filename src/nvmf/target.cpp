@@ -440,7 +440,7 @@ Target::Target(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Target>> Target::create(TargetOptions o) {
     if (!o.cpus.empty()) {
-        if (o.cpus.size() > 64) return fail(EINVAL, "{} worker CPUs (at most 64)", o.cpus.size());
+        if (o.cpus.size() > kMaxWorkers) return fail(EINVAL, "{} worker CPUs (at most {})", o.cpus.size(), kMaxWorkers);
         for (int c : o.cpus)
             if (c < 0 || c >= CPU_SETSIZE) return fail(EINVAL, "worker CPU {} (0-{})", c, CPU_SETSIZE - 1);
         std::vector<int> sorted = o.cpus;
@@ -448,8 +448,8 @@ Result<std::unique_ptr<Target>> Target::create(TargetOptions o) {
         if (auto d = std::adjacent_find(sorted.begin(), sorted.end()); d != sorted.end()) return fail(EINVAL, "worker CPU {} is listed twice", *d);
         o.threads = static_cast<unsigned>(o.cpus.size());
     }
-    if (o.threads == 0 || o.threads > 64) return fail(EINVAL, "{} worker threads (1-64)", o.threads);
-    if (o.poll_us > 1000000) return fail(EINVAL, "poll window {} µs (at most 1000000)", o.poll_us);
+    if (o.threads == 0 || o.threads > kMaxWorkers) return fail(EINVAL, "{} worker threads (1-{})", o.threads, kMaxWorkers);
+    if (o.poll_us > kMaxPollUs) return fail(EINVAL, "poll window {} µs (at most {})", o.poll_us, kMaxPollUs);
     if (o.queue_entries < 2 || o.queue_entries > 1024) return fail(EINVAL, "{} queue entries (2-1024)", o.queue_entries);
     if (o.max_transfer < 4096 || o.max_transfer > (1u << 20) || (o.max_transfer & (o.max_transfer - 1)))
         return fail(EINVAL, "largest transfer {} bytes (a power of two from 4 KiB to 1 MiB)", o.max_transfer);
