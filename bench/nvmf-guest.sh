@@ -56,11 +56,9 @@ kernel_round() {
 # queue are on CPU 0), polling its sockets for 1 ms after each PDU.
 printf '[nvmf]\ncpus = [1]\npoll_us = 1000\n' > /tmp/udrvd-poll.toml
 udrvd_pid=
-start_udrvd() {  # start_udrvd [ARGS]
+restart_udrvd() {  # restart_udrvd [ARGS]: the running udrvd stopped, one with these arguments started
   [ -n "$udrvd_pid" ] && { kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid; }
-  udrvd "$@" > /tmp/udrvd.log 2>&1 &
-  udrvd_pid=$!
-  for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
+  udrvd_start "$@" || exit 1
 }
 udrv_round() {  # udrv_round ENGINE: with the udrvd that runs
   for dev in $FILE_DEV $NULL_DEV; do
@@ -74,11 +72,12 @@ udrv_round() {  # udrv_round ENGINE: with the udrvd that runs
   done
 }
 both_udrv() {
-  start_udrvd; udrv_round udrvd-nvmf-tcp
-  start_udrvd --config /tmp/udrvd-poll.toml; udrv_round udrvd-nvmf-tcp-poll
+  restart_udrvd; udrv_round udrvd-nvmf-tcp
+  restart_udrvd --config /tmp/udrvd-poll.toml; udrv_round udrvd-nvmf-tcp-poll
 }
 T_RUN=$T; T=2
-kernel_round | sed 's/^RESULT/WARMUP/'; both_udrv | sed 's/^RESULT/WARMUP/'
+# Not in a pipeline: a subshell's udrvd_pid would be lost, and the next udrvd refused while it runs.
+kernel_round > /tmp/warmup.out; both_udrv >> /tmp/warmup.out; sed 's/^RESULT/WARMUP/' /tmp/warmup.out
 T=$T_RUN
 for r in $(seq $ROUNDS); do
   kernel_round

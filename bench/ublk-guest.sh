@@ -31,9 +31,7 @@ kernel_round() {
     done
   done
 }
-udrvd > /tmp/udrvd.log 2>&1 &
-udrvd_pid=$!
-for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && break; sleep 0.1; done
+udrvd_start
 # The server's threads (the driver host's) on the scheduler's choice of CPU, or on fio's: vCPU 1 shares
 # its host CPU with QEMU's device emulation (UDRV_VM_PIN), and a request handed between vCPUs waits for
 # a wake-up on each side.

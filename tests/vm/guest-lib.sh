@@ -68,6 +68,18 @@ if [ -z "${UDRV_VM_WATCHDOG:-}" ]; then  # one per suite, not one per script it 
   vm_watchdog $$ &
   echo $! > /tmp/vm-watchdog.pid
 fi
+# udrvd_start [OPTIONS]: udrvd in the background (its pid in udrvd_pid, its log appended to
+# /tmp/udrvd.log); returns once it answers, or fails with the log, also when it exits first (another
+# udrvd answering on the socket is not this one: it refuses to start).
+udrvd_start() {
+  udrvd "$@" >> /tmp/udrvd.log 2>&1 &
+  udrvd_pid=$!
+  for _ in $(seq 100); do
+    kill -0 $udrvd_pid 2>/dev/null || break
+    udrv rpc get_version >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  echo "udrvd did not come up:"; cat /tmp/udrvd.log; return 1
+}
 # host_pid DEVICE: the pid of the udrvd driver host serving DEVICE (a PCI address, or a platform
 # description's path), from udrvd's device list.
 host_pid() { udrv rpc device_list 2>/dev/null | grep -A8 "\"device\": \"$1\"" | sed -n 's/^ *"pid": \([0-9]*\),*/\1/p' | head -1; }

@@ -8,12 +8,6 @@ UNIC=0000:00:07.0
 mkdir -p /run
 
 udrvd_pid=""
-udrvd_start() {  # udrvd_start [options]: in the background; ready once it answers
-  udrvd "$@" >> /tmp/udrvd.log 2>&1 &
-  udrvd_pid=$!
-  for _ in $(seq 100); do udrv rpc get_version >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "udrvd did not come up:"; cat /tmp/udrvd.log; return 1
-}
 # wait_for SECONDS COMMAND...: retries COMMAND quietly until it succeeds.
 wait_for() { local t=$1; shift; for _ in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; "$@"; }
 device_state() { udrv rpc device_list 2>/dev/null | grep -A10 "\"device\": \"$1\"" | sed -n 's/^ *"state": "\([a-z]*\)",*/\1/p' | head -1; }
