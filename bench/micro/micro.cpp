@@ -111,6 +111,32 @@ Result<void> rxtx(std::uint64_t n, unsigned batch) {
     return run(n);
 }
 
+// ---- the same through bursts: no handle per packet, buffers taken and given back per burst ----
+template <typename Model>
+Result<void> rxtx_burst(std::uint64_t n, unsigned batch) {
+    auto model = std::make_shared<Model>();
+    UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
+    udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
+    std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    udrv::net::Burst tx, rx;
+    auto run = [&](std::uint64_t count) -> Result<void> {
+        std::uint64_t sent = 0, received = 0;
+        while (received < count) {
+            const auto want = static_cast<unsigned>(std::min<std::uint64_t>(batch, count - sent));
+            UDRV_TRY(pool->alloc_burst(tx, want - tx.size(), 64));
+            const unsigned taken = UDRV_TRY(dev.tx_burst(0, tx));
+            sent += taken;
+            const unsigned got = UDRV_TRY(dev.rx_burst(0, rx, batch));
+            rx.clear();
+            received += got;
+            if (!taken && !got) return udrv::fail(EIO, "no progress after {} of {} frames", received, count);
+        }
+        return {};
+    };
+    UDRV_TRY(run(kWarmup));
+    return run(n);
+}
+
 // ---- a packet buffer taken from its pool and given back ----
 Result<void> alloc_free(std::uint64_t n) {
     auto model = std::make_shared<udrv::models::VirtioNetModel>();
@@ -140,6 +166,10 @@ const std::map<std::string, std::function<Result<void>(std::uint64_t)>>& operati
         {"virtio-rxtx-b32", [](std::uint64_t n) { return rxtx<VirtioNetModel>(n, 32); }},
         {"e1000e-rxtx-b1", [](std::uint64_t n) { return rxtx<E1000eModel>(n, 1); }},
         {"e1000e-rxtx-b32", [](std::uint64_t n) { return rxtx<E1000eModel>(n, 32); }},
+        {"virtio-burst-b1", [](std::uint64_t n) { return rxtx_burst<VirtioNetModel>(n, 1); }},
+        {"virtio-burst-b32", [](std::uint64_t n) { return rxtx_burst<VirtioNetModel>(n, 32); }},
+        {"e1000e-burst-b1", [](std::uint64_t n) { return rxtx_burst<E1000eModel>(n, 1); }},
+        {"e1000e-burst-b32", [](std::uint64_t n) { return rxtx_burst<E1000eModel>(n, 32); }},
         {"packet-alloc-free", alloc_free},
     };
     return ops;

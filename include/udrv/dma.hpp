@@ -8,6 +8,7 @@
 // or more use 2 MiB hugepages when the system has them, and fall back to 4 KiB pages with a warning.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -194,7 +195,7 @@ public:
         if (free_count_ == 0) [[unlikely]]
             return exhausted();
         std::uint32_t i = free_[--free_count_];
-        in_use_[i] = 1;
+        in_use_[i] = Use::taken;
         return buffer(i);
     }
     /// Bulk fast path: takes a free buffer's index; false when none is free.
@@ -202,14 +203,57 @@ public:
         if (free_count_ == 0) [[unlikely]]
             return false;
         index = free_[--free_count_];
-        in_use_[index] = 1;
+        in_use_[index] = Use::taken;
         return true;
+    }
+    /// Bulk fast path: gives a buffer back; false (and nothing changes) for an index out of range or
+    /// already free.
+    bool give(std::uint32_t index) noexcept {
+        if (index >= count_ || in_use_[index] != Use::taken) [[unlikely]]
+            return false;
+        in_use_[index] = Use::free;
+        free_[free_count_++] = index;  // room for every buffer
+        return true;
+    }
+    /// Bulk: takes up to `out.size()` free buffers' indices into `out`; returns how many.
+    std::size_t take_many(std::span<std::uint32_t> out) noexcept {
+        // Locals: the stores below could alias the fields as far as the compiler knows.
+        std::uint32_t* const stack = free_.get();
+        Use* const use = in_use_.get();
+        std::uint32_t left = free_count_;
+        const std::size_t n = std::min<std::size_t>(out.size(), left);
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::uint32_t i = stack[--left];
+            use[i] = Use::taken;
+            out[k] = i;
+        }
+        free_count_ = left;
+        return n;
+    }
+    /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
+    /// counted in the return value, which is 0 when all went back).
+    std::size_t give_many(std::span<const std::uint32_t> indices) noexcept {
+        std::uint32_t* const stack = free_.get();
+        Use* const use = in_use_.get();
+        const std::uint32_t count = count_;
+        std::uint32_t top = free_count_;
+        std::size_t bad = 0;
+        for (std::uint32_t i : indices) {
+            if (i >= count || use[i] != Use::taken) [[unlikely]] {
+                ++bad;
+                continue;
+            }
+            use[i] = Use::free;
+            stack[top++] = i;  // room for every buffer
+        }
+        free_count_ = top;
+        return bad;
     }
     /// EINVAL for an index out of range or already free (double free).
     Result<void> free(std::uint32_t index) noexcept {
-        if (index >= count_ || !in_use_[index]) [[unlikely]]
+        if (index >= count_ || in_use_[index] != Use::taken) [[unlikely]]
             return bad_free(index);
-        in_use_[index] = 0;
+        in_use_[index] = Use::free;
         free_[free_count_++] = index;  // room for every buffer
         return {};
     }
@@ -220,6 +264,9 @@ public:
     std::uint32_t available() const noexcept { return free_count_; }
     std::size_t buffer_size() const noexcept { return size_; }
     const Region& region() const noexcept { return region_; }
+    /// Buffer `index` starts at base() + index * buffer_size(), bus address iova() + index * buffer_size().
+    std::byte* base() const noexcept { return region_.bytes().data(); }
+    std::uint64_t iova() const noexcept { return region_.iova(); }
 
 private:
     Pool(Region r, std::size_t size, std::uint32_t count);
@@ -230,7 +277,10 @@ private:
     std::uint32_t count_;
     std::unique_ptr<std::uint32_t[]> free_;     // stack of free indices, free_count_ of them
     std::uint32_t free_count_ = 0;
-    std::unique_ptr<std::uint8_t[]> in_use_;  // per buffer: handed out (bytes, not bits: one store)
+    // Per buffer: handed out or not (bytes, not bits: one store). An enum, not a character type: a store
+    // to it cannot alias anything else, so the compiler keeps the pool's fields in registers around it.
+    enum class Use : std::uint8_t { free, taken };
+    std::unique_ptr<Use[]> in_use_;
 };
 
 /// Caller-owned memory mapped for DMA (zero-copy). The memory must stay valid and must not be freed

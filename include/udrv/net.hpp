@@ -87,6 +87,13 @@ public:
     virtual Result<unsigned> rx_batch(unsigned queue, std::span<Packet> out) = 0;
     /// Queues the first n packets for transmission and returns n; those handles are left empty.
     virtual Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) = 0;
+    /// rx_batch into a burst: appends up to min(max, out.room()) received packets to `out`, which must be
+    /// empty or hold packets received on this queue (EINVAL otherwise); returns how many. No handle per
+    /// packet: the cheaper path. Drivers without their own get one over rx_batch.
+    virtual Result<unsigned> rx_burst(unsigned queue, Burst& out, unsigned max = Burst::kMax);
+    /// tx_batch from a burst: queues packets from the front of `b` for transmission and returns how
+    /// many; the rest stay in `b`. The burst's pool is checked once (tx_batch's rules), not per packet.
+    virtual Result<unsigned> tx_burst(unsigned queue, Burst& b);
     /// The pool that transmit buffers for `queue` come from (fetch it once per thread: the pointer is
     /// shared). After unbind the pool gives out nothing (ENODEV).
     virtual Result<std::shared_ptr<PacketPool>> tx_pool(unsigned queue) = 0;
@@ -105,7 +112,7 @@ Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::
 
 /// A network device opened through the class. Implements Device by forwarding to the driver's until
 /// the device is unbound; from then on every call fails with ENODEV (link_up() is false, queues() 0).
-/// The data path (rx_batch, tx_batch, rx_wait) costs an RCU read section per call, no lock; the rest
+/// The data path (rx_batch, tx_batch, rx_burst, tx_burst, rx_wait) costs an RCU read section per call, no lock; the rest
 /// holds off the unbind for the call. Movable; any thread (queue n still belongs to one).
 class Handle final : public Device {
 public:
@@ -120,6 +127,8 @@ public:
     Result<void> set_queues(unsigned n) override;
     Result<unsigned> rx_batch(unsigned queue, std::span<Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) override;
+    Result<unsigned> rx_burst(unsigned queue, Burst& out, unsigned max = Burst::kMax) override;
+    Result<unsigned> tx_burst(unsigned queue, Burst& b) override;
     Result<std::shared_ptr<PacketPool>> tx_pool(unsigned queue) override;
     Result<bool> rx_wait(unsigned queue, WaitMode mode, std::chrono::milliseconds timeout) override;
 

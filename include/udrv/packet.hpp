@@ -10,6 +10,11 @@
 // below this device's DMA limit. The transmitting queue then keeps the other pool alive until it is
 // done with the buffer, so ports can be removed in any order. Both queues must belong to one thread.
 //
+// Bursts: a Burst holds up to Burst::kMax packets of one pool without a handle per packet (DPDK's array
+// of mbufs). rx_burst fills one, tx_burst takes from its front, and what it still holds goes back to the
+// pool together when it is dropped: the same ownership as handles, for about half the instructions per
+// packet (bench/README.md).
+//
 // Unbind: the driver detaches its pools (detach()). From then on a pool gives out nothing (ENODEV),
 // a device refuses its packets (ENODEV), and packets the application still holds stay valid memory
 // until dropped; the pool goes when its last packet and its last reference have. Detaching may happen
@@ -18,6 +23,7 @@
 // atomic read-modify-write and no lock.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +37,7 @@
 namespace udrv::net {
 
 class PacketPool;
+class Burst;
 
 class Packet {
 public:
@@ -69,12 +76,26 @@ public:
 
 private:
     friend class PacketPool;
-    Packet(PacketPool* p, std::uint32_t i) : pool_(p), index_(i) {}
+    friend class Burst;
+    friend struct PacketLayout;
+    Packet(PacketPool* p, std::uint32_t i, std::uint16_t len = 0) : pool_(p), index_(i), len_(len) {}
     [[gnu::always_inline]] void release() noexcept;  // once per packet: never a call on the fast path
     std::unexpected<Error> bad_resize(std::size_t n) const;
     PacketPool* pool_ = nullptr;
     std::uint32_t index_ = 0;
     std::uint16_t len_ = 0;
+};
+
+/// Where one pool's buffers lie (PacketPool::layout()), for a driver's loop over packets of that pool
+/// (a burst's): PacketPool::frame_iova() and buffer() without going through the pool for each packet.
+/// Valid for packets of the pool it came from only.
+struct PacketLayout {
+    std::byte* base;
+    std::uint64_t iova;
+    std::size_t stride;
+    std::uint32_t headroom;
+    std::uint64_t frame_iova(const Packet& p) const noexcept { return iova + p.index_ * stride + headroom; }
+    std::byte* frame(const Packet& p) const noexcept { return base + p.index_ * stride + headroom; }
 };
 
 /// Fixed-size packet buffers in DMA memory. Each buffer has `headroom` bytes before the frame for the
@@ -131,6 +152,10 @@ public:
         leave();
         return n;
     }
+    /// Appends up to `n` buffers (fewer when the pool runs short or the burst fills) to `b`, each with a
+    /// frame of `len` bytes; returns how many. EINVAL when `b` holds another pool's packets or `len`
+    /// exceeds capacity_per_buffer(); ENODEV once the device is gone.
+    Result<unsigned> alloc_burst(Burst& b, unsigned n, std::size_t len = 0) noexcept;
     std::uint32_t available() const noexcept { return pool_.available(); }
     std::uint32_t capacity() const noexcept { return pool_.capacity(); }
     /// Frame bytes one buffer holds (the buffer less the headroom).
@@ -151,20 +176,24 @@ public:
     /// Bus address of the frame's first byte (data()); the headroom lies before it.
     static std::uint64_t frame_iova(const Packet& p) noexcept { return p.pool_->pool_.buffer(p.index_).iova + p.pool_->headroom_; }
     static std::uint32_t headroom_of(const Packet& p) noexcept { return p.pool_->headroom_; }
+    PacketLayout layout() const noexcept { return {pool_.base(), pool_.iova(), pool_.buffer_size(), headroom_}; }
 
     /// For a transmit queue whose own pool this is: checks that the device can DMA from `p`'s buffer
     /// (this pool, or one in the same IOMMU space below this pool's DMA limit with at least
     /// `min_headroom` bytes of headroom, whose device is still bound), and keeps a foreign pool alive as
     /// long as this one.
-    Result<void> accept_for_tx(const Packet& p, std::uint32_t min_headroom = 0) {
-        if (p.pool_ == this || (p.pool_ && !foreign_.empty() && foreign_.back().get() == p.pool_ && !p.pool_->detached_.load(std::memory_order_relaxed)))
+    Result<void> accept_for_tx(const Packet& p, std::uint32_t min_headroom = 0) { return accept_pool_for_tx(p.pool_, min_headroom); }
+    /// The same for every packet of a burst at once.
+    Result<void> accept_pool_for_tx(PacketPool* other, std::uint32_t min_headroom = 0) {
+        if (other == this || (other && !foreign_.empty() && foreign_.back().get() == other && !other->detached_.load(std::memory_order_relaxed)))
             [[likely]]
             return {};
-        return accept_foreign(p, min_headroom);
+        return accept_foreign(other, min_headroom);
     }
 
 private:
     friend class Packet;
+    friend class Burst;
     PacketPool(dma::Pool pool, std::uint32_t headroom, const dma::Space* space, std::uint64_t limit)
         : pool_(std::move(pool)), headroom_(headroom), space_(space), limit_(limit) {}
     ~PacketPool() = default;
@@ -177,7 +206,10 @@ private:
     }
     void leave() noexcept { owner_busy_.store(false, std::memory_order_release); }
     std::unexpected<Error> detached_error() const;
-    Result<void> accept_foreign(const Packet& p, std::uint32_t min_headroom);
+    std::unexpected<Error> bad_burst(const Burst& b, std::size_t len) const;
+    Result<void> accept_foreign(PacketPool* other, std::uint32_t min_headroom);
+    /// Gives back `indices` (buffers of this pool that a burst owned) in one owner section.
+    void give_back(std::span<const std::uint32_t> indices) noexcept;
 
     dma::Pool pool_;
     std::uint32_t headroom_;
@@ -188,6 +220,175 @@ private:
     std::atomic<bool> detached_{false};
     bool unreferenced_ = false;  // the last shared_ptr went while packets were out (under the detach lock)
 };
+
+/// Up to kMax packets of one pool, owned together: what rx_burst fills and tx_burst takes from. Packets
+/// leave from the front (tx_burst, pop_front) and join at the back (rx_burst, alloc_burst, push_back);
+/// dropping the burst, or clear(), gives back what it holds in one owner section. Like a Packet, it
+/// belongs to one thread at a time; packets are numbered 0..size() from the front.
+class Burst {
+public:
+    static constexpr unsigned kMax = 256;
+    Burst() noexcept {}
+    Burst(const Burst&) = delete;
+    Burst& operator=(const Burst&) = delete;
+    ~Burst() { clear(); }
+
+    unsigned size() const noexcept { return static_cast<unsigned>(end_ - begin_); }
+    bool empty() const noexcept { return begin_ == end_; }
+    /// Packets that can still join.
+    unsigned room() const noexcept { return kMax - size(); }
+    /// The pool every packet is from; nullptr while empty.
+    PacketPool* pool() const noexcept { return empty() ? nullptr : pool_; }
+    /// Packet i's frame (empty for i >= size()).
+    std::span<std::byte> data(unsigned i) const noexcept {
+        if (i >= size()) return {};
+        const unsigned k = begin_ + i;
+        return {pool_->pool_.base() + std::size_t{index_[k]} * pool_->pool_.buffer_size() + pool_->headroom_, len_[k]};
+    }
+    /// Packet i's frame length (0 for i >= size()).
+    std::size_t length(unsigned i) const noexcept { return i < size() ? len_[begin_ + i] : 0; }
+    /// Sets packet i's frame length; EINVAL for i >= size() or beyond the buffer.
+    Result<void> resize(unsigned i, std::size_t n) noexcept {
+        if (i >= size() || n > pool_->capacity_per_buffer()) [[unlikely]]
+            return bad_resize(i, n);
+        len_[begin_ + i] = static_cast<std::uint16_t>(n);
+        return {};
+    }
+    /// Takes the front packet out as a handle (empty when the burst is).
+    Packet pop_front() noexcept {
+        if (empty()) return {};
+        Packet p(pool_, index_[begin_], len_[begin_]);
+        ++begin_;
+        return p;
+    }
+    /// Appends `p`; false (and `p` kept) when `p` is empty, of another pool than the burst's, or the
+    /// burst is full.
+    bool push_back(Packet&& p) noexcept {
+        if (!p.pool_) return false;
+        if (empty()) {
+            begin_ = end_ = 0;
+            pool_ = p.pool_;
+        } else if (p.pool_ != pool_) {
+            return false;
+        } else if (end_ == kMax) {
+            if (begin_ == 0) return false;
+            compact();
+        }
+        append(std::move(p), p.len_);
+        return true;
+    }
+    /// Puts `p` back at the front, where pop_front() made room; false (and `p` kept) when `p` is empty,
+    /// of another pool, or there is no room at the front.
+    bool push_front(Packet&& p) noexcept {
+        if (!p.pool_ || (!empty() && p.pool_ != pool_)) return false;
+        if (empty()) {
+            begin_ = end_ = kMax;
+            pool_ = p.pool_;
+        }
+        if (begin_ == 0) return false;
+        --begin_;
+        index_[begin_] = p.index_;
+        len_[begin_] = p.len_;
+        p.pool_ = nullptr;
+        return true;
+    }
+    /// Gives every packet back to its pool.
+    void clear() noexcept {
+        if (!empty()) pool_->give_back(std::span<const std::uint32_t>(index_ + begin_, end_ - begin_));
+        begin_ = end_ = 0;
+    }
+
+    // ---- for drivers ----
+    /// Readies the burst for `pool`'s packets: true with room() slots free at the back, false if it
+    /// holds another pool's packets (the caller's mistake to report).
+    bool prepare_for(const PacketPool* pool) noexcept {
+        if (empty()) {
+            begin_ = end_ = 0;
+            pool_ = const_cast<PacketPool*>(pool);
+            return true;
+        }
+        if (pool_ != pool) return false;
+        compact();
+        return true;
+    }
+    /// Appends `p` with frame length `len`, after prepare_for(p's pool) and within room(): what a
+    /// receive loop bounded by room() does, without checking each packet again.
+    void append(Packet&& p, std::uint16_t len) noexcept {
+        index_[end_] = p.index_;
+        len_[end_] = len;
+        ++end_;
+        p.pool_ = nullptr;
+    }
+    /// Returns `p` to its pool along with the burst's other packets: a driver reclaiming transmitted
+    /// buffers collects them here and they go back together when the burst is cleared or dropped.
+    void collect(Packet&& p) noexcept {
+        // Appending at end_ is right whenever the pool matches, even to an emptied burst whose stale
+        // pool_ it is; anything else (another pool, a full burst, an empty handle) flushes first.
+        if (p.pool_ != pool_ || end_ == kMax) [[unlikely]] {
+            if (!p.pool_) return;
+            clear();
+            pool_ = p.pool_;
+        }
+        append(std::move(p), 0);
+    }
+    /// Hands the first min(n, size()) packets to `take(Packet&&)` in order, for a driver putting them in
+    /// its ring; returns how many.
+    template <typename Take>
+    unsigned take_front(unsigned n, Take&& take) noexcept {
+        n = std::min(n, size());
+        PacketPool* const pool = pool_;
+        const std::size_t first = begin_, end = begin_ + n;
+        begin_ = end;
+        for (std::size_t k = first; k < end; ++k) take(Packet(pool, index_[k], len_[k]));
+        return n;
+    }
+
+private:
+    friend class PacketPool;
+    std::unexpected<Error> bad_resize(unsigned i, std::size_t n) const;
+    void compact() noexcept {
+        if (begin_ == 0) return;
+        for (unsigned k = begin_; k < end_; ++k) {
+            index_[k - begin_] = index_[k];
+            len_[k - begin_] = len_[k];
+        }
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    PacketPool* pool_ = nullptr;
+    // The packets are [begin_, end_). size_t: a type the index and length stores cannot alias, so a
+    // loop over the burst keeps them in registers.
+    std::size_t begin_ = 0, end_ = 0;
+    std::uint32_t index_[kMax];          // uninitialised beyond end_: written before read
+    std::uint16_t len_[kMax];
+};
+
+inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_t len) noexcept {
+    if (len > capacity_per_buffer() || !b.prepare_for(this)) [[unlikely]]
+        return bad_burst(b, len);
+    n = std::min(n, b.room());
+    enter();
+    if (detached_.load(std::memory_order_relaxed)) [[unlikely]] {
+        leave();
+        return detached_error();
+    }
+    const auto got = static_cast<unsigned>(pool_.take_many(std::span(b.index_ + b.end_, n)));
+    leave();
+    std::fill_n(b.len_ + b.end_, got, static_cast<std::uint16_t>(len));
+    b.end_ += got;
+    return got;
+}
+
+inline void PacketPool::give_back(std::span<const std::uint32_t> indices) noexcept {
+    enter();
+    if (!detached_.load(std::memory_order_relaxed)) [[likely]] {
+        (void)pool_.give_many(indices);  // cannot fail: a burst is the only owner of its indices
+        leave();
+        return;
+    }
+    leave();
+    for (std::uint32_t i : indices) give_back_detached(this, i);  // the last may free the pool: nothing touches it after
+}
 
 inline std::span<std::byte> Packet::data() const noexcept {
     if (!pool_) return {};
@@ -201,7 +402,7 @@ inline void Packet::release() noexcept {
     pool_ = nullptr;
     p->enter();
     if (!p->detached_.load(std::memory_order_relaxed)) [[likely]] {
-        (void)p->pool_.free(index_);  // cannot fail: a handle is the only owner of its index
+        (void)p->pool_.give(index_);  // cannot fail: a handle is the only owner of its index
         p->leave();
         return;
     }

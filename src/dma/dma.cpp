@@ -230,7 +230,7 @@ void Region::release() noexcept {
 }
 
 Pool::Pool(Region r, std::size_t size, std::uint32_t count)
-    : region_(std::move(r)), size_(size), count_(count), free_(new std::uint32_t[count]), in_use_(new std::uint8_t[count]()) {
+    : region_(std::move(r)), size_(size), count_(count), free_(new std::uint32_t[count]), in_use_(new Use[count]()) {
     for (std::uint32_t i = count; i > 0; --i) free_[free_count_++] = i - 1;  // hand out index 0 first
 }
 

@@ -85,6 +85,22 @@ Result<unsigned> Handle::tx_batch(unsigned queue, std::span<Packet> packets) {
     return d->tx_batch(queue, packets);
 }
 
+Result<unsigned> Handle::rx_burst(unsigned queue, Burst& out, unsigned max) {
+    rcu::ReadLock lock;
+    Device* d = object_->get_in_read_section();
+    if (!d) [[unlikely]]
+        return gone();
+    return d->rx_burst(queue, out, max);
+}
+
+Result<unsigned> Handle::tx_burst(unsigned queue, Burst& b) {
+    rcu::ReadLock lock;
+    Device* d = object_->get_in_read_section();
+    if (!d) [[unlikely]]
+        return gone();
+    return d->tx_burst(queue, b);
+}
+
 // The wait sleeps inside the read section: an unbind waits for it (at most `timeout`), which is what
 // keeps the interrupt vector it sleeps on alive.
 Result<bool> Handle::rx_wait(unsigned queue, WaitMode mode, std::chrono::milliseconds timeout) {

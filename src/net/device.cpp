@@ -2,6 +2,8 @@
 // ring check and interrupt hooks.
 #include "udrv/net.hpp"
 
+#include <array>
+
 #include <fmt/format.h>
 
 #include "udrv/ticks.hpp"
@@ -17,6 +19,42 @@ Result<WaitMode> parse_wait_mode(std::string_view s) {
     if (s == "interrupt") return WaitMode::interrupt;
     if (s == "hybrid") return WaitMode::hybrid;
     return fail(EINVAL, "unknown wait mode '{}' (poll, interrupt, hybrid)", s);
+}
+
+// Bursts over the handle calls, for drivers without their own burst path: a handle per packet in between.
+Result<unsigned> Device::rx_burst(unsigned queue, Burst& out, unsigned max) {
+    std::array<Packet, 32> got;
+    unsigned total = 0;
+    while (total < max && out.room()) {
+        const unsigned n = UDRV_TRY(rx_batch(queue, std::span(got).first(std::min<std::size_t>({got.size(), out.room(), max - total}))));
+        for (unsigned i = 0; i < n; ++i)
+            if (!out.push_back(std::move(got[i])))  // the rest go back to the pool with `got`
+                return fail(EINVAL, "rx_burst: the burst holds packets of another pool ({} of {} received frames dropped): pass an empty burst",
+                            n - i, n);
+        total += n;
+        if (n < got.size()) break;
+    }
+    return total;
+}
+
+Result<unsigned> Device::tx_burst(unsigned queue, Burst& b) {
+    std::array<Packet, 32> out;
+    unsigned total = 0;
+    while (!b.empty()) {
+        const unsigned k = std::min<unsigned>(b.size(), out.size());
+        for (unsigned i = 0; i < k; ++i) out[i] = b.pop_front();
+        auto sent = tx_batch(queue, std::span(out).first(k));
+        // What was not taken goes back to the front of the burst, in order: pop_front made room there.
+        const unsigned taken = sent ? *sent : 0;
+        for (unsigned i = k; i > taken; --i) (void)b.push_front(std::move(out[i - 1]));
+        if (!sent) {
+            if (total) break;  // report what went; the caller meets the error with the next call
+            return std::unexpected(std::move(sent.error()));
+        }
+        total += taken;
+        if (taken < k) break;
+    }
+    return total;
 }
 
 Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::Vector* irq, const std::function<bool()>& ready,

@@ -36,8 +36,17 @@ std::unexpected<Error> PacketPool::detached_error() const {
     return fail(ENODEV, "the packet pool's device was unbound: it gives out no more buffers");
 }
 
-Result<void> PacketPool::accept_foreign(const Packet& p, std::uint32_t min_headroom) {
-    PacketPool* other = p.pool_;
+std::unexpected<Error> Burst::bad_resize(unsigned i, std::size_t n) const {
+    if (i >= size()) return fail(EINVAL, "resize of packet {} in a burst of {}", i, size());
+    return fail(EINVAL, "packet of {} bytes exceeds the buffer's {}", n, pool_->capacity_per_buffer());
+}
+
+std::unexpected<Error> PacketPool::bad_burst(const Burst& b, std::size_t len) const {
+    if (len > capacity_per_buffer()) return fail(EINVAL, "frames of {} bytes exceed the buffers' {}", len, capacity_per_buffer());
+    return fail(EINVAL, "the burst holds {} packets of another pool: transmit or clear them first", b.size());
+}
+
+Result<void> PacketPool::accept_foreign(PacketPool* other, std::uint32_t min_headroom) {
     if (!other) return fail(EINVAL, "an empty packet handle cannot be transmitted");
     if (other->detached()) return fail(ENODEV, "the packet came from a device that was unbound: copy it into tx_pool()");
     for (auto& f : foreign_)

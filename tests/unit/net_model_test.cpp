@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "e1000e/e1000e.hpp"
 #include "net_models.hpp"
@@ -68,8 +69,60 @@ protected:
         }
         return seen;
     }
+    // round_trip through bursts: alloc_burst, tx_burst, rx_burst, clear.
+    std::vector<std::uint32_t> round_trip_bursts(udrv::net::Device& dev, unsigned q, std::uint32_t count, unsigned batch = 32) {
+        std::vector<std::uint32_t> seen;
+        auto pool = *dev.tx_pool(q);
+        udrv::net::Burst tx, rx;
+        for (std::uint32_t sent = 0; sent < count || seen.size() < count;) {
+            if (sent < count) {
+                const unsigned before = tx.size();  // frames a full ring left in the burst last time
+                auto made = pool->alloc_burst(tx, std::min<std::uint32_t>(batch, count - sent) - std::min(before, batch), 64);
+                EXPECT_TRUE(made) << (made ? "" : made.error().message());
+                for (unsigned i = before; i < tx.size(); ++i) {
+                    std::uint32_t n = sent + i;
+                    std::memcpy(tx.data(i).data() + 14, &n, 4);
+                }
+                auto n = dev.tx_burst(q, tx);
+                EXPECT_TRUE(n) << (n ? "" : n.error().message());
+                if (!n) break;
+                sent += *n;
+            }
+            auto got = dev.rx_burst(q, rx);
+            EXPECT_TRUE(got) << (got ? "" : got.error().message());
+            if (!got) break;
+            EXPECT_EQ(rx.size(), *got);
+            for (unsigned i = 0; i < rx.size(); ++i) {
+                EXPECT_EQ(rx.length(i), 64u);
+                std::uint32_t n;
+                std::memcpy(&n, rx.data(i).data() + 14, 4);
+                seen.push_back(n);
+            }
+            rx.clear();
+            if (sent >= count && *got == 0) break;
+        }
+        return seen;
+    }
     udrv::Loader loader;
     std::vector<std::string> log;
+};
+
+// A device that has only the per-packet calls: bursts go through net::Device's defaults over them.
+class BatchOnly final : public udrv::net::Device {
+public:
+    explicit BatchOnly(udrv::net::Device& d) : d_(d) {}
+    udrv::net::Mac mac() const override { return d_.mac(); }
+    bool link_up() const override { return d_.link_up(); }
+    udrv::Result<udrv::net::Stats> stats() override { return d_.stats(); }
+    udrv::Result<void> set_promiscuous(bool on) override { return d_.set_promiscuous(on); }
+    unsigned queues() const override { return d_.queues(); }
+    udrv::Result<unsigned> rx_batch(unsigned q, std::span<udrv::net::Packet> out) override { return d_.rx_batch(q, out); }
+    udrv::Result<unsigned> tx_batch(unsigned q, std::span<udrv::net::Packet> p) override { return d_.tx_batch(q, p); }
+    udrv::Result<std::shared_ptr<udrv::net::PacketPool>> tx_pool(unsigned q) override { return d_.tx_pool(q); }
+    udrv::Result<bool> rx_wait(unsigned q, udrv::net::WaitMode m, std::chrono::milliseconds t) override { return d_.rx_wait(q, m, t); }
+
+private:
+    udrv::net::Device& d_;
 };
 
 TEST_F(NetOnModel, VirtioFramesGoOutAndComeBack) {
@@ -124,6 +177,160 @@ TEST_F(NetOnModel, VirtqueueIndicesWrapPast65535) {
     EXPECT_EQ(model->frames_dropped(), 0u);
 }
 
+// The burst path: the same frames, in order, through both drivers' own burst code and through the
+// defaults over rx_batch/tx_batch; the rings wrap many times and the counters agree.
+TEST_F(NetOnModel, BurstsGoOutAndComeBackInOrder) {
+    auto vm = std::make_shared<VirtioNetModel>();
+    auto* v = add<udrv::virtio_net::VirtioNet>(vm);
+    auto em = std::make_shared<E1000eModel>();
+    auto* e = add<udrv::e1000e::E1000e>(em);
+    ASSERT_NE(v, nullptr);
+    ASSERT_NE(e, nullptr);
+    BatchOnly plain(*v);
+    for (auto [dev, count, batch] : {std::tuple<udrv::net::Device*, std::uint32_t, unsigned>{v, 70000, 32}, {v, 3000, 1}, {e, 5000, 32},
+                                     {e, 700, 1}, {&plain, 3000, 32}, {v, 3000, 200}}) {
+        auto seen = round_trip_bursts(*dev, 0, count, batch);
+        ASSERT_EQ(seen.size(), count) << "batch " << batch;
+        for (std::uint32_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i], i) << "batch " << batch;
+    }
+    auto st = *v->stats();
+    EXPECT_EQ(st.tx_packets, 79000u);
+    EXPECT_EQ(st.rx_packets, 79000u);
+    EXPECT_EQ(st.rx_bytes, 79000u * 64);
+    EXPECT_EQ(e->stats()->rx_packets, 5700u);
+    EXPECT_EQ(vm->dma_faults() + em->dma_faults(), 0u);
+    EXPECT_EQ(vm->frames_dropped(), 0u);
+    EXPECT_EQ(em->frames_missed(), 0u);
+}
+
+// What a burst promises its user: packets in order from the front, lengths within the buffer, one pool
+// per burst, and every buffer back in the pool when the burst is cleared or dropped.
+TEST_F(NetOnModel, BurstOwnsItsBuffersAndKeepsToOnePool) {
+    auto* v = add<udrv::virtio_net::VirtioNet>(std::make_shared<VirtioNetModel>());
+    auto* e = add<udrv::e1000e::E1000e>(std::make_shared<E1000eModel>());
+    ASSERT_NE(v, nullptr);
+    ASSERT_NE(e, nullptr);
+    auto pool = *v->tx_pool(0), other = *e->tx_pool(0);
+    const auto full = pool->available();
+    {
+        udrv::net::Burst b;
+        EXPECT_TRUE(b.empty());
+        EXPECT_EQ(b.pool(), nullptr);
+        EXPECT_EQ(*pool->alloc_burst(b, 10, 100), 10u);
+        EXPECT_EQ(b.size(), 10u);
+        EXPECT_EQ(b.pool(), pool.get());
+        EXPECT_EQ(pool->available(), full - 10);
+        EXPECT_EQ(b.length(9), 100u);
+        EXPECT_EQ(b.data(9).size(), 100u);
+        EXPECT_TRUE(b.data(10).empty());  // beyond the burst
+        EXPECT_EQ(b.length(10), 0u);
+        EXPECT_EQ(b.resize(10, 60).error().code(), EINVAL);
+        EXPECT_EQ(b.resize(0, pool->capacity_per_buffer() + 1).error().code(), EINVAL);
+        ASSERT_TRUE(b.resize(0, 60));
+        EXPECT_EQ(pool->alloc_burst(b, 1, pool->capacity_per_buffer() + 1).error().code(), EINVAL);
+        // Another pool's packets do not join.
+        auto foreign = other->alloc_burst(b, 1, 60);
+        ASSERT_FALSE(foreign);
+        EXPECT_EQ(foreign.error().code(), EINVAL);
+        EXPECT_NE(foreign.error().message().find("another pool"), std::string::npos) << foreign.error().message();
+        auto stray = *other->alloc();
+        EXPECT_FALSE(b.push_back(std::move(stray)));
+        EXPECT_TRUE(stray);  // kept by the caller
+        // Front out, back in at either end; the order holds.
+        udrv::net::Packet first = b.pop_front();
+        EXPECT_EQ(first.size(), 60u);
+        EXPECT_EQ(b.size(), 9u);
+        std::byte* second = b.data(0).data();
+        EXPECT_TRUE(b.push_front(std::move(first)));
+        EXPECT_FALSE(first);
+        EXPECT_EQ(b.length(0), 60u);
+        EXPECT_EQ(b.data(1).data(), second);
+        udrv::net::Packet last = b.pop_front();
+        EXPECT_TRUE(b.push_back(std::move(last)));
+        EXPECT_EQ(b.length(9), 60u);
+        // Filling to kMax from a burst whose front was taken moves the rest down.
+        EXPECT_EQ(*pool->alloc_burst(b, udrv::net::Burst::kMax, 64), udrv::net::Burst::kMax - 10);
+        EXPECT_EQ(b.room(), 0u);
+        EXPECT_EQ(*pool->alloc_burst(b, 5, 64), 0u);
+        // An rx_burst into a burst of transmit buffers is refused, not mixed.
+        auto r = v->rx_burst(0, b);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code(), EINVAL);
+        b.clear();
+        EXPECT_TRUE(b.empty());
+        EXPECT_EQ(pool->available(), full);
+        EXPECT_EQ(*pool->alloc_burst(b, 3, 64), 3u);
+    }  // dropped: its three buffers go back
+    EXPECT_EQ(pool->available(), full);
+    // A pool runs short: the burst gets what there is.
+    udrv::net::Burst all, more;
+    while (all.room() && *pool->alloc_burst(all, all.room(), 64)) {
+    }
+    std::vector<udrv::net::Packet> rest;
+    for (auto p = pool->alloc(); p; p = pool->alloc()) rest.push_back(std::move(*p));
+    EXPECT_EQ(*pool->alloc_burst(more, 4, 64), 0u);
+    rest.resize(rest.size() - 2);
+    EXPECT_EQ(*pool->alloc_burst(more, 4, 64), 2u);
+}
+
+// At unbind the pools are detached: a burst gets nothing more, tx_burst and rx_burst through the handle
+// fail with ENODEV, and buffers a burst still holds stay readable and go back when it is dropped.
+TEST_F(NetOnModel, BurstsAfterUnbind) {
+    auto model = std::make_shared<VirtioNetModel>();
+    auto dev = udrv::pci::bus().add_model(model->info(), model);
+    ASSERT_TRUE(dev);
+    auto h = udrv::net::open(model->address());
+    ASSERT_TRUE(h) << h.error().message();
+    auto pool = *h->tx_pool(0);
+    udrv::net::Burst b, rx;
+    ASSERT_EQ(*pool->alloc_burst(b, 4, 64), 4u);
+    std::memset(b.data(3).data(), 0x5a, 64);
+    ASSERT_TRUE(udrv::pci::bus().remove_device(model->address()));
+    EXPECT_EQ(pool->alloc_burst(b, 1, 64).error().code(), ENODEV);
+    EXPECT_EQ(h->tx_burst(0, b).error().code(), ENODEV);
+    EXPECT_EQ(h->rx_burst(0, rx).error().code(), ENODEV);
+    EXPECT_EQ(b.size(), 4u);
+    EXPECT_EQ(b.data(3)[63], std::byte{0x5a});
+    b.clear();  // back to the detached pool, under its lock
+    EXPECT_EQ(pool->available(), pool->capacity());
+}
+
+// Zero-copy forwarding of a whole burst: frames received go out again by reference (the receive pool is
+// checked once for the burst) and come back with the same bytes; a port that cannot reach the buffers
+// (the models have an address space each) refuses the burst and leaves it whole.
+TEST_F(NetOnModel, AReceivedBurstIsSentOnByReference) {
+    auto vm = std::make_shared<VirtioNetModel>();
+    auto em = std::make_shared<E1000eModel>();
+    auto* v = add<udrv::virtio_net::VirtioNet>(vm);
+    auto* e = add<udrv::e1000e::E1000e>(em);
+    ASSERT_NE(v, nullptr);
+    ASSERT_NE(e, nullptr);
+    std::vector<std::byte> frame(60);
+    for (std::uint8_t i = 0; i < 20; ++i) {
+        frame[0] = std::byte{i};
+        ASSERT_TRUE(vm->inject(frame));
+        ASSERT_TRUE(em->inject(frame));
+    }
+    udrv::net::Burst in, back;
+    ASSERT_EQ(*v->rx_burst(0, in, 5), 5u);  // at most what was asked for
+    ASSERT_EQ(*v->rx_burst(0, in), 15u);    // appended
+    ASSERT_EQ(in.size(), 20u);
+    for (unsigned i = 0; i < 20; ++i) EXPECT_EQ(in.data(i)[0], std::byte(i));
+    auto refused = e->tx_burst(0, in);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), EXDEV) << refused.error().message();
+    EXPECT_EQ(in.size(), 20u);
+    in.clear();
+    ASSERT_EQ(*e->rx_burst(0, in), 20u);
+    auto sent = e->tx_burst(0, in);  // its receive pool's buffers, by reference
+    ASSERT_TRUE(sent) << sent.error().message();
+    EXPECT_EQ(*sent, 20u);
+    EXPECT_TRUE(in.empty());
+    for (int i = 0; i < 100 && back.size() < 20; ++i) ASSERT_TRUE(e->rx_burst(0, back));
+    ASSERT_EQ(back.size(), 20u);
+    for (unsigned i = 0; i < 20; ++i) EXPECT_EQ(back.data(i)[0], std::byte(i));
+}
+
 TEST_F(NetOnModel, VirtioWithoutAccessPlatformIsRefused) {
     VirtioNetModel::Options o;
     o.access_platform = false;
@@ -151,6 +358,20 @@ TEST_F(NetOnModel, VirtioCatchesWhatTheDeviceGetsWrong) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code(), EPROTO);
     EXPECT_NE(r.error().message().find("returned descriptor 9999 that is not in flight"), std::string::npos) << r.error().message();
+    // The same checks on the burst path.
+    udrv::net::Burst b;
+    model->corrupt_next_rx_len(4096);
+    ASSERT_TRUE(model->inject(frame));
+    ASSERT_TRUE(model->inject(frame));
+    EXPECT_EQ(*v->rx_burst(0, b), 1u);  // the good one
+    EXPECT_EQ(b.length(0), 60u);
+    EXPECT_EQ(v->stats()->rx_errors, 3u);
+    model->corrupt_next_rx_id(7777);
+    ASSERT_TRUE(model->inject(frame));
+    auto rb = v->rx_burst(0, b);
+    ASSERT_FALSE(rb);
+    EXPECT_EQ(rb.error().code(), EPROTO);
+    EXPECT_EQ(b.size(), 1u);  // what it held stays
 }
 
 TEST_F(NetOnModel, VirtioMultiqueue) {
@@ -208,6 +429,12 @@ TEST_F(NetOnModel, E1000eDropsBadDescriptorsAndCountsThem) {
     ASSERT_TRUE(model->inject(frame));
     EXPECT_EQ(*e->rx_batch(0, rx), 1u);        // only the good one
     EXPECT_EQ(e->stats()->rx_errors, 2u);
+    udrv::net::Burst b;  // the same on the burst path
+    ASSERT_TRUE(model->inject(frame, 0x01));
+    ASSERT_TRUE(model->inject(frame));
+    EXPECT_EQ(*e->rx_burst(0, b), 1u);
+    EXPECT_EQ(b.length(0), 60u);
+    EXPECT_EQ(e->stats()->rx_errors, 3u);
 }
 
 }  // namespace

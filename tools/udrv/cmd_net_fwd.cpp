@@ -47,22 +47,19 @@ Result<int> run_fwd(const FwdOpts& o) {
         auto pool0 = UDRV_TRY(ports[0]->tx_pool(q));  // one UDRV_TRY per statement (a return mid-initializer leaks)
         auto pool1 = UDRV_TRY(ports[1]->tx_pool(q));
         std::shared_ptr<net::PacketPool> pools[2] = {std::move(pool0), std::move(pool1)};
-        std::vector<net::Packet> rx(o.batch), tx, refused;  // refused: frames a port could not take by reference, to copy
-        tx.reserve(o.batch);
+        net::Burst rx, tx;  // tx: copies, when the ports cannot share buffers
         bool copy = o.copy;
         std::uint64_t fwd[2] = {0, 0}, n_dropped = 0, first = 0, last_busy = watch.t0;
-        // Copies frames into `pool` (the transmitting port's), appending the copies to `out`.
-        auto copy_into = [&](net::PacketPool& pool, std::span<net::Packet> in, std::vector<net::Packet>& out) {
-            for (auto& p : in) {
-                auto c = pool.alloc();
-                if (c && c->resize(p.size())) {
-                    std::memcpy(c->data().data(), p.data().data(), p.size());
-                    out.push_back(std::move(*c));
-                } else {
-                    ++n_dropped;
-                }
-                p = net::Packet();
+        // Copies the frames of `in` into `pool` (the transmitting port's), into `out` (empty), and lets
+        // `in` go; frames the pool has no buffer for are dropped.
+        auto copy_into = [&](net::PacketPool& pool, net::Burst& in, net::Burst& out) {
+            const unsigned made = pool.alloc_burst(out, in.size()).value_or(0);
+            for (unsigned i = 0; i < made; ++i) {
+                (void)out.resize(i, in.length(i));  // within the buffer: both pools hold full frames
+                std::memcpy(out.data(i).data(), in.data(i).data(), in.length(i));
             }
+            n_dropped += in.size() - made;
+            in.clear();
         };
         while (!stop_requested()) {
             const std::uint64_t now = ticks();
@@ -72,27 +69,28 @@ Result<int> run_fwd(const FwdOpts& o) {
                 net::Handle& from = *ports[dir];
                 net::Handle& to = *ports[1 - dir];
                 net::PacketPool& to_pool = *pools[1 - dir];
-                const unsigned n = UDRV_TRY(from.rx_batch(q, rx));
+                rx.clear();
+                const unsigned n = UDRV_TRY(from.rx_burst(q, rx, o.batch));
                 if (n == 0) continue;
-                tx.clear();
-                if (copy) copy_into(to_pool, std::span(rx).first(n), tx);
-                else
-                    for (unsigned i = 0; i < n; ++i) tx.push_back(std::move(rx[i]));
-                auto sent = to.tx_batch(q, tx);
+                net::Burst* out = &rx;
+                if (copy) {
+                    copy_into(to_pool, rx, tx);
+                    out = &tx;
+                }
+                auto sent = to.tx_burst(q, *out);
                 if (!sent && !copy && refused_by_reference(sent.error())) {
                     std::fprintf(stderr, "fwd: zero-copy not possible on queue %u (%s); copying from now on\n", q,
                                  sent.error().message().c_str());
                     copy = true;
                     copying = true;
-                    refused.swap(tx);
-                    tx.clear();
-                    copy_into(to_pool, refused, tx);
-                    refused.clear();
-                    sent = to.tx_batch(q, tx);
+                    copy_into(to_pool, rx, tx);
+                    out = &tx;
+                    sent = to.tx_burst(q, tx);
                 }
                 if (!sent) return std::unexpected(std::move(sent.error()));
                 fwd[dir] += *sent;
-                n_dropped += tx.size() - *sent;  // ring full: the rest go back to their pool
+                n_dropped += out->size();  // ring full: the rest go back to their pool
+                out->clear();
                 moved += n;
             }
             if (moved) {
@@ -145,7 +143,7 @@ void add_net_fwd(CLI::App& net, Commands& c) {
     cmd->add_option("-s,--slot", o->a, "First port")->required();
     cmd->add_option("-d,--dest", o->b, "Second port")->required();
     cmd->add_option("-t,--time", o->seconds, "How long to run: 10, 10s, 2m (default: until interrupted)")->transform(seconds_option());
-    cmd->add_option("-b,--batch", o->batch, "Frames per rx_batch (default 32)")->transform(count_option());
+    cmd->add_option("-b,--batch", o->batch, "Frames per rx_burst (default 32)")->transform(count_option());
     cmd->add_flag("--copy", o->copy, "Copy each frame into the other port's pool (default: hand the received buffer over)");
     cmd->add_option("-q,--queues", o->queues, "Queue pairs on both ports, a thread per pair number (default 1)")->check(CLI::Range(1u, 64u));
     cmd->add_flag("--json", o->json, "Emit JSON totals");

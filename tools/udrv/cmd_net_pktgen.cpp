@@ -46,7 +46,7 @@ Result<int> run_pktgen(const PktgenOpts& o) {
         const std::uint64_t share = count == UINT64_MAX ? count : count / queues + (q < count % queues ? 1 : 0);
         const double share_rate = o.rate / queues;
         std::shared_ptr<net::PacketPool> pool = UDRV_TRY(d.tx_pool(q));
-        std::array<net::Packet, 256> pkts;
+        net::Burst pkts;  // what the ring did not take stays here, stamped, for the next round
         std::uint64_t n_sent = 0;
         while (n_sent < share && !Stopwatch::over(deadline)) {
             if (share_rate > 0 && static_cast<double>(n_sent) >= share_rate * watch.seconds()) {  // pace: never ahead of rate * elapsed
@@ -54,13 +54,10 @@ Result<int> run_pktgen(const PktgenOpts& o) {
                 continue;
             }
             const auto want = static_cast<std::uint32_t>(std::min<std::uint64_t>(o.batch, share - n_sent));
-            const unsigned built = pool->alloc_bulk(std::span(pkts).first(want));  // fewer when buffers are in flight
-            for (unsigned i = 0; i < built; ++i) {
-                (void)pkts[i].resize(o.size);
-                frames.stamp(pkts[i].data(), q + std::uint64_t{queues} * (n_sent + i));
-            }
-            const unsigned n = UDRV_TRY(d.tx_batch(q, std::span(pkts).first(built)));
-            for (unsigned i = n; i < built; ++i) pkts[i] = net::Packet();  // not taken: back to the pool, sent again next round
+            const unsigned kept = pkts.size();
+            UDRV_TRY(pool->alloc_burst(pkts, want - std::min(kept, want), o.size));  // fewer when buffers are in flight
+            for (unsigned i = kept; i < pkts.size(); ++i) frames.stamp(pkts.data(i), q + std::uint64_t{queues} * (n_sent + i));
+            const unsigned n = UDRV_TRY(d.tx_burst(q, pkts));
             n_sent += n;
             sent[q].store(n_sent, std::memory_order_relaxed);
         }
@@ -94,7 +91,7 @@ void add_net_pktgen(CLI::App& net, Commands& c) {
     cmd->add_option("-t,--time", o->seconds, "Stop after this long: 10, 10s, 2m")->transform(seconds_option());
     cmd->add_option("--dst", o->dst, "Destination MAC address (default ff:ff:ff:ff:ff:ff)");
     cmd->add_option("--size", o->size, "Frame size in bytes, 60-1514 (default 64)")->transform(count_option());
-    cmd->add_option("-b,--batch", o->batch, "Frames per tx_batch (default 32)")->transform(count_option());
+    cmd->add_option("-b,--batch", o->batch, "Frames per tx_burst (default 32)")->transform(count_option());
     cmd->add_option("-r,--rate", o->rate, "Frames per second (default: as fast as the device takes them)")->check(CLI::NonNegativeNumber);
     cmd->add_option("-q,--queues", o->queues, "Transmit queues, a thread each, sharing the count and rate (default 1)")
         ->check(CLI::Range(1u, 64u));

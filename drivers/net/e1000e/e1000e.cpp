@@ -166,52 +166,92 @@ Result<void> E1000e::give_rx(std::uint16_t slot) {
     return {};
 }
 
-Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
-    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+// Takes up to `max` received frames, handing each to `take(packet, frame length)`. A frame leaves the
+// ring only with a fresh buffer to put in its place (taken from the pool for the whole batch at once);
+// frames beyond what the pool can replace wait in the ring for the next call.
+template <typename Take>
+unsigned E1000e::receive(unsigned max, Take&& take) {
+    const std::span<RxDesc> ring = rx_ring_->span();  // kRingSize descriptors
+    std::uint16_t next = rx_next_;
+    unsigned ready = 0;
+    while (ready < max && (dma::read_once(ring[(next + ready) % kRingSize].status) & DESC_DD)) ++ready;
+    if (!ready) return 0;
+    dma_rmb();  // the rest of the descriptors after their done bits
+    const net::PacketLayout layout = rx_pool_->layout();
     unsigned n = 0;
-    std::uint16_t last = kRingSize;
-    while (n < out.size()) {
-        RxDesc& d = (*rx_ring_)[rx_next_];
-        std::uint8_t status = dma::read_once(d.status);
-        if (!(status & DESC_DD)) break;
-        dma_rmb();  // the rest of the descriptor after its done bit
+    std::uint64_t errors = 0;
+    net::Burst bad;  // buffers of frames dropped: back to the pool after the pool's owner section
+    (void)bad.prepare_for(rx_pool_.get());
+    const unsigned refilled = rx_pool_->alloc_each(ready, [&](net::Packet&& buffer) {
+        RxDesc& d = ring[next];
+        const std::uint8_t status = dma::read_once(d.status);
         const std::uint16_t len = d.length;
         // The device's word: a frame split over descriptors (we never asked for that), an error, or a
-        // length beyond the buffer is dropped and counted; the buffer stays in the ring.
-        const bool good = rx_descriptor_good(status, d.errors, len, kBufSize);
-        if (!good) net::count(soft_.rx_errors);
-        net::Packet fresh;
-        const bool replaced = good && rx_pool_->try_alloc(fresh);
-        if (good && !replaced) net::count(soft_.rx_dropped);  // no buffer to replace it: drop the frame, keep the buffer
-        if (replaced) {
-            net::Packet p = std::move(rx_bufs_[rx_next_]);
-            (void)p.resize(len);
-            out[n++] = std::move(p);
-            rx_bufs_[rx_next_] = std::move(fresh);
+        // length beyond the buffer is dropped and counted.
+        net::Packet& slot = rx_bufs_[next];
+        if (rx_descriptor_good(status, d.errors, len, kBufSize)) [[likely]] {
+            take(std::move(slot), len);
+            ++n;
+        } else {
+            ++errors;
+            bad.append(std::move(slot), 0);  // at most `ready` of them: within the burst
         }
-        (*rx_ring_)[rx_next_] = RxDesc{net::PacketPool::frame_iova(rx_bufs_[rx_next_]), 0, 0, 0, 0, 0};
-        last = rx_next_;
-        rx_next_ = static_cast<std::uint16_t>((rx_next_ + 1) % kRingSize);
-    }
-    if (last != kRingSize) regs_.write32<RDT>(last);  // hand the refilled descriptors back
+        d = RxDesc{layout.frame_iova(buffer), 0, 0, 0, 0, 0};
+        slot = std::move(buffer);
+        next = static_cast<std::uint16_t>((next + 1) % kRingSize);
+    });
+    rx_next_ = next;
+    if (errors) net::count(soft_.rx_errors, errors);
+    if (refilled) regs_.write32<RDT>((next + kRingSize - 1) % kRingSize);  // hand the refilled descriptors back
     return n;
 }
 
-Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {
+Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
-    // Reclaim whole groups the device has sent: DD in a group's last descriptor (the one with RS) means
-    // the device is done with all of it; the buffers go back to their pools. tx_clean_ stays at a group start.
+    net::Packet* next = out.data();
+    return receive(static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax)), [&](net::Packet&& p, std::uint16_t len) {
+        *next = std::move(p);
+        (void)next->resize(len);  // within the buffer: checked above
+        ++next;
+    });
+}
+
+Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    if (!out.prepare_for(rx_pool_.get()))
+        return fail(EINVAL, "{}: rx_burst: the burst holds packets of another pool (transmit or clear them first)", dev_.name());
+    return receive(std::min(max, out.room()), [&](net::Packet&& p, std::uint16_t len) { out.append(std::move(p), len); });
+}
+
+// Reclaims whole groups the device has sent: DD in a group's last descriptor (the one with RS) means the
+// device is done with all of it; the buffers go back to their pools together. tx_clean_ stays at a group
+// start. Returns the free descriptors (one always stays unused: tail == clean means empty).
+unsigned E1000e::reclaim_tx() {
+    net::Burst done;
     for (;;) {
         const auto last = static_cast<std::uint16_t>(tx_clean_ + kTxGroup - 1);
         const unsigned queued = (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
         if (queued < kTxGroup || !(dma::read_once((*tx_ring_)[last].status) & DESC_DD)) break;
-        for (std::uint16_t i = tx_clean_; i <= last; ++i) tx_bufs_[i] = net::Packet();
+        for (std::uint16_t i = tx_clean_; i <= last; ++i) done.collect(std::move(tx_bufs_[i]));
         tx_clean_ = static_cast<std::uint16_t>((last + 1) % kRingSize);
     }
+    return kRingSize - 1 - (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
+}
+
+// Puts one accepted packet in the transmit ring, asking for a status write-back at each group's end.
+inline void E1000e::queue_tx(net::Packet&& p) noexcept {
+    const bool report = tx_tail_ % kTxGroup == kTxGroup - 1;
+    (*tx_ring_)[tx_tail_] = TxDesc{net::PacketPool::frame_iova(p), static_cast<std::uint16_t>(p.size()), 0,
+                                   static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0)), 0, 0, 0};
+    tx_bufs_[tx_tail_] = std::move(p);
+    tx_tail_ = static_cast<std::uint16_t>((tx_tail_ + 1) % kRingSize);
+}
+
+Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    const unsigned space = reclaim_tx();
     unsigned n = 0;
-    for (; n < packets.size(); ++n) {
-        auto next = static_cast<std::uint16_t>((tx_tail_ + 1) % kRingSize);
-        if (next == tx_clean_) break;  // ring full
+    for (; n < packets.size() && n < space; ++n) {
         net::Packet& p = packets[n];
         if (!p) {
             if (n) break;  // as below: what was good goes out first
@@ -221,12 +261,17 @@ Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets
             if (n) break;  // send what was good; the caller gets the error with this packet first next time
             return std::unexpected(std::move(ok.error()).context(dev_.name()));
         }
-        const bool report = tx_tail_ % kTxGroup == kTxGroup - 1;
-        (*tx_ring_)[tx_tail_] = TxDesc{net::PacketPool::frame_iova(p), static_cast<std::uint16_t>(p.size()), 0,
-                                       static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0)), 0, 0, 0};
-        tx_bufs_[tx_tail_] = std::move(p);
-        tx_tail_ = next;
+        queue_tx(std::move(p));
     }
+    if (n) regs_.write32<TDT>(tx_tail_);  // write32 orders the descriptors before the tail
+    return n;
+}
+
+Result<unsigned> E1000e::tx_burst(unsigned queue, net::Burst& b) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    if (b.empty()) return 0;
+    if (auto ok = tx_pool_->accept_pool_for_tx(b.pool()); !ok) return std::unexpected(std::move(ok.error()).context(dev_.name()));
+    const unsigned n = b.take_front(reclaim_tx(), [&](net::Packet&& p) { queue_tx(std::move(p)); });
     if (n) regs_.write32<TDT>(tx_tail_);  // write32 orders the descriptors before the tail
     return n;
 }

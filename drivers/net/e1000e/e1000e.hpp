@@ -31,6 +31,8 @@ public:
     unsigned queues() const override { return 1; }
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
+    Result<unsigned> rx_burst(unsigned queue, net::Burst& out, unsigned max = net::Burst::kMax) override;
+    Result<unsigned> tx_burst(unsigned queue, net::Burst& b) override;
     Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned) override { return tx_pool_; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
@@ -51,6 +53,10 @@ public:
 private:
     E1000e(const pci::Device& dev, Mmio<kBarSize> regs) : dev_(dev), regs_(regs) {}
     Result<void> give_rx(std::uint16_t slot);
+    template <typename Take>
+    unsigned receive(unsigned max, Take&& take);
+    unsigned reclaim_tx();
+    void queue_tx(net::Packet&& p) noexcept;
 
     const pci::Device& dev_;
     Mmio<kBarSize> regs_;

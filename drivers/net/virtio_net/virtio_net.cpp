@@ -24,6 +24,13 @@ constexpr std::uint16_t kCtrlQueueSize = 16;
 constexpr std::uint16_t kNoVector = 0xffff;
 constexpr std::uint16_t kQueueSizeWanted = 256;
 constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
+// Ring upkeep in batches, as DPDK's virtio PMD does (tx_free_thresh, rx_free_thresh): transmitted
+// buffers are reclaimed once fewer than this many descriptors are free (or fewer than a call needs), and
+// receive buffers are refilled once this many descriptors are empty. Each pass, and each notification
+// it may take, then serves many packets even when the caller's batches are small.
+constexpr std::uint16_t kRingUpkeep = 32;
+// ... or a quarter of a smaller ring.
+std::uint16_t upkeep(const Virtqueue& vq) { return static_cast<std::uint16_t>(std::clamp(vq.size() / 4, 1, int{kRingUpkeep})); }
 constexpr std::size_t kBarSize = 0x4000;
 
 }  // namespace
@@ -51,8 +58,8 @@ struct VirtioNet::Regions {
 // ---- virtqueue ----
 
 Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avail, dma::Region used)
-    : size_(size), desc_(std::move(d)), avail_mem_(std::move(avail)), used_mem_(std::move(used)) {
-    for (std::uint16_t i = size; i > 0; --i) free_.push_back(static_cast<std::uint16_t>(i - 1));
+    : size_(size), desc_(std::move(d)), avail_mem_(std::move(avail)), used_mem_(std::move(used)), free_(new std::uint16_t[size]) {
+    for (std::uint16_t i = size; i > 0; --i) free_[free_count_++] = static_cast<std::uint16_t>(i - 1);
 }
 
 Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t size) {
@@ -328,62 +335,109 @@ Result<void> VirtioNet::refill_rx(unsigned i) {
     Pair& q = pairs_[i];
     // The device writes the 12-byte header into the headroom, the frame where data() starts.
     const auto len = static_cast<std::uint32_t>(kNetHdr + q.rx_pool->capacity_per_buffer());
-    const unsigned added = q.rx_pool->alloc_each(q.rxq->free_descs(), [&](net::Packet&& p) {
-        const std::uint16_t id = q.rxq->add(net::PacketPool::frame_iova(p) - kNetHdr, len, Virtqueue::kDescWrite);
-        q.rx_inflight[id] = std::move(p);
-    });
+    const net::PacketLayout layout = q.rx_pool->layout();
+    net::Packet* const slots = q.rx_inflight.data();  // by descriptor id: add() gives ids below the ring's size
+    unsigned added;
+    {
+        Virtqueue::Adder ring(*q.rxq);
+        added = q.rx_pool->alloc_each(ring.free_descs(), [&](net::Packet&& p) {
+            const std::uint16_t id = ring.add(layout.frame_iova(p) - kNetHdr, len, Virtqueue::kDescWrite);
+            slots[id] = std::move(p);
+        });
+    }
     if (added && q.rxq->publish()) notify(2 * i);
     return {};
 }
 
-Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
-    Pair& q = *UDRV_TRY(pair(queue));
+// Takes up to `max` received frames, handing each to `take(packet, frame length)`; checks what the
+// device says about each before believing it.
+template <typename Take>
+Result<unsigned> VirtioNet::receive(unsigned queue, unsigned max, Take&& take) {
+    Pair& q = pairs_[queue];
+    const std::size_t capacity = q.rx_pool->capacity_per_buffer();
+    net::Packet* const slots = q.rx_inflight.data();  // by descriptor id
+    const std::size_t ring = q.rx_inflight.size();
     unsigned n = 0;
-    std::uint64_t bytes = 0;
-    while (n < out.size()) {
-        auto used = q.rxq->next_used();
-        if (!used) break;
-        auto [id, len] = *used;
-        // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
-        const UsedCheck check = check_used(id, len, q.rx_inflight.size(), [&](std::uint32_t i) { return bool(q.rx_inflight[i]); }, kNetHdr,
-                                           q.rx_pool->capacity_per_buffer());
-        if (check == UsedCheck::bad_id) {
-            net::count(q.stats.rx_errors);
-            net::count(q.stats.rx_packets, n);
-            net::count(q.stats.rx_bytes, bytes);
-            return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
+    std::uint64_t bytes = 0, errors = 0;
+    {  // the reader writes the ring state back before refill_rx adds to it
+        Virtqueue::Reader used(*q.rxq);
+        for (unsigned k = std::min<unsigned>(used.pending(), max); k > 0; --k) {
+            const auto [id, len] = used.next();
+            // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
+            const UsedCheck check = check_used(id, len, ring, [&](std::uint32_t i) { return bool(slots[i]); }, kNetHdr, capacity);
+            if (check == UsedCheck::bad_id) [[unlikely]] {
+                net::count(q.stats.rx_errors, errors + 1);
+                net::count(q.stats.rx_packets, n);
+                net::count(q.stats.rx_bytes, bytes);
+                return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
+            }
+            used.free_desc(static_cast<std::uint16_t>(id));
+            if (check == UsedCheck::bad_length) [[unlikely]] {
+                ++errors;
+                slots[id] = net::Packet();  // dropped: the buffer goes back to the pool
+                continue;
+            }
+            const auto frame = static_cast<std::uint16_t>(len - kNetHdr);
+            bytes += frame;
+            take(std::move(slots[id]), frame);
+            ++n;
         }
-        net::Packet p = std::move(q.rx_inflight[id]);
-        q.rxq->free_desc(static_cast<std::uint16_t>(id));
-        if (check == UsedCheck::bad_length) {
-            net::count(q.stats.rx_errors);
-            continue;  // dropped; the buffer goes back to the pool with p
-        }
-        (void)p.resize(len - kNetHdr);
-        bytes += p.size();
-        out[n++] = std::move(p);
     }
+    if (errors) net::count(q.stats.rx_errors, errors);
     net::count(q.stats.rx_packets, n);  // once per batch: stats() may read them at any time, never torn
     net::count(q.stats.rx_bytes, bytes);
-    UDRV_TRY(refill_rx(queue));
+    if (q.rxq->free_descs() >= upkeep(*q.rxq)) UDRV_TRY(refill_rx(queue));
     return n;
 }
 
+Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
+    UDRV_TRY(pair(queue));
+    net::Packet* next = out.data();
+    return receive(queue, static_cast<unsigned>(out.size()), [&](net::Packet&& p, std::uint16_t frame) {
+        *next = std::move(p);
+        (void)next->resize(frame);  // within the buffer: checked above
+        ++next;
+    });
+}
+
+Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
+    Pair& q = *UDRV_TRY(pair(queue));
+    if (!out.prepare_for(q.rx_pool.get()))
+        return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
+    return receive(queue, std::min(max, out.room()), [&](net::Packet&& p, std::uint16_t frame) { out.append(std::move(p), frame); });
+}
+
+// Buffers the device is done with go back to their pools, together.
 void VirtioNet::reclaim_tx(Pair& q) {
-    while (auto used = q.txq->next_used()) {
-        auto id = used->id;
-        if (check_used(id, 0, q.tx_inflight.size(), [&](std::uint32_t i) { return bool(q.tx_inflight[i]); }) != UsedCheck::ok) {
-            net::count(q.stats.tx_errors);
+    Virtqueue::Reader used(*q.txq);
+    if (!used.pending()) return;
+    net::Packet* const slots = q.tx_inflight.data();  // by descriptor id
+    const std::size_t ring = q.tx_inflight.size();
+    net::Burst done;
+    std::uint64_t errors = 0;
+    while (used.pending()) {
+        const std::uint32_t id = used.next_id();
+        if (check_used(id, 0, ring, [&](std::uint32_t i) { return bool(slots[i]); }) != UsedCheck::ok) [[unlikely]] {
+            ++errors;
             continue;
         }
-        q.tx_inflight[id] = net::Packet();  // back to the pool: the device is done with it
-        q.txq->free_desc(static_cast<std::uint16_t>(id));
+        done.collect(std::move(slots[id]));
+        used.free_desc(static_cast<std::uint16_t>(id));
     }
+    if (errors) net::count(q.stats.tx_errors, errors);
+}
+
+// Puts one accepted packet in the transmit ring. The net header goes in the headroom, right before the
+// frame (no offloads: all zero).
+inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept {
+    std::memset(layout.frame(p) - kNetHdr, 0, kNetHdr);
+    const std::uint16_t id = ring.add(layout.frame_iova(p) - kNetHdr, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
+    slots[id] = std::move(p);
 }
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {
     Pair& q = *UDRV_TRY(pair(queue));
-    reclaim_tx(q);
+    if (q.txq->free_descs() < std::max<std::size_t>(packets.size(), upkeep(*q.txq))) reclaim_tx(q);
     unsigned n = 0;
     std::uint64_t bytes = 0;
     struct Count {  // once per batch, whichever way the loop ends
@@ -395,24 +449,44 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
             net::count(stats.tx_bytes, bytes);
         }
     } count{q.stats, n, bytes};
-    for (; n < packets.size() && q.txq->free_descs(); ++n) {
-        net::Packet& p = packets[n];
-        if (!p) {
-            if (n) break;  // as below: what was good goes out first
-            return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_->name());
+    {
+        Virtqueue::Adder ring(*q.txq);  // writes the ring state back before publish()
+        for (; n < packets.size() && ring.free_descs(); ++n) {
+            net::Packet& p = packets[n];
+            if (!p) {
+                if (n) break;  // as below: what was good goes out first
+                return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_->name());
+            }
+            if (auto ok = q.tx_pool->accept_for_tx(p, kNetHdr); !ok) {
+                if (n) break;  // send what was good; the caller gets the error with this packet first next time
+                return std::unexpected(std::move(ok.error()).context(dev_->name()));
+            }
+            bytes += p.size();
+            queue_tx(ring, q.tx_inflight.data(), p.pool()->layout(), std::move(p));
         }
-        if (auto ok = q.tx_pool->accept_for_tx(p, kNetHdr); !ok) {
-            if (n) break;  // send what was good; the caller gets the error with this packet first next time
-            return std::unexpected(std::move(ok.error()).context(dev_->name()));
-        }
-        // The net header goes in the headroom, right before the frame.
-        auto buf = net::PacketPool::buffer(p);
-        std::memset(buf.data() + net::PacketPool::headroom_of(p) - kNetHdr, 0, kNetHdr);  // no offloads
-        std::uint64_t iova = net::PacketPool::frame_iova(p) - kNetHdr;
-        std::uint16_t id = q.txq->add(iova, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
-        bytes += p.size();
-        q.tx_inflight[id] = std::move(p);
     }
+    if (n && q.txq->publish()) notify(2 * queue + 1);
+    return n;
+}
+
+Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
+    Pair& q = *UDRV_TRY(pair(queue));
+    if (b.empty()) return 0;
+    if (auto ok = q.tx_pool->accept_pool_for_tx(b.pool(), kNetHdr); !ok) return std::unexpected(std::move(ok.error()).context(dev_->name()));
+    if (q.txq->free_descs() < std::max<unsigned>(b.size(), upkeep(*q.txq))) reclaim_tx(q);
+    const net::PacketLayout layout = b.pool()->layout();  // every packet of the burst is from this pool
+    net::Packet* const slots = q.tx_inflight.data();
+    std::uint64_t bytes = 0;
+    unsigned n;
+    {
+        Virtqueue::Adder ring(*q.txq);
+        n = b.take_front(ring.free_descs(), [&](net::Packet&& p) {
+            bytes += p.size();
+            queue_tx(ring, slots, layout, std::move(p));
+        });
+    }
+    net::count(q.stats.tx_packets, n);
+    net::count(q.stats.tx_bytes, bytes);
     if (n && q.txq->publish()) notify(2 * queue + 1);
     return n;
 }

@@ -5,6 +5,7 @@
 // use until set_queues() asks the device (control queue, VQ_PAIRS_SET) to spread traffic over more.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -62,7 +63,7 @@ public:
 
     static Result<Virtqueue> create(const dma::Allocator& dma, std::uint16_t size);
     std::uint16_t size() const noexcept { return size_; }
-    std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_.size()); }
+    std::uint16_t free_descs() const noexcept { return free_count_; }
     /// Adds a one-buffer chain; returns its descriptor id.
     std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept;
     /// Adds a two-buffer chain, one the device reads then one it writes (a control request and its
@@ -73,7 +74,10 @@ public:
     bool publish() noexcept;
     /// Next used element, if the device returned one (unchecked: see check_used).
     std::optional<vring::UsedElem> next_used() noexcept;
-    void free_desc(std::uint16_t id) noexcept { free_.push_back(id); }
+    class Adder;
+    class Reader;
+    /// Gives back a descriptor taken by add() (each once: the callers check that it is in flight).
+    void free_desc(std::uint16_t id) noexcept { free_[free_count_++] = id; }
     /// Has the device returned buffers not yet taken by next_used()?
     bool has_used() const noexcept;
     /// Asks the device for interrupts on used buffers (VRING_AVAIL_F_NO_INTERRUPT cleared) or not.
@@ -92,15 +96,15 @@ private:
     std::span<std::uint16_t> avail_ring_;
     const vring::Header* used_ = nullptr;
     std::span<const vring::UsedElem> used_ring_;
-    std::vector<std::uint16_t> free_;
+    std::unique_ptr<std::uint16_t[]> free_;  // stack of free descriptor ids: room for all of them
+    std::uint16_t free_count_ = 0;
     std::uint16_t avail_idx_ = 0, last_used_ = 0;
 };
 
 // ---- per-packet virtqueue operations ----
 
 inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-    std::uint16_t id = free_.back();
-    free_.pop_back();
+    std::uint16_t id = free_[--free_count_];  // the caller checked free_descs()
     desc_[id] = Desc{addr, len, flags, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = id;  // a power of two (checked at set-up)
     ++avail_idx_;
@@ -115,10 +119,8 @@ inline bool Virtqueue::publish() noexcept {
 }
 
 inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept {
-    std::uint16_t head = free_.back();
-    free_.pop_back();
-    std::uint16_t tail = free_.back();
-    free_.pop_back();
+    std::uint16_t head = free_[--free_count_];  // the caller checked free_descs() >= 2
+    std::uint16_t tail = free_[--free_count_];
     desc_[head] = Desc{out, out_len, kDescNext, tail};
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = head;
@@ -127,8 +129,8 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
 }
 
 inline void Virtqueue::free_request(std::uint16_t head) noexcept {
-    free_.push_back(desc_[head].next);  // the tail add_request linked: the table is ours, the device only reads it
-    free_.push_back(head);
+    free_[free_count_++] = desc_[head].next;  // the tail add_request linked: the table is ours, the device only reads it
+    free_[free_count_++] = head;
 }
 
 inline bool Virtqueue::has_used() const noexcept { return dma::read_once(used_->idx) != last_used_; }
@@ -137,6 +139,86 @@ inline void Virtqueue::set_interrupts(bool on) noexcept {
     avail_->flags = on ? 0 : vring::kAvailNoInterrupt;
     dma_mb();  // the flag before the caller looks at the used ring again
 }
+
+// The per-batch views below hold the queue's indices in locals while a loop runs: the loop's stores into
+// the rings and the packets' tables could alias the queue's fields as far as the compiler knows, and it
+// would reload them for every packet. Each writes them back when it goes; one at a time per queue.
+
+/// A loop adding one-buffer chains (then publish()).
+class Virtqueue::Adder {
+public:
+    explicit Adder(Virtqueue& q) noexcept
+        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)),
+          idx_(q.avail_idx_), free_count_(q.free_count_) {}
+    Adder(const Adder&) = delete;
+    Adder& operator=(const Adder&) = delete;
+    ~Adder() {
+        q_.avail_idx_ = idx_;
+        q_.free_count_ = free_count_;
+    }
+    std::uint16_t free_descs() const noexcept { return free_count_; }
+    /// Needs free_descs() > 0; returns the descriptor id.
+    std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
+        const std::uint16_t id = free_[--free_count_];
+        // SAFETY: ids on the free stack are below the ring's size (the constructor put them there, and
+        // only ids checked to be in flight come back), and the rings hold size_ entries (a power of two).
+        desc_[id] = Desc{addr, len, flags, 0};
+        avail_[idx_ & mask_] = id;
+        ++idx_;
+        return id;
+    }
+
+private:
+    Virtqueue& q_;
+    Desc* desc_;
+    std::uint16_t* avail_;
+    std::uint16_t* free_;
+    std::uint16_t mask_, idx_, free_count_;
+};
+
+/// A loop over the elements the device returned: one read of its index for the whole batch.
+class Virtqueue::Reader {
+public:
+    explicit Reader(Virtqueue& q) noexcept
+        : q_(q), used_(q.used_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), last_(q.last_used_),
+          free_count_(q.free_count_) {
+        const auto n = static_cast<std::uint16_t>(dma::read_once(q.used_->idx) - last_);
+        dma_rmb();                        // the elements after the index that says they are there
+        pending_ = std::min(n, q.size_);  // an index further ahead is the device's error: the ring holds no more
+    }
+    Reader(const Reader&) = delete;
+    Reader& operator=(const Reader&) = delete;
+    ~Reader() {
+        q_.last_used_ = last_;
+        q_.free_count_ = free_count_;
+    }
+    /// Elements returned and not yet taken.
+    std::uint16_t pending() const noexcept { return pending_; }
+    /// The next one (needs pending() > 0), unchecked: see check_used.
+    vring::UsedElem next() noexcept {
+        // SAFETY: masked into the ring's size_ entries.
+        const vring::UsedElem& e = used_[last_ & mask_];
+        ++last_;
+        --pending_;
+        return vring::UsedElem{dma::read_once(e.id), dma::read_once(e.len)};
+    }
+    /// The next one's descriptor id only (needs pending() > 0), unchecked.
+    std::uint32_t next_id() noexcept {
+        // SAFETY: masked into the ring's size_ entries.
+        const vring::UsedElem& e = used_[last_ & mask_];
+        ++last_;
+        --pending_;
+        return dma::read_once(e.id);
+    }
+    /// Gives back descriptor `id`, checked to be one in flight.
+    void free_desc(std::uint16_t id) noexcept { free_[free_count_++] = id; }
+
+private:
+    Virtqueue& q_;
+    const vring::UsedElem* used_;
+    std::uint16_t* free_;
+    std::uint16_t mask_, last_, free_count_, pending_;
+};
 
 inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
     if (dma::read_once(used_->idx) == last_used_) return std::nullopt;
@@ -161,6 +243,8 @@ public:
     Result<void> set_queues(unsigned n) override;
     Result<unsigned> rx_batch(unsigned queue, std::span<net::Packet> out) override;
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
+    Result<unsigned> rx_burst(unsigned queue, net::Burst& out, unsigned max = net::Burst::kMax) override;
+    Result<unsigned> tx_burst(unsigned queue, net::Burst& b) override;
     /// A queue not in use gets pair 0's pool: its packets are valid everywhere on this device, and
     /// tx_batch on that queue says what is wrong.
     Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned queue) override { return pairs_[queue < active_ ? queue : 0].tx_pool; }
@@ -179,7 +263,10 @@ private:
     Result<void> start_pair(unsigned pair);
     Result<Pair*> pair(unsigned queue);
     Result<void> refill_rx(unsigned pair);
+    template <typename Take>
+    Result<unsigned> receive(unsigned queue, unsigned max, Take&& take);
     void reclaim_tx(Pair& p);
+    static void queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept;
     void notify(unsigned vq) noexcept;
     Result<void> control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data);
 
