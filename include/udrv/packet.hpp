@@ -12,8 +12,8 @@
 //
 // Bursts: a Burst holds up to Burst::kMax packets of one pool without a handle per packet (DPDK's array
 // of mbufs). rx_burst fills one, tx_burst takes from its front, and what it still holds goes back to the
-// pool together when it is dropped: the same ownership as handles, for about half the instructions per
-// packet (bench/README.md).
+// pool together when it is dropped: the same ownership as handles, for fewer instructions per packet
+// (bench/README.md).
 //
 // Unbind: the driver detaches its pools (detach()). From then on a pool gives out nothing (ENODEV),
 // a device refuses its packets (ENODEV), and packets the application still holds stay valid memory
@@ -324,7 +324,7 @@ public:
     void collect(Packet&& p) noexcept {
         // Appending at end_ is right whenever the pool matches, even to an emptied burst whose stale
         // pool_ it is; anything else (another pool, a full burst, an empty handle) flushes first.
-        if (p.pool_ != pool_ || end_ == kMax) [[unlikely]] {
+        if (p.pool_ != pool_ || !pool_ || end_ == kMax) [[unlikely]] {
             if (!p.pool_) return;
             clear();
             pool_ = p.pool_;

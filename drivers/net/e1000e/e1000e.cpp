@@ -208,8 +208,12 @@ unsigned E1000e::receive(unsigned max, Take&& take) {
 
 Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    const auto max = static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax));
+    // What the caller left in `out` goes back first: receive() fills it inside the pool's owner section,
+    // where a buffer must not be given back.
+    for (unsigned i = 0; i < max; ++i) out[i] = net::Packet();
     net::Packet* next = out.data();
-    return receive(static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax)), [&](net::Packet&& p, std::uint16_t len) {
+    return receive(max, [&](net::Packet&& p, std::uint16_t len) {
         *next = std::move(p);
         (void)next->resize(len);  // within the buffer: checked above
         ++next;
