@@ -242,7 +242,7 @@ public:
     /// Packet i's frame (empty for i >= size()).
     std::span<std::byte> data(unsigned i) const noexcept {
         if (i >= size()) return {};
-        const unsigned k = begin_ + i;
+        const std::size_t k = begin_ + i;
         return {pool_->pool_.base() + std::size_t{index_[k]} * pool_->pool_.buffer_size() + pool_->headroom_, len_[k]};
     }
     /// Packet i's frame length (0 for i >= size()).
