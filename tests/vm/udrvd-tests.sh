@@ -20,7 +20,8 @@ hosts_running() { for c in /proc/[0-9]*/comm; do [ "$(cat "$c" 2>/dev/null)" = u
 # 2 s; 15 s and 10 s for the sanitizer build (make asan-vm: unoptimised, instrumented, its tool alone
 # takes seconds to start).
 restart_bound_ms=5000 answer_bound_ms=2000 removed_bound_s=10
-[ -n "${ASAN_OPTIONS:-}" ] && restart_bound_ms=15000 answer_bound_ms=10000 removed_bound_s=30
+start_wait_s=2
+[ -n "${ASAN_OPTIONS:-}" ] && restart_bound_ms=15000 answer_bound_ms=10000 removed_bound_s=30 start_wait_s=6
 
 vm_test "udrvd starts" udrvd_start --log-level info
 
@@ -99,7 +100,9 @@ kill_under_load() {
   [ "${old:-0}" -gt 1 ] || { echo "no host for $UNVME"; udrv rpc device_list; return 1; }
   udrv block perf nvme0n1 -q 16 -t 20 > /tmp/killed.out 2>&1 &
   bg=$!
-  sleep 2
+  # The workload must be running in that host when it is killed: the sanitizer build's tool once took
+  # longer than 2 s to start, the kill came first, and the workload ran whole in the next host.
+  sleep $start_wait_s
   t0=$(now_ms)
   kill -9 "$old"
   wait $bg; rc=$?
