@@ -192,10 +192,9 @@ public:
     // than the work (and far more in an emulated guest, where every indirect jump is a lookup).
     /// ENOMEM when every buffer is in use.
     Result<PoolBuffer> alloc() noexcept {
-        if (free_count_ == 0) [[unlikely]]
+        std::uint32_t i;
+        if (!take(i)) [[unlikely]]
             return exhausted();
-        std::uint32_t i = free_[--free_count_];
-        in_use_[i] = Use::taken;
         return buffer(i);
     }
     /// Bulk fast path: takes a free buffer's index; false when none is free.
@@ -251,10 +250,8 @@ public:
     }
     /// EINVAL for an index out of range or already free (double free).
     Result<void> free(std::uint32_t index) noexcept {
-        if (index >= count_ || in_use_[index] != Use::taken) [[unlikely]]
+        if (!give(index)) [[unlikely]]
             return bad_free(index);
-        in_use_[index] = Use::free;
-        free_[free_count_++] = index;  // room for every buffer
         return {};
     }
     PoolBuffer buffer(std::uint32_t index) const noexcept {

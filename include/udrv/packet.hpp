@@ -264,16 +264,7 @@ public:
     /// Appends `p`; false (and `p` kept) when `p` is empty, of another pool than the burst's, or the
     /// burst is full.
     bool push_back(Packet&& p) noexcept {
-        if (!p.pool_) return false;
-        if (empty()) {
-            begin_ = end_ = 0;
-            pool_ = p.pool_;
-        } else if (p.pool_ != pool_) {
-            return false;
-        } else if (end_ == kMax) {
-            if (begin_ == 0) return false;
-            compact();
-        }
+        if (!p.pool_ || !prepare_for(p.pool_) || end_ == kMax) return false;
         append(std::move(p), p.len_);
         return true;
     }
