@@ -85,7 +85,8 @@ public:
     }
     /// Receives up to out.size() packets into out[0..n); returns n.
     virtual Result<unsigned> rx_batch(unsigned queue, std::span<Packet> out) = 0;
-    /// Queues the first n packets for transmission and returns n; those handles are left empty.
+    /// Queues the first n packets for transmission and returns n; those handles are left empty. n may
+    /// be less than asked, or 0, while the ring is (nearly) full: call again with the rest.
     virtual Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) = 0;
     /// rx_batch into a burst: appends up to min(max, out.room()) received packets to `out`, which must be
     /// empty or hold packets received on this queue (EINVAL otherwise); returns how many. No handle per

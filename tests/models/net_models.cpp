@@ -199,14 +199,18 @@ void VirtioNetModel::notified(std::uint16_t q) {
     ++notifications_;
     if (q >= vqs_.size()) return;
     if (o_.control_queue && q == vqs_.size() - 1) control(q);
-    else if (q % 2 == 1) transmit(q);
+    else if (q % 2 == 1 && !hold_tx_) transmit(q);
     // A receive queue's notification says buffers were added; frames are delivered as they come.
 }
 
-void VirtioNetModel::transmit(std::uint16_t q) {
+void VirtioNetModel::transmit(std::uint16_t q, unsigned limit) {
+    if (q >= vqs_.size()) return;
     Vq& tx = vqs_[q];
-    while (auto a = next_avail(tx)) {
+    for (; limit > 0; --limit) {
+        auto a = next_avail(tx);
+        if (!a) break;
         auto [id, d] = *a;
+        if (limit != UINT_MAX) tx_ids_.push_back(id);  // release_tx's (see tx_descriptor_ids)
         std::vector<std::byte> buf(d.len);
         if (d.len >= kNetHdr && d.len <= 65536 && dma_read(d.addr, buf.data(), buf.size())) {
             std::vector<std::byte> frame(buf.begin() + kNetHdr, buf.end());

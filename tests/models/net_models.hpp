@@ -5,6 +5,7 @@
 // a descriptor id nobody gave them, a length past the buffer, or a receive descriptor with errors.
 #pragma once
 
+#include <climits>
 #include <deque>
 #include <optional>
 
@@ -39,6 +40,12 @@ public:
     /// The next used element on a receive queue names this id / this length instead of the real ones.
     void corrupt_next_rx_id(std::uint32_t id) { bad_id_ = id; }
     void corrupt_next_rx_len(std::uint32_t len) { bad_len_ = len; }
+    /// A busy device: while held, transmit queues are not served on notification; release_tx sends up
+    /// to `n` of what pair `pair` has queued (in order, as QEMU's virtio-net does).
+    void hold_tx(bool on) { hold_tx_ = on; }
+    void release_tx(unsigned n, unsigned pair = 0) { transmit(static_cast<std::uint16_t>(2 * pair + 1), n); }
+    /// The descriptor id of each frame release_tx sent, in order.
+    const std::vector<std::uint16_t>& tx_descriptor_ids() const noexcept { return tx_ids_; }
 
 private:
     struct Vq {
@@ -56,7 +63,7 @@ private:
     void load_queue_registers();
     void queue_register_written(std::size_t off);
     void notified(std::uint16_t q);
-    void transmit(std::uint16_t q);
+    void transmit(std::uint16_t q, unsigned limit = UINT_MAX);
     void control(std::uint16_t q);
     std::optional<std::pair<std::uint16_t, Desc>> next_avail(Vq& vq);
     void put_used(Vq& vq, std::uint32_t id, std::uint32_t len, bool rx);
@@ -69,6 +76,8 @@ private:
     std::deque<std::vector<std::byte>> transmitted_;
     std::optional<std::uint32_t> bad_id_, bad_len_;
     std::uint64_t sent_ = 0, received_ = 0, dropped_ = 0, notifications_ = 0;
+    bool hold_tx_ = false;
+    std::vector<std::uint16_t> tx_ids_;
 };
 
 class E1000eModel final : public ModelFunction {

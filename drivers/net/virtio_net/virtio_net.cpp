@@ -25,18 +25,12 @@ constexpr std::uint16_t kNoVector = 0xffff;
 constexpr std::uint16_t kQueueSizeWanted = 256;
 constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
 // Ring upkeep in batches: receive buffers are refilled once this many descriptors are empty (DPDK's
-// rx_free_thresh), and transmitted buffers reclaimed once this many are in flight (or fewer descriptors
-// are free than a call needs). Each pass, and each notification it may take, then serves many packets
-// even when the caller's batches are small. Transmitted buffers are not left until the ring is nearly
-// full (DPDK's tx_free_thresh): reclaimed early, the pool hands the same few buffers out again, and
-// the device's DMA (through the IOMMU) keeps to a few pages; in the VM benchmark the two ways measured
-// the same, within its noise (bench/README.md).
+// rx_free_thresh), and transmitted buffers reclaimed once fewer than this many are free (see
+// make_tx_room). Each pass, and each notification it may take, then serves many packets even when the
+// caller's batches are small.
 constexpr std::uint16_t kRingUpkeep = 32;
 // ... or a quarter of a smaller ring.
 std::uint16_t upkeep(const Virtqueue& vq) { return static_cast<std::uint16_t>(std::clamp(vq.size() / 4, 1, int{kRingUpkeep})); }
-bool reclaim_due(const Virtqueue& txq, std::size_t wanted) {
-    return txq.free_descs() < wanted || txq.size() - txq.free_descs() >= upkeep(txq);
-}
 constexpr std::size_t kBarSize = 0x4000;
 
 }  // namespace
@@ -65,7 +59,7 @@ struct VirtioNet::Regions {
 
 Virtqueue::Virtqueue(std::uint16_t size, dma::Coherent<Desc> d, dma::Region avail, dma::Region used)
     : size_(size), desc_(std::move(d)), avail_mem_(std::move(avail)), used_mem_(std::move(used)), free_(new std::uint16_t[size]) {
-    for (std::uint16_t i = size; i > 0; --i) free_[free_count_++] = static_cast<std::uint16_t>(i - 1);
+    for (std::uint16_t i = 0; i < size; ++i) free_[free_put_++] = i;
 }
 
 Result<Virtqueue> Virtqueue::create(const dma::Allocator& dma, std::uint16_t size) {
@@ -414,9 +408,9 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
 }
 
 // Buffers the device is done with go back to their pools, together.
-void VirtioNet::reclaim_tx(Pair& q) {
+void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
     Virtqueue::Reader used(*q.txq);
-    if (!used.pending()) return;
+    if (used.pending() < at_least) return;
     net::Packet* const slots = q.tx_inflight.data();  // by descriptor id
     const std::size_t ring = q.tx_inflight.size();
     net::Burst done;
@@ -433,6 +427,22 @@ void VirtioNet::reclaim_tx(Pair& q) {
     if (errors) net::count(q.stats.tx_errors, errors);
 }
 
+// Transmitted buffers are reclaimed once fewer than 32 descriptors are free (or fewer than the call
+// wants; DPDK's tx_free_thresh), and a ring with fewer than 32 free takes no frames until it has 32,
+// however few the call brings: the device has plenty queued meanwhile. Both keep the driver out of the
+// ring lines the device is working on: a publish of one or two frames into a nearly full ring writes
+// the avail-ring line right behind the device's cursor, and reading the used ring element by element
+// as the device writes it makes each of its next stores there miss. Measured in the VM against testpmd
+// (bench/README.md, "Network, 2026-12-06, second run"): trickling, QEMU's ring loads took 5x the
+// samples they took under testpmd. Says whether the ring has room now.
+inline bool VirtioNet::make_tx_room(Pair& q, std::size_t wanted) {
+    const Virtqueue& txq = *q.txq;
+    const std::uint16_t run = upkeep(txq), free = txq.free_descs();
+    if (free >= run && free >= wanted) [[likely]] return true;
+    reclaim_tx(q, static_cast<std::uint16_t>(free < run ? run - free : 1));
+    return txq.free_descs() >= run;
+}
+
 // Puts one accepted packet in the transmit ring. The net header goes in the headroom, right before the
 // frame (no offloads: all zero).
 inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept {
@@ -443,7 +453,7 @@ inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, net::Packet* slots, cons
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {
     Pair& q = *UDRV_TRY(pair(queue));
-    if (reclaim_due(*q.txq, packets.size())) reclaim_tx(q);
+    if (!make_tx_room(q, packets.size())) return 0;
     unsigned n = 0;
     std::uint64_t bytes = 0;
     struct Count {  // once per batch, whichever way the loop ends
@@ -479,7 +489,7 @@ Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
     Pair& q = *UDRV_TRY(pair(queue));
     if (b.empty()) return 0;
     if (auto ok = q.tx_pool->accept_pool_for_tx(b.pool(), kNetHdr); !ok) return std::unexpected(std::move(ok.error()).context(dev_->name()));
-    if (reclaim_due(*q.txq, b.size())) reclaim_tx(q);
+    if (!make_tx_room(q, b.size())) return 0;
     const net::PacketLayout layout = b.pool()->layout();  // every packet of the burst is from this pool
     net::Packet* const slots = q.tx_inflight.data();
     std::uint64_t bytes = 0;

@@ -63,7 +63,7 @@ public:
 
     static Result<Virtqueue> create(const dma::Allocator& dma, std::uint16_t size);
     std::uint16_t size() const noexcept { return size_; }
-    std::uint16_t free_descs() const noexcept { return free_count_; }
+    std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_put_ - free_take_); }
     /// Adds a one-buffer chain; returns its descriptor id.
     std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept;
     /// Adds a two-buffer chain, one the device reads then one it writes (a control request and its
@@ -77,7 +77,7 @@ public:
     class Adder;
     class Reader;
     /// Gives back a descriptor taken by add() (each once: the callers check that it is in flight).
-    void free_desc(std::uint16_t id) noexcept { free_[free_count_++] = id; }
+    void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & (size_ - 1)] = id; }
     /// Has the device returned buffers not yet taken by next_used()?
     bool has_used() const noexcept;
     /// Asks the device for interrupts on used buffers (VRING_AVAIL_F_NO_INTERRUPT cleared) or not.
@@ -96,15 +96,20 @@ private:
     std::span<std::uint16_t> avail_ring_;
     const vring::Header* used_ = nullptr;
     std::span<const vring::UsedElem> used_ring_;
-    std::unique_ptr<std::uint16_t[]> free_;  // stack of free descriptor ids: room for all of them
-    std::uint16_t free_count_ = 0;
+    // Free descriptor ids, first in first out (room for all of them): a device that returns buffers in
+    // order gets its descriptors back in order, so the table is written front to back as the rings are,
+    // a run of lines at a time. A stack handed out the id just returned, whose table line the device had
+    // just read: its next read of that line missed (QEMU's descriptor reads, in bench/README.md).
+    // free_put_ - free_take_ is the count; both wrap with uint16_t, which the (power-of-two) size divides.
+    std::unique_ptr<std::uint16_t[]> free_;
+    std::uint16_t free_take_ = 0, free_put_ = 0;
     std::uint16_t avail_idx_ = 0, last_used_ = 0;
 };
 
 // ---- per-packet virtqueue operations ----
 
 inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-    std::uint16_t id = free_[--free_count_];  // the caller checked free_descs()
+    std::uint16_t id = free_[free_take_++ & (size_ - 1)];  // the caller checked free_descs()
     desc_[id] = Desc{addr, len, flags, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = id;  // a power of two (checked at set-up)
     ++avail_idx_;
@@ -119,8 +124,8 @@ inline bool Virtqueue::publish() noexcept {
 }
 
 inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept {
-    std::uint16_t head = free_[--free_count_];  // the caller checked free_descs() >= 2
-    std::uint16_t tail = free_[--free_count_];
+    std::uint16_t head = free_[free_take_++ & (size_ - 1)];  // the caller checked free_descs() >= 2
+    std::uint16_t tail = free_[free_take_++ & (size_ - 1)];
     desc_[head] = Desc{out, out_len, kDescNext, tail};
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = head;
@@ -129,8 +134,8 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
 }
 
 inline void Virtqueue::free_request(std::uint16_t head) noexcept {
-    free_[free_count_++] = desc_[head].next;  // the tail add_request linked: the table is ours, the device only reads it
-    free_[free_count_++] = head;
+    free_[free_put_++ & (size_ - 1)] = head;
+    free_[free_put_++ & (size_ - 1)] = desc_[head].next;  // the tail add_request linked: the table is ours, the device only reads it
 }
 
 inline bool Virtqueue::has_used() const noexcept { return dma::read_once(used_->idx) != last_used_; }
@@ -149,18 +154,18 @@ class Virtqueue::Adder {
 public:
     explicit Adder(Virtqueue& q) noexcept
         : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)),
-          idx_(q.avail_idx_), free_count_(q.free_count_) {}
+          idx_(q.avail_idx_), free_take_(q.free_take_), free_put_(q.free_put_) {}
     Adder(const Adder&) = delete;
     Adder& operator=(const Adder&) = delete;
     ~Adder() {
         q_.avail_idx_ = idx_;
-        q_.free_count_ = free_count_;
+        q_.free_take_ = free_take_;
     }
-    std::uint16_t free_descs() const noexcept { return free_count_; }
+    std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_put_ - free_take_); }
     /// Needs free_descs() > 0; returns the descriptor id.
     std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-        const std::uint16_t id = free_[--free_count_];
-        // SAFETY: ids on the free stack are below the ring's size (the constructor put them there, and
+        const std::uint16_t id = free_[free_take_++ & mask_];
+        // SAFETY: ids on the free list are below the ring's size (the constructor put them there, and
         // only ids checked to be in flight come back), and the rings hold size_ entries (a power of two).
         desc_[id] = Desc{addr, len, flags, 0};
         avail_[idx_ & mask_] = id;
@@ -173,7 +178,8 @@ private:
     Desc* desc_;
     std::uint16_t* avail_;
     std::uint16_t* free_;
-    std::uint16_t mask_, idx_, free_count_;
+    std::uint16_t mask_, idx_, free_take_;
+    const std::uint16_t free_put_;  // only a Reader puts
 };
 
 /// A loop over the elements the device returned: one read of its index for the whole batch.
@@ -181,7 +187,7 @@ class Virtqueue::Reader {
 public:
     explicit Reader(Virtqueue& q) noexcept
         : q_(q), used_(q.used_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), last_(q.last_used_),
-          free_count_(q.free_count_) {
+          free_put_(q.free_put_) {
         const auto n = static_cast<std::uint16_t>(dma::read_once(q.used_->idx) - last_);
         dma_rmb();                        // the elements after the index that says they are there
         pending_ = std::min(n, q.size_);  // an index further ahead is the device's error: the ring holds no more
@@ -190,7 +196,7 @@ public:
     Reader& operator=(const Reader&) = delete;
     ~Reader() {
         q_.last_used_ = last_;
-        q_.free_count_ = free_count_;
+        q_.free_put_ = free_put_;
     }
     /// Elements returned and not yet taken.
     std::uint16_t pending() const noexcept { return pending_; }
@@ -211,13 +217,13 @@ public:
         return dma::read_once(e.id);
     }
     /// Gives back descriptor `id`, checked to be one in flight.
-    void free_desc(std::uint16_t id) noexcept { free_[free_count_++] = id; }
+    void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & mask_] = id; }
 
 private:
     Virtqueue& q_;
     const vring::UsedElem* used_;
     std::uint16_t* free_;
-    std::uint16_t mask_, last_, free_count_, pending_;
+    std::uint16_t mask_, last_, free_put_, pending_;
 };
 
 inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
@@ -265,7 +271,9 @@ private:
     Result<void> refill_rx(unsigned pair);
     template <typename Take>
     Result<unsigned> receive(unsigned queue, unsigned max, Take&& take);
-    void reclaim_tx(Pair& p);
+    /// Gives back what the device has transmitted, if that is at least `at_least` buffers.
+    void reclaim_tx(Pair& p, std::uint16_t at_least = 1);
+    bool make_tx_room(Pair& q, std::size_t wanted);
     static void queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept;
     void notify(unsigned vq) noexcept;
     Result<void> control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data);
