@@ -58,12 +58,8 @@ if [ "$mode" = update ]; then
   { echo "# operation instructions-per-operation (bench/micro.sh --update, $(date +%Y-%m-%d), $(gcc --version | head -1))"
     for r in "${rows[@]}"; do echo "${r% *}" | tr ' ' '\t'; done; } > "$baseline"
 fi
-# A second run on the same day gets its own file (micro-DATEb.md, ...) rather than replacing the first.
-out=bench/results/micro-$(date +%Y-%m-%d).md
-for suffix in b c d e f g h i; do
-  [ -e "$out" ] || break
-  out=bench/results/micro-$(date +%Y-%m-%d)$suffix.md
-done
+. bench/lib.sh
+out=$(results_file micro)
 {
   echo "# Instructions per operation, callgrind on the device models ($(date +%Y-%m-%d))"
   echo

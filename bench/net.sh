@@ -3,19 +3,15 @@
 # VM boot: transmit-only (udrv net pktgen / testpmd txonly) on virtio-net and e1000e, and forwarding
 # virtio-net -> e1000e (udrv net fwd / testpmd io) with a udrv pktgen in another process as the
 # source, at batch (burst) sizes 1, 8, 32 and 256. TCG is slow and noisy: read the ratios, not the
-# absolute figures. Writes bench/results/net-DATE.md.
+# absolute figures. Writes bench/results/net-DATE.md (a later run that day: net-DATEb.md, ...).
 # Usage: bench/net.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3;
 #                                    installs Debian's DPDK as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-pkgs=(dpdk-dev librte-net-virtio23 librte-net-e1000-23 librte-mempool-ring23)
-if ! command -v dpdk-testpmd >/dev/null || ! ls /usr/lib/*/dpdk/pmds-*/librte_net_virtio.so.* >/dev/null 2>&1; then
-  [ "$(id -u)" -eq 0 ] || { echo "net.sh: needs ${pkgs[*]}: run as root" >&2; exit 1; }
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-fi
-out=bench/results/net-$(date +%Y-%m-%d).md
+. bench/lib.sh
+need_dpdk net.sh
+out=$(results_file net)
 raw=$(mktemp)
 rc=0
 UDRV_VM_DPDK=1 UDRV_VM_MEM=2G UDRV_VM_TIMEOUT=1200 UDRV_VM_LOG="${UDRV_BENCH_SERIAL_LOG:-}" tests/vm/vm.sh run "$build" bench/net-guest.sh > "$raw" || rc=$?

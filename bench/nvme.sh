@@ -8,12 +8,13 @@
 # (UDRV_VM_DEVICES=nvme: every other device's file descriptors would be polled by the same QEMU main
 # loop that emulates NVMe), and the guest runs both drivers on vCPU 0. Each figure is the median of
 # UDRV_BENCH_ROUNDS rounds (default 3) in which the two drivers take turns, after a warm-up round.
-# Writes bench/results/nvme-DATE.md.
+# Writes bench/results/nvme-DATE.md (a later run that day: nvme-DATEb.md, ...).
 # Usage: bench/nvme.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-out=bench/results/nvme-$(date +%Y-%m-%d).md
+. bench/lib.sh
+out=$(results_file nvme)
 raw=$(mktemp)
 trap 'rm -f "$raw" "$raw".*' EXIT
 for cfg in default ioeventfd; do

@@ -4,12 +4,13 @@
 # kernel's nvme driver, the same emulated controller in one VM boot (QEMU's file-backed and null-co
 # controllers), with fio on the kernel's own driver as the local reference. Threads pinned
 # (UDRV_VM_PIN=1), only the NVMe controllers in the VM, medians of UDRV_BENCH_ROUNDS rounds in which the
-# targets take turns, after a warm-up round. Writes bench/results/nvmf-DATE.md.
+# targets take turns, after a warm-up round. Writes bench/results/nvmf-DATE.md (a later run that day: nvmf-DATEb.md, ...).
 # Usage: bench/nvmf.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-out=bench/results/nvmf-$(date +%Y-%m-%d).md
+. bench/lib.sh
+out=$(results_file nvmf)
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 rc=0

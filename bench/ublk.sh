@@ -5,12 +5,13 @@
 # the ratios compare like with like. As bench/nvme.sh: threads pinned (UDRV_VM_PIN=1), only the NVMe
 # controllers in the VM, medians of UDRV_BENCH_ROUNDS rounds in which the two take turns, after a
 # warm-up round; and ublk over udrv's ramdisk against the kernel's brd, which shows ublk's own cost without
-# a device's. Writes bench/results/ublk-DATE.md.
+# a device's. Writes bench/results/ublk-DATE.md (a later run that day: ublk-DATEb.md, ...).
 # Usage: bench/ublk.sh [BUILD_DIR]   (UDRV_BENCH_SECONDS per run, default 5; UDRV_BENCH_ROUNDS, default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-out=bench/results/ublk-$(date +%Y-%m-%d).md
+. bench/lib.sh
+out=$(results_file ublk)
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 rc=0
