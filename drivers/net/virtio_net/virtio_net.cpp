@@ -40,7 +40,9 @@ struct VirtioNet::Regions {
     Mmio<kBarSize> bar;
     std::size_t common = 0, device = 0, notify = 0;
     std::uint32_t notify_multiplier = 0;
-    std::vector<std::uint16_t> notify_off;  // by virtqueue index
+    // Each virtqueue's notify register (by queue index), checked once at set-up: a notification is a
+    // plain 16-bit write on the data path.
+    std::vector<std::optional<Mmio<kBarSize>::Reg<std::uint16_t>>> kick;
 
     Result<std::uint8_t> r8(std::size_t o) const { return bar.try_read8(o); }
     Result<std::uint16_t> r16(std::size_t o) const { return bar.try_read16(o); }
@@ -163,7 +165,7 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
     else dev_warn(dev.device(), "no MSI-X ({}): receive queues can only be polled", vectors.error().message());
     n->dma_.emplace(UDRV_TRY(dev.dma()));
     const dma::Allocator& dma = *n->dma_;
-    n->r_->notify_off.resize(device_queues);
+    n->r_->kick.resize(device_queues);
     n->pairs_.resize(pairs);
     // Sets up virtqueue `q` of at most `wanted_size` entries with MSI-X `vector` (or kNoVector).
     auto setup = [&](std::uint16_t q, std::uint16_t wanted_size, std::uint16_t vector) -> Result<Virtqueue> {
@@ -186,7 +188,7 @@ Result<std::unique_ptr<VirtioNet>> VirtioNet::probe(Bound<pci::Device>& dev, con
         std::size_t kick = r.notify + std::size_t{off} * r.notify_multiplier;
         if (kick + 2 > r.notify + notify->length)
             return fail(ERANGE, "{}: notify offset of virtqueue {} lies outside the notify structure", dev->name(), q);
-        n->r_->notify_off[q] = off;
+        n->r_->kick[q] = UDRV_TRY_CTX(Mmio<kBarSize>::reg<std::uint16_t>(kick), "{}: virtqueue {}'s notify register", dev->name(), q);
         UDRV_TRY(r.w16(r.common + kQueueEnable, 1));
         return vq;
     };
@@ -295,7 +297,7 @@ Result<void> VirtioNet::control(std::uint8_t cls, std::uint8_t cmd, std::span<co
 }
 
 void VirtioNet::notify(unsigned vq) noexcept {
-    (void)r_->w16(r_->notify + std::size_t{r_->notify_off[vq]} * r_->notify_multiplier, static_cast<std::uint16_t>(vq));
+    r_->bar.write(*r_->kick[vq], static_cast<std::uint16_t>(vq));  // set up with the queue: vq is one of ours
 }
 
 Result<net::Stats> VirtioNet::stats() {
