@@ -435,8 +435,9 @@ void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
 // ring lines the device is working on: a publish of one or two frames into a nearly full ring writes
 // the avail-ring line right behind the device's cursor, and reading the used ring element by element
 // as the device writes it makes each of its next stores there miss. Measured in the VM against testpmd
-// (bench/README.md, "Network, 2026-12-06, second run"): trickling, QEMU's ring loads took 5x the
-// samples they took under testpmd. Says whether the ring has room now.
+// (bench/README.md, "Network, 2026-12-06, second run"): where the trickle happened (it depends on the
+// driver outpacing the device), QEMU's ring loads took 5x the samples they took under testpmd. Says
+// whether the ring has room now.
 inline bool VirtioNet::make_tx_room(Pair& q, std::size_t wanted) {
     const Virtqueue& txq = *q.txq;
     const std::uint16_t run = upkeep(txq), free = txq.free_descs();
