@@ -203,14 +203,14 @@ void VirtioNetModel::notified(std::uint16_t q) {
     // A receive queue's notification says buffers were added; frames are delivered as they come.
 }
 
-void VirtioNetModel::transmit(std::uint16_t q, unsigned limit) {
+void VirtioNetModel::transmit(std::uint16_t q, unsigned limit, bool record_ids) {
     if (q >= vqs_.size()) return;
     Vq& tx = vqs_[q];
     for (; limit > 0; --limit) {
         auto a = next_avail(tx);
         if (!a) break;
         auto [id, d] = *a;
-        if (limit != UINT_MAX) tx_ids_.push_back(id);  // release_tx's (see tx_descriptor_ids)
+        if (record_ids) tx_ids_.push_back(id);
         std::vector<std::byte> buf(d.len);
         if (d.len >= kNetHdr && d.len <= 65536 && dma_read(d.addr, buf.data(), buf.size())) {
             std::vector<std::byte> frame(buf.begin() + kNetHdr, buf.end());

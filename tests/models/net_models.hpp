@@ -43,7 +43,7 @@ public:
     /// A busy device: while held, transmit queues are not served on notification; release_tx sends up
     /// to `n` of what pair `pair` has queued (in order, as QEMU's virtio-net does).
     void hold_tx(bool on) { hold_tx_ = on; }
-    void release_tx(unsigned n, unsigned pair = 0) { transmit(static_cast<std::uint16_t>(2 * pair + 1), n); }
+    void release_tx(unsigned n, unsigned pair = 0) { transmit(static_cast<std::uint16_t>(2 * pair + 1), n, true); }
     /// The descriptor id of each frame release_tx sent, in order.
     const std::vector<std::uint16_t>& tx_descriptor_ids() const noexcept { return tx_ids_; }
 
@@ -63,7 +63,7 @@ private:
     void load_queue_registers();
     void queue_register_written(std::size_t off);
     void notified(std::uint16_t q);
-    void transmit(std::uint16_t q, unsigned limit = UINT_MAX);
+    void transmit(std::uint16_t q, unsigned limit = UINT_MAX, bool record_ids = false);
     void control(std::uint16_t q);
     std::optional<std::pair<std::uint16_t, Desc>> next_avail(Vq& vq);
     void put_used(Vq& vq, std::uint32_t id, std::uint32_t len, bool rx);

@@ -229,7 +229,7 @@ TEST_F(NetOnModel, VirtioFullTransmitRingWaitsForARun) {
     EXPECT_EQ(*v->tx_burst(0, b), 1u);
     EXPECT_TRUE(b.empty());
     model->hold_tx(false);
-    model->release_tx(UINT_MAX - 1);
+    model->release_tx(UINT_MAX);
     // The first 256 took descriptors 0-255 in order; the ones after them reuse 0, 1, ... in the order
     // the device gave them back.
     const auto& ids = model->tx_descriptor_ids();

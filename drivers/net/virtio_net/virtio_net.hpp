@@ -104,12 +104,13 @@ private:
     std::unique_ptr<std::uint16_t[]> free_;
     std::uint16_t free_take_ = 0, free_put_ = 0;
     std::uint16_t avail_idx_ = 0, last_used_ = 0;
+    std::uint16_t take_desc() noexcept { return free_[free_take_++ & (size_ - 1)]; }  // needs free_descs() > 0
 };
 
 // ---- per-packet virtqueue operations ----
 
 inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-    std::uint16_t id = free_[free_take_++ & (size_ - 1)];  // the caller checked free_descs()
+    std::uint16_t id = take_desc();  // the caller checked free_descs()
     desc_[id] = Desc{addr, len, flags, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = id;  // a power of two (checked at set-up)
     ++avail_idx_;
@@ -124,8 +125,8 @@ inline bool Virtqueue::publish() noexcept {
 }
 
 inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept {
-    std::uint16_t head = free_[free_take_++ & (size_ - 1)];  // the caller checked free_descs() >= 2
-    std::uint16_t tail = free_[free_take_++ & (size_ - 1)];
+    std::uint16_t head = take_desc();  // the caller checked free_descs() >= 2
+    std::uint16_t tail = take_desc();
     desc_[head] = Desc{out, out_len, kDescNext, tail};
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = head;
@@ -134,8 +135,8 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
 }
 
 inline void Virtqueue::free_request(std::uint16_t head) noexcept {
-    free_[free_put_++ & (size_ - 1)] = head;
-    free_[free_put_++ & (size_ - 1)] = desc_[head].next;  // the tail add_request linked: the table is ours, the device only reads it
+    free_desc(head);
+    free_desc(desc_[head].next);  // the tail add_request linked: the table is ours, the device only reads it
 }
 
 inline bool Virtqueue::has_used() const noexcept { return dma::read_once(used_->idx) != last_used_; }
