@@ -40,22 +40,23 @@ if [ "$rc" -ne 0 ] || [ ! -s "$tmp/perf.data" ]; then
   exit 1
 fi
 
-# Per run: samples per second of each symbol, leaving out each run's first 2 s and last second.
+# Per run: samples per second of each symbol, leaving out each run's first 2 s and last second. Rows
+# are run, impl, rate, symbol, tab-separated (symbols may hold spaces).
 n=0
 while read -r _ impl _ start _ _ _ end; do
   n=$((n + 1))
   secs=$((end - start - 3))
   [ "$secs" -gt 0 ] || continue
   perf report -q -i "$tmp/perf.data" --time "$((start + 2)),$((end - 1))" --sort sym -F sample,sym --stdio 2>/dev/null |
-    awk -v s="$secs" -v run="$n" -v impl="$impl" '$1 ~ /^[0-9]+$/ {c = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print run, impl, int(c / s), $0}' >> "$tmp/rows"
+    awk -v s="$secs" -v run="$n" -v impl="$impl" '$1 ~ /^[0-9]+$/ {c = $1; $1 = ""; $2 = ""; sub(/^ +/, ""); print run "\t" impl "\t" int(c / s) "\t" $0}' >> "$tmp/rows"
   echo "$n $impl $(sed -n "/PHASE $impl start $start/,/PHASE $impl end/p" "$tmp/guest" | grep -o '[0-9]*/s' | sed 's|/s||' | sed '1d;$d' |
     sort -n | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}')" >> "$tmp/rates"
 done < <(grep '^PHASE' "$tmp/guest" | paste -d' ' - -)
-# The symbols whose rate differs most between the udrv and the testpmd runs (means over the rounds).
 # What was measured: the build's source tree, its commit and whether it had changes.
 src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null)
 built=$(git -C "${src:-.}" describe --always --dirty=" with uncommitted changes" 2>/dev/null || echo unknown)
-top=$(awk '{k = $4; for (i = 5; i <= NF; i++) k = k " " $i; if ($2 == "udrv") u[k] += $3; else t[k] += $3; keys[k] = 1}
+# The symbols whose rate differs most between the udrv and the testpmd runs (sums over the rounds).
+top=$(awk -F'\t' '{k = $4; if ($2 == "udrv") u[k] += $3; else t[k] += $3; keys[k] = 1}
            END {for (k in keys) {d = u[k] - t[k]; print (d < 0 ? -d : d) "\t" k}}' "$tmp/rows" | sort -rn | head -12 | cut -f2)
 {
   echo "# QEMU's main loop transmitting for udrv and for testpmd ($(date -u +%Y-%m-%d))"
@@ -70,9 +71,9 @@ top=$(awk '{k = $4; for (i = 5; i <= NF; i++) k = k " " $i; if ($2 == "udrv") u[
   printf '| run | frames/s | all |'; while read -r sym; do printf ' %s |' "${sym:0:40}"; done <<< "$top"; echo
   printf '|---|---|---|'; while read -r _; do printf -- '---|'; done <<< "$top"; echo
   while read -r run impl rate; do
-    printf '| %s %s | %s | %s |' "$run" "$impl" "$rate" "$(awk -v r="$run" '$1 == r {s += $3} END {print s + 0}' "$tmp/rows")"
+    printf '| %s %s | %s | %s |' "$run" "$impl" "$rate" "$(awk -F'\t' -v r="$run" '$1 == r {s += $3} END {print s + 0}' "$tmp/rows")"
     while read -r sym; do
-      printf ' %s |' "$(awk -v r="$run" -v k="$sym" '{x = $4; for (i = 5; i <= NF; i++) x = x " " $i} $1 == r && x == k {print $3; f = 1} END {if (!f) print 0}' "$tmp/rows")"
+      printf ' %s |' "$(awk -F'\t' -v r="$run" -v k="$sym" '$1 == r && $4 == k {print $3; f = 1} END {if (!f) print 0}' "$tmp/rows")"
     done <<< "$top"
     echo
   done < "$tmp/rates"
