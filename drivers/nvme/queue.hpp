@@ -55,6 +55,10 @@ public:
     unsigned depth() const override { return depth_ - 1u; }  // one slot stays empty: full != empty
     void begin_batch() noexcept override { ++batch_depth_; }
     void end_batch() noexcept override;
+    int completion_fd() const noexcept override { return vector_ ? vector_->fd() : -1; }
+    void clear_completion_event() noexcept override {
+        if (vector_) (void)vector_->poll();  // an MSI-X vector: a read of its eventfd, nothing to rearm
+    }
     std::uint16_t id() const noexcept { return qid_; }
     QueueState state() const noexcept { return state_.load(std::memory_order_acquire); }
 

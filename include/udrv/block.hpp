@@ -62,6 +62,13 @@ public:
     /// device that has nothing to gain.
     virtual void begin_batch() noexcept {}
     virtual void end_batch() noexcept {}
+    /// For an event loop that sleeps on many things at once (epoll): in interrupt and hybrid modes, a file
+    /// descriptor that becomes readable when the device signals a completion. When it does, call
+    /// clear_completion_event() and then poll(). -1 for a polled queue (poll it instead). The descriptor
+    /// belongs to the queue and is valid while the queue is (after the device is unbound it never fires
+    /// again: poll now and then to see the queue's commands fail).
+    virtual int completion_fd() const noexcept { return -1; }
+    virtual void clear_completion_event() noexcept {}
 };
 
 /// The submissions of a scope reach the device together (Queue::begin_batch).

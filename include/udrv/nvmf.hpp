@@ -70,6 +70,11 @@ struct TargetOptions {
     /// it awake. 0: it sleeps as soon as the device holds nothing. Polling burns its CPU: give the
     /// target CPUs of its own (`cpus`), away from the applications and the initiator (bench/README.md).
     unsigned poll_us = 0;
+    /// Wait for the devices by interrupt: a worker whose commands are all at the device sleeps (epoll,
+    /// with each queue's completion_fd) instead of polling the completion queues, and leaves its CPU to
+    /// others meanwhile (in a VM: to the emulation of that device). Costs an interrupt and a wake-up per
+    /// wait. Devices without interrupts are polled as before.
+    bool device_interrupts = false;
     unsigned queue_entries = 128;           ///< MQES + 1: commands a queue may have outstanding
     std::uint32_t max_transfer = 128 << 10; ///< MDTS: bytes per command
     std::uint32_t in_capsule = 8192;        ///< write data carried in a command capsule (beyond: R2T)

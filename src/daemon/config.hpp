@@ -98,6 +98,7 @@ struct DaemonConfig {
     std::vector<std::string> nvmf_discovery;
     std::vector<int> nvmf_cpus;  ///< [nvmf] cpus: the target's workers, one pinned to each (nvmf::TargetOptions)
     unsigned nvmf_poll_us = 0;   ///< [nvmf] poll_us: how long a worker polls its quiet sockets before it sleeps
+    bool nvmf_device_interrupts = false;  ///< [nvmf] device_interrupts: workers sleep while the devices work
 };
 
 /// A subsystem as JSON ({"nqn", "serial", "model", "hosts", "namespaces": [{"nsid", "device"}], "listen"}):

@@ -248,7 +248,7 @@ void Daemon::nvmf_apply(const std::string& nqn, Responder r) {
     if (rt.host && rt.host != server->id) nvmf_withdraw(nqn);
     json params = nvmf_subsystem_json(s);
     params["namespaces"] = namespaces;
-    params["target"] = {{"cpus", cfg_.nvmf_cpus}, {"poll_us", cfg_.nvmf_poll_us}};  // for the host's first subsystem
+    params["target"] = {{"cpus", cfg_.nvmf_cpus}, {"poll_us", cfg_.nvmf_poll_us}, {"device_interrupts", cfg_.nvmf_device_interrupts}};  // for the host's first subsystem
     const std::uint64_t seq = ++server->seq;
     if (auto sent = server->ch.send({{"type", "call"}, {"seq", seq}, {"method", "nvmf_subsystem_set"}, {"params", params}}); !sent)
         return r.error(sent.error());

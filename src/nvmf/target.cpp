@@ -202,10 +202,21 @@ NsQueue& Worker::queue_for(const Namespace& ns) {
     nq->keep = ns.backing;
     const std::uint32_t depth = std::min<std::uint32_t>(ns.info.max_queue_depth ? ns.info.max_queue_depth : 64, 64);
     nq->slot_bytes = t_.opt.max_transfer;
-    auto q = ns.backing->open_queue(depth, block::Mode::polled);
+    auto q = ns.backing->open_queue(depth, t_.opt.device_interrupts ? block::Mode::interrupt : block::Mode::polled);
+    if (!q && t_.opt.device_interrupts) {
+        pr_info("nvmf: worker {}: namespace {} ({}): {}: polling it instead", index_, ns.nsid, ns.device, q.error().message());
+        q = ns.backing->open_queue(depth, block::Mode::polled);
+    }
     if (!q) nq->error = q.error().message();
     else {
         nq->q = std::move(*q);
+        if (const int fd = nq->q->completion_fd(); fd >= 0) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) nq->irq_fd = fd;
+            else pr_info("nvmf: worker {}: namespace {} ({}): cannot wait on its interrupt ({}): polling it instead", index_, ns.nsid, ns.device, std::strerror(errno));
+        }
         auto b = ns.backing->alloc_buffer(std::size_t{depth} * nq->slot_bytes);
         if (!b) nq->error = b.error().message();
         else {
@@ -216,6 +227,12 @@ NsQueue& Worker::queue_for(const Namespace& ns) {
     if (!nq->error.empty()) pr_err("nvmf: worker {}: namespace {} ({}): {}: its commands fail", index_, ns.nsid, ns.device, nq->error);
     queues_.push_back(std::move(nq));
     return *queues_.back();
+}
+
+NsQueue* Worker::queue_of_irq(int fd) {
+    for (auto& q : queues_)
+        if (q->irq_fd == fd) return q.get();
+    return nullptr;
 }
 
 void Worker::release_slot(NsQueue& nq, int slot) {
@@ -265,7 +282,7 @@ void Worker::run() {
         for (auto& q : queues_)
             if (q->q && q->q->outstanding()) {
                 (void)q->q->poll();  // callbacks queue responses (errors come back through them)
-                busy = true;
+                if (q->irq_fd < 0) busy = true;  // else its interrupt wakes the epoll_wait below
             }
         // Connections whose waiting commands can have the buffers freed meanwhile.
         while (!resumable_.empty()) {
@@ -307,6 +324,11 @@ void Worker::run() {
                 }
                 continue;
             }
+            if (NsQueue* q = queue_of_irq(fd)) {
+                q->q->clear_completion_event();
+                (void)q->q->poll();
+                continue;
+            }
             auto it = by_fd_.find(fd);
             if (it == by_fd_.end()) {
                 t_.accept_on(fd);  // a listening socket (worker 0's)
@@ -340,7 +362,10 @@ void Worker::run() {
     }
     // The queues go first, while the connections their callbacks name still exist (a queue that still
     // holds commands fails them as it closes), then the connections, then the buffers.
-    for (auto& q : queues_) q->q.reset();
+    for (auto& q : queues_) {
+        if (q->irq_fd >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, q->irq_fd, nullptr);  // the vector outlives the queue
+        q->q.reset();
+    }
     conns_.clear();
     queues_.clear();
 }

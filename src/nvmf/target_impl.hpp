@@ -130,6 +130,7 @@ struct NsQueue {
     const block::Device* dev = nullptr;
     std::shared_ptr<block::Device> keep;
     std::unique_ptr<block::Queue> q;
+    int irq_fd = -1;  ///< q's completion_fd, in the worker's epoll (device_interrupts); -1: polled
     block::Buffer buffers;
     std::uint32_t slot_bytes = 0;
     std::vector<std::uint16_t> free_slots;
@@ -248,6 +249,7 @@ public:
     TargetImplView& target() { return t_; }
     /// The namespace's queue on this worker, opened on first use.
     NsQueue& queue_for(const Namespace& ns);
+    NsQueue* queue_of_irq(int fd);  ///< the queue whose completion_fd this is, or null
     void release_slot(NsQueue& nq, int slot);
     void wait_for_slot(NsQueue& nq, Connection* c) { nq.waiting.push_back(c); }
     void mark_dirty(Connection* c);

@@ -51,6 +51,7 @@ description = "/etc/udrv/ramdisk.toml"
 discovery = ["127.0.0.1:8009"]
 cpus = [1, 0]
 poll_us = 500
+device_interrupts = true
 
 [[nvmf_subsystem]]
 nqn = "nqn.2026-12.io.udrv:disk1"
@@ -85,6 +86,7 @@ TEST(DaemonConfig, TomlHoldsModulesDevicesAndPlatforms) {
     EXPECT_EQ(c->nvmf_discovery, std::vector<std::string>{"127.0.0.1:8009"});
     EXPECT_EQ(c->nvmf_cpus, (std::vector<int>{1, 0}));
     EXPECT_EQ(c->nvmf_poll_us, 500u);
+    EXPECT_TRUE(c->nvmf_device_interrupts);
 }
 
 TEST(DaemonConfig, SavedAndReadBackInEitherLanguageIsTheSame) {
@@ -123,6 +125,7 @@ TEST(DaemonConfig, EveryMistakeNamesItsLine) {
               std::string::npos);
     EXPECT_EQ(err("[nvmf]\ncpus = [0, 0]\n"), "f:2: cpus in [nvmf]: CPU 0 is listed twice");
     EXPECT_EQ(err("[nvmf]\ncpus = 3\n"), "f:2: cpus in [nvmf] is an array of CPU numbers");
+    EXPECT_EQ(err("[nvmf]\ndevice_interrupts = 1\n"), "f:2: 'device_interrupts' in [nvmf] must be true or false");
     EXPECT_NE(err("[nvmf]\ncpus = [-1]\n").find("f:2: cpus in [nvmf]: CPU numbers from 0 to "), std::string::npos);
     EXPECT_NE(err("[nvmf]\npoll_us = 2000000\n").find("f:2: poll_us must be from 0 to 1000000"), std::string::npos);
     // JSON: the same checks, with lines too.

@@ -464,6 +464,52 @@ TEST(NvmfTargetOptions, PinnedPollingWorkersServeAndBadOptionsAreRefused) {
     EXPECT_NE(refused(slow).find("poll window"), std::string::npos);
 }
 
+// device_interrupts: a worker whose commands are at the device sleeps until the device signals them
+// (the queue's completion_fd) instead of polling the queue the whole time; polled, it spins.
+TEST(NvmfTargetOptions, DeviceInterruptsLetTheWorkerSleepWhileTheDeviceWorks) {
+    auto polls_per_command = [](bool interrupts) -> double {
+        TargetOptions o;
+        o.threads = 1;
+        o.device_interrupts = interrupts;
+        auto target = Target::create(o);
+        EXPECT_TRUE(target) << target.error().message();
+        if (!target) return -1;
+        auto dev = std::make_shared<udrv::testing::MemDevice>();
+        dev->latency = std::chrono::milliseconds(2);
+        SubsystemSpec s;
+        s.nqn = kNqn;
+        s.namespaces.push_back({1, "mem0", dev});
+        EXPECT_TRUE((*target)->set_subsystem(s));
+        std::uint16_t port = 0;
+        std::mt19937 rng(static_cast<unsigned>(::getpid()) + (interrupts ? 2 : 3));
+        for (int i = 0; i < 50 && !port; ++i) {
+            const auto p = static_cast<std::uint16_t>(20000 + rng() % 30000);
+            if ((*target)->listen({"127.0.0.1", p})) port = p;
+        }
+        EXPECT_NE(port, 0);
+        Host a(port);
+        auto c = a.connect(0, 0xffff);
+        EXPECT_EQ(c.sf(), 0);
+        EXPECT_EQ(a.prop_set(0x14, 1 | 6u << 16 | 4u << 20).sf(), 0);
+        EXPECT_EQ(a.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
+        Host io(port);
+        EXPECT_EQ(io.connect(1, static_cast<std::uint16_t>(c.cqe.result)).sf(), 0);
+        auto data = pattern(4096, 7);
+        const unsigned before = dev->polls.load();
+        constexpr int kCommands = 10;
+        for (int i = 0; i < kCommands / 2; ++i) {
+            EXPECT_EQ(io.io(0x01, 8 * static_cast<std::uint32_t>(i), 8, data).sf(), 0);
+            EXPECT_EQ(io.io(0x02, 8 * static_cast<std::uint32_t>(i), 8, {}, 4096).data, data);
+        }
+        const double per = double(dev->polls.load() - before) / kCommands;
+        target->reset();
+        return per;
+    };
+    const double sleeping = polls_per_command(true), spinning = polls_per_command(false);
+    EXPECT_LE(sleeping, 5) << "a worker told to wait for device interrupts polled the queue " << sleeping << " times per 2 ms command";
+    EXPECT_GT(spinning, 5 * sleeping) << "polled: " << spinning << " polls per command; with interrupts: " << sleeping;
+}
+
 // More writes in flight than the worker has device buffers (64), each waiting for its data: the
 // connection must go on reading the data of those that have buffers (they free them) while the rest
 // wait, or it waits for itself.
