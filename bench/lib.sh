@@ -23,3 +23,11 @@ need_dpdk() {
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 }
+
+# build_commit BUILD_DIR: what was measured: the commit of the build's source tree, and whether it had
+# uncommitted changes.
+build_commit() {
+  local src
+  src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$1/CMakeCache.txt" 2>/dev/null)
+  echo "$(git -C "${src:-.}" describe --always --dirty=" with uncommitted changes" 2>/dev/null || echo unknown) (${src:-?})"
+}

@@ -52,16 +52,14 @@ while read -r _ impl _ start _ _ _ end; do
   echo "$n $impl $(sed -n "/PHASE $impl start $start/,/PHASE $impl end/p" "$tmp/guest" | grep -o '[0-9]*/s' | sed 's|/s||' | sed '1d;$d' |
     sort -n | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}')" >> "$tmp/rates"
 done < <(grep '^PHASE' "$tmp/guest" | paste -d' ' - -)
-# What was measured: the build's source tree, its commit and whether it had changes.
-src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$build/CMakeCache.txt" 2>/dev/null)
-built=$(git -C "${src:-.}" describe --always --dirty=" with uncommitted changes" 2>/dev/null || echo unknown)
+built=$(build_commit "$build")
 # The symbols whose rate differs most between the udrv and the testpmd runs (sums over the rounds).
 top=$(awk -F'\t' '{k = $4; if ($2 == "udrv") u[k] += $3; else t[k] += $3; keys[k] = 1}
            END {for (k in keys) {d = u[k] - t[k]; print (d < 0 ? -d : d) "\t" k}}' "$tmp/rows" | sort -rn | head -12 | cut -f2)
 {
   echo "# QEMU's main loop transmitting for udrv and for testpmd ($(date -u +%Y-%m-%d))"
   echo
-  echo "Built from: $built (${src:-?})"
+  echo "Built from: $built"
   echo
   echo "Command: \`bench/net-profile.sh\` (virtio-net, batch $UDRV_BENCH_BATCH, 64-byte frames, $UDRV_BENCH_SECONDS s per run, $UDRV_BENCH_ROUNDS rounds; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG; DPDK $(dpkg-query -W -f='${Version}' dpdk-dev); host: $(nproc) CPUs, $(uname -r))"
   echo

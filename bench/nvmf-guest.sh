@@ -2,8 +2,9 @@
 # (a) udrvd's target over udrv's NVMe driver and (b) the kernel's nvmet-tcp target over the kernel's nvme
 # driver (configfs), the same controller in turns, and, for reference, fio on the kernel's nvme driver
 # directly. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on CPU 0; nvmet-tcp's
-# work items run where the data arrives; udrvd runs once as configured by default (its workers left to
-# the scheduler) and once told to poll on CPU 1.
+# work items run where the data arrives; udrvd runs as configured by default (its workers left to the
+# scheduler), told to poll on CPU 1, and told to poll its sockets on CPU 1 but wait for the device by
+# interrupt.
 . /udrv/guest-lib.sh
 T=${UDRV_BENCH_SECONDS:-5}
 ROUNDS=${UDRV_BENCH_ROUNDS:-3}
@@ -52,9 +53,11 @@ kernel_round() {
     rmdir $k/subsystems/$NQN/namespaces/1 $k/subsystems/$NQN
   done
 }
-# udrvd as configured by default, and polling: its target's worker on CPU 1 (fio and the initiator's
-# queue are on CPU 0), polling its sockets for 1 ms after each PDU.
+# udrvd as configured by default; polling: its target's worker on CPU 1 (fio and the initiator's
+# queue are on CPU 0), polling its sockets for 1 ms after each PDU and the device while it works; and
+# the same but waiting for the device by interrupt (device_interrupts), the vector directed to CPU 1.
 printf '[nvmf]\ncpus = [1]\npoll_us = 1000\n' > /tmp/udrvd-poll.toml
+printf '[nvmf]\ncpus = [1]\npoll_us = 1000\ndevice_interrupts = true\n' > /tmp/udrvd-irq.toml
 udrvd_pid=
 restart_udrvd() {  # restart_udrvd [ARGS]: the running udrvd stopped, one with these arguments started
   [ -n "$udrvd_pid" ] && { kill -TERM $udrvd_pid 2>/dev/null; wait $udrvd_pid; }
@@ -74,6 +77,7 @@ udrv_round() {  # udrv_round ENGINE: with the udrvd that runs
 both_udrv() {
   restart_udrvd; udrv_round udrvd-nvmf-tcp
   restart_udrvd --config /tmp/udrvd-poll.toml; udrv_round udrvd-nvmf-tcp-poll
+  restart_udrvd --config /tmp/udrvd-irq.toml; udrv_round udrvd-nvmf-tcp-irq
 }
 T_RUN=$T; T=2
 # Not in a pipeline: a subshell's udrvd_pid would be lost, and the next udrvd refused while it runs.

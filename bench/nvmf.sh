@@ -32,23 +32,29 @@ median() {  # median DEVICE QD ENGINE -> "iops mean_us" of the median round by I
   echo
   echo "Host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)"
   echo
-  echo "udrvd runs twice: as configured by default (workers placed by the scheduler, sleeping when the device"
-  echo "holds nothing), and polling (\`[nvmf] cpus = [1]\`, \`poll_us = 1000\`: its worker on vCPU 1, away from"
-  echo "fio and the initiator, polling its sockets for 1 ms after each PDU)."
+  echo "Built from: $(build_commit "$build")"
   echo
-  echo "| device | QD | kernel nvme, local | kernel nvmet-tcp | udrvd NVMe/TCP | udrvd, polling on CPU 1 | udrvd / nvmet-tcp (IOPS; latency) | polling / nvmet-tcp (IOPS; latency) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "udrvd runs three times: as configured by default (workers placed by the scheduler, sleeping when the"
+  echo "device holds nothing); polling (\`[nvmf] cpus = [1]\`, \`poll_us = 1000\`: its worker on vCPU 1, away from"
+  echo "fio and the initiator, polling its sockets for 1 ms after each PDU and the device while it works); and"
+  echo "the same with \`device_interrupts = true\` (the worker sleeps while the device works, and its queue's"
+  echo "interrupt is directed to vCPU 1)."
+  echo
+  echo "| device | QD | kernel nvme, local | kernel nvmet-tcp | udrvd NVMe/TCP | udrvd, polling on CPU 1 | udrvd, polling sockets, device interrupts | default / nvmet-tcp (IOPS; latency) | polling / nvmet-tcp | device interrupts / nvmet-tcp |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for dev in file null-co; do
     for qd in 1 32; do
       read -r li ll < <(median $dev $qd kernel-local)
       read -r ki kl < <(median $dev $qd kernel-nvmet-tcp)
       read -r ui ul < <(median $dev $qd udrvd-nvmf-tcp)
       read -r pi pl < <(median $dev $qd udrvd-nvmf-tcp-poll)
-      printf '| %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx; %.2fx | %.2fx; %.2fx |\n' $dev $qd \
+      read -r ii il < <(median $dev $qd udrvd-nvmf-tcp-irq)
+      printf '| %s | %s | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.1fk, %.0f µs | %.2fx; %.2fx | %.2fx; %.2fx | %.2fx; %.2fx |\n' $dev $qd \
         "$(echo "$li/1000" | bc -l)" "$ll" "$(echo "$ki/1000" | bc -l)" "$kl" "$(echo "$ui/1000" | bc -l)" "$ul" \
-        "$(echo "$pi/1000" | bc -l)" "$pl" \
+        "$(echo "$pi/1000" | bc -l)" "$pl" "$(echo "$ii/1000" | bc -l)" "$il" \
         "$(echo "if ($ki > 0) $ui / $ki else 0" | bc -l)" "$(echo "if ($kl > 0) $ul / $kl else 0" | bc -l)" \
-        "$(echo "if ($ki > 0) $pi / $ki else 0" | bc -l)" "$(echo "if ($kl > 0) $pl / $kl else 0" | bc -l)"
+        "$(echo "if ($ki > 0) $pi / $ki else 0" | bc -l)" "$(echo "if ($kl > 0) $pl / $kl else 0" | bc -l)" \
+        "$(echo "if ($ki > 0) $ii / $ki else 0" | bc -l)" "$(echo "if ($kl > 0) $il / $kl else 0" | bc -l)"
     done
   done
   echo

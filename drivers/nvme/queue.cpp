@@ -465,6 +465,12 @@ void QueuePair::check_timeouts() {
     }
 }
 
+Result<void> QueuePair::set_interrupt_cpu(int cpu) {
+    if (!vector_) return fail(ENOTSUP, "{}: queue {} is polled: it has no interrupt to direct to CPU {}", core_->name, qid_, cpu);
+    UDRV_TRY_CTX(vector_->set_affinity(cpu), "{}: queue {}", core_->name, qid_);
+    return {};
+}
+
 Result<unsigned> QueuePair::wait(std::chrono::milliseconds timeout) {
     // While the controller resets, there is nothing to wait on but the reset itself.
     if (state() == QueueState::frozen) {

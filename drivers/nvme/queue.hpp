@@ -59,6 +59,7 @@ public:
     void clear_completion_event() noexcept override {
         if (vector_) (void)vector_->poll();  // an MSI-X vector: a read of its eventfd, nothing to rearm
     }
+    Result<void> set_interrupt_cpu(int cpu) override;
     std::uint16_t id() const noexcept { return qid_; }
     QueueState state() const noexcept { return state_.load(std::memory_order_acquire); }
 

@@ -69,6 +69,9 @@ public:
     /// again: poll now and then to see the queue's commands fail).
     virtual int completion_fd() const noexcept { return -1; }
     virtual void clear_completion_event() noexcept {}
+    /// Directs the interrupt behind completion_fd() to `cpu`, where the thread that waits on it runs, so
+    /// a completion wakes it without a hop between CPUs (needs root). ENOTSUP for a queue without one.
+    virtual Result<void> set_interrupt_cpu(int cpu) { return fail(ENOTSUP, "the queue has no interrupt to direct to CPU {}", cpu); }
 };
 
 /// The submissions of a scope reach the device together (Queue::begin_batch).

@@ -11,6 +11,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "udrv/fileio.hpp"
@@ -38,18 +40,29 @@ public:
     Result<void> rearm() noexcept;
     /// Interrupts consumed so far.
     std::uint64_t total() const noexcept { return total_; }
+    /// Directs this vector's interrupt to `cpu` (its IRQ's smp_affinity_list), so that a thread waiting
+    /// for it there is woken without a hop between CPUs: what the kernel's managed affinity does for its
+    /// own drivers' queues. Needs root; the IRQ is found by the name vfio-pci gives it in /proc/interrupts.
+    Result<void> set_affinity(int cpu) const;
 
 private:
     friend class Vectors;
-    Vector(Fd fd, unsigned index, const hw::PciFunction* dev, bool intx) : fd_(std::move(fd)), index_(index), dev_(dev), intx_(intx) {}
+    Vector(Fd fd, unsigned index, const hw::PciFunction* dev, IrqKind kind)
+        : fd_(std::move(fd)), index_(index), dev_(dev), kind_(kind), intx_(kind == IrqKind::intx) {}
     Result<std::uint64_t> consume(std::uint64_t n) noexcept;
     Fd fd_;
     unsigned index_;
     const hw::PciFunction* dev_;  // null once the device is released (Vectors::release_device)
+    IrqKind kind_;
     bool intx_;
     bool masked_ = false;  // INTx consumed, the line still masked (see rearm())
     std::uint64_t total_ = 0;
 };
+
+/// The Linux IRQ number of vector `index` of `kind` that vfio-pci requested for the PCI function at
+/// `address`, from the text of /proc/interrupts, where vfio-pci names it vfio-msix[N](BDF),
+/// vfio-msi[N](BDF) or vfio-intx(BDF); nullopt when no line has that name.
+std::optional<unsigned> find_vfio_irq(std::string_view proc_interrupts, IrqKind kind, unsigned index, std::string_view address);
 
 /// The vectors of one kind allocated on a device (pci_alloc_irq_vectors + request_irq). Dropping it
 /// disables them in the device and closes the eventfds. Owned by the driver; one thread per vector.

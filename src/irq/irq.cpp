@@ -5,6 +5,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
 #include "udrv/log.hpp"
 
 namespace udrv::irq {
@@ -48,6 +53,50 @@ Result<std::uint64_t> Vector::wait(std::chrono::milliseconds timeout) noexcept {
     }
 }
 
+std::optional<unsigned> find_vfio_irq(std::string_view text, IrqKind kind, unsigned index, std::string_view address) {
+    const std::string name = kind == IrqKind::intx ? fmt::format("vfio-intx({})", address)
+                                                   : fmt::format("vfio-{}[{}]({})", kind == IrqKind::msix ? "msix" : "msi", index, address);
+    while (!text.empty()) {
+        const std::size_t eol = text.find('\n');
+        const std::string_view line = text.substr(0, eol);
+        text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
+        // "  42:  0  12  IR-PCI-MSIX-0000:00:04.0  1-edge  vfio-msix[1](0000:00:04.0)": the name is one
+        // of the comma-separated actions at the end of the line.
+        const std::size_t at = line.find(name);
+        if (at == std::string_view::npos || at == 0 || (line[at - 1] != ' ' && line[at - 1] != ',')) continue;
+        const std::size_t end = at + name.size();
+        if (end != line.size() && line[end] != ',' && line[end] != ' ') continue;
+        const std::size_t colon = line.find(':');
+        unsigned irq = 0;
+        std::string_view num = line.substr(0, colon);
+        while (!num.empty() && num.front() == ' ') num.remove_prefix(1);
+        if (colon == std::string_view::npos || num.empty() || std::from_chars(num.data(), num.data() + num.size(), irq).ptr != num.data() + num.size())
+            continue;  // not a numbered IRQ
+        return irq;
+    }
+    return std::nullopt;
+}
+
+Result<void> Vector::set_affinity(int cpu) const {
+    if (!dev_) return fail(ENODEV, "interrupt vector {}: the device was released", index_);
+    if (cpu < 0) return fail(EINVAL, "interrupt vector {}: CPU {} does not exist", index_, cpu);
+    std::ifstream in("/proc/interrupts");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto irq = find_vfio_irq(text, kind_, index_, dev_->address());
+    if (!irq)
+        return fail(ENOENT, "{}: {} vector {} is not in /proc/interrupts (not requested through vfio-pci?)", dev_->address(), hw::irq_kind_name(kind_), index_);
+    const std::string path = fmt::format("/proc/irq/{}/smp_affinity_list", *irq);
+    std::ofstream out(path);
+    out << cpu << '\n';
+    out.flush();
+    if (!out) {
+        const int e = errno ? errno : EIO;
+        return fail(e, "{}: directing {} vector {} (IRQ {}) to CPU {}: writing {} failed: {} (needs root, and an online CPU)",
+                    dev_->address(), hw::irq_kind_name(kind_), index_, *irq, cpu, path, std::strerror(e));
+    }
+    return {};
+}
+
 Result<Vectors> Vectors::enable(std::shared_ptr<hw::PciFunction> dev, IrqKind kind, unsigned count) {
     std::uint32_t have = UDRV_TRY(dev->irq_count(kind));
     if (count == 0 || count > have)
@@ -58,7 +107,7 @@ Result<Vectors> Vectors::enable(std::shared_ptr<hw::PciFunction> dev, IrqKind ki
         Fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!fd) return fail_errno("eventfd for {} vector {}", hw::irq_kind_name(kind), i);
         fds.push_back(fd.get());
-        v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(std::move(fd), i, dev.get(), kind == IrqKind::intx)));
+        v.vectors_.push_back(std::unique_ptr<Vector>(new Vector(std::move(fd), i, dev.get(), kind)));
     }
     UDRV_TRY(dev->set_irq_eventfds(kind, 0, fds));
     v.dev_ = std::move(dev);

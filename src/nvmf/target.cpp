@@ -214,8 +214,13 @@ NsQueue& Worker::queue_for(const Namespace& ns) {
             epoll_event ev{};
             ev.events = EPOLLIN;
             ev.data.fd = fd;
-            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) nq->irq_fd = fd;
-            else pr_info("nvmf: worker {}: namespace {} ({}): cannot wait on its interrupt ({}): polling it instead", index_, ns.nsid, ns.device, std::strerror(errno));
+            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) == 0) {
+                nq->irq_fd = fd;
+                // Completions wake this worker on its own CPU, as the kernel's managed affinity does.
+                if (cpu_ >= 0)
+                    if (auto r = nq->q->set_interrupt_cpu(cpu_); !r)
+                        pr_info("nvmf: worker {}: namespace {} ({}): its interrupt stays where it is: {}", index_, ns.nsid, ns.device, r.error().message());
+            } else pr_info("nvmf: worker {}: namespace {} ({}): cannot wait on its interrupt ({}): polling it instead", index_, ns.nsid, ns.device, std::strerror(errno));
         }
         auto b = ns.backing->alloc_buffer(std::size_t{depth} * nq->slot_bytes);
         if (!b) nq->error = b.error().message();

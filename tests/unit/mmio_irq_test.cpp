@@ -73,3 +73,27 @@ TEST(Irq, EventLoopRunsHandlersOfReadyFds) {
 }
 
 }  // namespace
+
+// set_affinity finds the IRQ behind a vector by the name vfio-pci gives it in /proc/interrupts.
+TEST(Irq, FindsVfioIrqsByTheirNamesInProcInterrupts) {
+    using udrv::irq::find_vfio_irq;
+    using udrv::hw::IrqKind;
+    const std::string text =
+        "           CPU0       CPU1       \n"
+        "  0:         44          0   IO-APIC   2-edge      timer\n"
+        " 25:          0         12  IR-PCI-MSIX-0000:00:05.0   0-edge      nvme1q0\n"
+        " 41:          3          0  IR-PCI-MSIX-0000:00:04.0   0-edge      vfio-msix[0](0000:00:04.0)\n"
+        " 42:        913          7  IR-PCI-MSIX-0000:00:04.0   1-edge      vfio-msix[1](0000:00:04.0)\n"
+        " 43:          0          0  IR-PCI-MSIX-0000:00:04.0  11-edge      vfio-msix[11](0000:00:04.0)\n"
+        " 50:          0          0  IR-PCI-MSI-0000:00:06.0   0-edge      vfio-msi[0](0000:00:06.0)\n"
+        " 16:          1          0  IR-IO-APIC  16-fasteoi   ehci_hcd:usb1, vfio-intx(0000:00:07.0)\n"
+        "NMI:          0          0   Non-maskable interrupts\n";
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msix, 1, "0000:00:04.0"), 42u);
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msix, 11, "0000:00:04.0"), 43u);  // not vector 1's line
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msi, 0, "0000:00:06.0"), 50u);
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::intx, 0, "0000:00:07.0"), 16u);   // a shared line, second action
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msix, 2, "0000:00:04.0"), std::nullopt);
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msi, 1, "0000:00:04.0"), std::nullopt);  // msix[1] is not msi[1]
+    EXPECT_EQ(find_vfio_irq(text, IrqKind::msix, 0, "0000:00:05.0"), std::nullopt);  // the kernel driver's own
+    EXPECT_EQ(find_vfio_irq("", IrqKind::msix, 0, "0000:00:04.0"), std::nullopt);
+}

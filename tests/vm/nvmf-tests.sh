@@ -41,8 +41,9 @@ tcp_ctrl() {
   return 1
 }
 
-# The target as configured for latency: a worker pinned to each vCPU, polling its sockets after a PDU.
-printf '[nvmf]\ncpus = [0, 1]\npoll_us = 200\n' > /tmp/udrvd-nvmf.toml
+# The target as configured for latency: a worker pinned to each vCPU, polling its sockets after a PDU,
+# waiting for the device by interrupt (device_interrupts; the bench runs it polling the device as well).
+printf '[nvmf]\ncpus = [0, 1]\npoll_us = 200\ndevice_interrupts = true\n' > /tmp/udrvd-nvmf.toml
 udrvd_start --log-level info --config /tmp/udrvd-nvmf.toml || return 1
 
 nvmf_setup() {
@@ -79,6 +80,29 @@ pinned_workers() {  # the host serving the subsystem has a worker on each CPU [n
   echo "$lists" | grep -qx " 1 0" && echo "$lists" | grep -qx " 1 1"
 }
 vm_test "nvmf: with [nvmf] cpus = [0, 1], the driver host runs one worker pinned to each CPU" pinned_workers
+# device_interrupts: the I/O queues' MSI-X vectors fire, and each worker directed its queue's vector to
+# its own CPU: /proc/interrupts counts them there and nowhere else.
+io_vectors() {  # "IRQ count-on-CPU0 count-on-CPU1 name" of the controller's vfio I/O queue vectors
+  grep -F "($UNVME)" /proc/interrupts | grep 'vfio-msix\[[1-9]' | awk '{sub(":", "", $1); print $1, $2, $3, $NF}'
+}
+device_interrupts() {
+  d=$(tcp_disk "$NQN") || return 1
+  io_vectors > /tmp/irq-before
+  dd if=/dev/$d of=/dev/null bs=4k count=300 iflag=direct 2>/dev/null || return 1
+  io_vectors > /tmp/irq-after
+  total=0
+  while read -r irq c0 c1 name; do
+    b0=$(awk -v i=$irq '$1 == i {print $2}' /tmp/irq-before) b1=$(awk -v i=$irq '$1 == i {print $3}' /tmp/irq-before)
+    d0=$((c0 - ${b0:-0})) d1=$((c1 - ${b1:-0})) aff=$(cat /proc/irq/$irq/smp_affinity_list)
+    [ $((d0 + d1)) -gt 0 ] && echo "IRQ $irq ($name): +$d0 on CPU 0, +$d1 on CPU 1 during 300 reads; smp_affinity_list $aff"
+    total=$((total + d0 + d1))
+    { [ $d0 -gt 0 ] && [ "$aff" != 0 ]; } && return 1
+    { [ $d1 -gt 0 ] && [ "$aff" != 1 ]; } && return 1
+  done < /tmp/irq-after
+  echo "I/O queue interrupts during the reads: $total"
+  [ $total -ge 100 ]
+}
+vm_test "nvmf: with device_interrupts, the I/O queues' MSI-X vectors fire during reads, each on its worker's CPU" device_interrupts
 
 nvmf_fs() {
   d=$(tcp_disk "$NQN") || return 1
