@@ -73,7 +73,8 @@ struct TargetOptions {
     /// Wait for the devices by interrupt: a worker whose commands are all at the device sleeps (epoll,
     /// with each queue's completion_fd) instead of polling the completion queues, and leaves its CPU to
     /// others meanwhile (in a VM: to the emulation of that device). Costs an interrupt and a wake-up per
-    /// wait. Devices without interrupts are polled as before.
+    /// wait. A worker pinned to a CPU (`cpus`) directs its queues' interrupts there (needs root; else
+    /// they stay where they are, and the log says why). Devices without interrupts are polled as before.
     bool device_interrupts = false;
     unsigned queue_entries = 128;           ///< MQES + 1: commands a queue may have outstanding
     std::uint32_t max_transfer = 128 << 10; ///< MDTS: bytes per command
