@@ -266,6 +266,34 @@ public:
     std::vector<std::byte> term_;
 };
 
+// Listens on a free loopback port (tried at random, 50 times); returns it, or 0 if none was free.
+std::uint16_t listen_on_free_port(Target& t, unsigned seed) {
+    std::mt19937 rng(seed);
+    for (int i = 0; i < 50; ++i) {
+        const auto p = static_cast<std::uint16_t>(20000 + rng() % 30000);
+        if (t.listen({"127.0.0.1", p})) return p;
+    }
+    return 0;
+}
+
+// `dev` as namespace 1 of kNqn.
+SubsystemSpec one_namespace(std::shared_ptr<block::Device> dev) {
+    SubsystemSpec s;
+    s.nqn = kNqn;
+    s.namespaces.push_back({1, "mem0", std::move(dev)});
+    return s;
+}
+
+// An admin queue on `admin` (enabled, one I/O queue granted), then I/O queue 1 on `io`; false if a step failed.
+bool connect_admin_and_io(Host& admin, Host& io) {
+    auto c = admin.connect(0, 0xffff);
+    EXPECT_EQ(c.sf(), 0);
+    EXPECT_EQ(admin.prop_set(0x14, 1 | 6u << 16 | 4u << 20).sf(), 0);
+    EXPECT_EQ(admin.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
+    EXPECT_EQ(io.connect(1, static_cast<std::uint16_t>(c.cqe.result)).sf(), 0);
+    return !::testing::Test::HasFailure();
+}
+
 class NvmfTarget : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -273,17 +301,11 @@ protected:
         o.threads = 2;
         target_ = *Target::create(o);
         dev_ = std::make_shared<udrv::testing::MemDevice>();
-        SubsystemSpec s;
-        s.nqn = kNqn;
+        SubsystemSpec s = one_namespace(dev_);
         s.serial = "UDRVTEST01";
-        s.namespaces.push_back({1, "mem0", dev_});
         ASSERT_TRUE(target_->set_subsystem(s));
-        std::mt19937 rng(static_cast<unsigned>(::getpid()));
-        for (int i = 0; i < 50; ++i) {
-            port_ = static_cast<std::uint16_t>(20000 + rng() % 30000);
-            if (target_->listen({"127.0.0.1", port_})) return;
-        }
-        FAIL() << "no free port";
+        port_ = listen_on_free_port(*target_, static_cast<unsigned>(::getpid()));
+        if (!port_) FAIL() << "no free port";
     }
     // The admin queue brought up as Linux does it.
     std::uint16_t bring_up(Host& h) {
@@ -424,25 +446,11 @@ TEST(NvmfTargetOptions, PinnedPollingWorkersServeAndBadOptionsAreRefused) {
     auto target = Target::create(o);
     ASSERT_TRUE(target) << target.error().message();
     EXPECT_EQ(pinned_threads(), before + 1);
-    auto dev = std::make_shared<udrv::testing::MemDevice>();
-    SubsystemSpec s;
-    s.nqn = kNqn;
-    s.namespaces.push_back({1, "mem0", dev});
-    ASSERT_TRUE((*target)->set_subsystem(s));
-    std::uint16_t port = 0;
-    std::mt19937 rng(static_cast<unsigned>(::getpid()) + 1);
-    for (int i = 0; i < 50 && !port; ++i) {
-        const auto p = static_cast<std::uint16_t>(20000 + rng() % 30000);
-        if ((*target)->listen({"127.0.0.1", p})) port = p;
-    }
+    ASSERT_TRUE((*target)->set_subsystem(one_namespace(std::make_shared<udrv::testing::MemDevice>())));
+    const std::uint16_t port = listen_on_free_port(**target, static_cast<unsigned>(::getpid()) + 1);
     ASSERT_NE(port, 0);
-    Host a(port);
-    auto c = a.connect(0, 0xffff);
-    ASSERT_EQ(c.sf(), 0);
-    ASSERT_EQ(a.prop_set(0x14, 1 | 6u << 16 | 4u << 20).sf(), 0);
-    ASSERT_EQ(a.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
-    Host io(port);
-    ASSERT_EQ(io.connect(1, static_cast<std::uint16_t>(c.cqe.result)).sf(), 0);
+    Host a(port), io(port);
+    ASSERT_TRUE(connect_admin_and_io(a, io));
     auto data = pattern(8192, 3);
     for (int i = 0; i < 20; ++i) {  // some within the poll window, some after it
         EXPECT_EQ(io.io(0x01, 16, 16, data).sf(), 0);
@@ -476,24 +484,11 @@ TEST(NvmfTargetOptions, DeviceInterruptsLetTheWorkerSleepWhileTheDeviceWorks) {
         if (!target) return -1;
         auto dev = std::make_shared<udrv::testing::MemDevice>();
         dev->latency = std::chrono::milliseconds(2);
-        SubsystemSpec s;
-        s.nqn = kNqn;
-        s.namespaces.push_back({1, "mem0", dev});
-        EXPECT_TRUE((*target)->set_subsystem(s));
-        std::uint16_t port = 0;
-        std::mt19937 rng(static_cast<unsigned>(::getpid()) + (interrupts ? 2 : 3));
-        for (int i = 0; i < 50 && !port; ++i) {
-            const auto p = static_cast<std::uint16_t>(20000 + rng() % 30000);
-            if ((*target)->listen({"127.0.0.1", p})) port = p;
-        }
+        EXPECT_TRUE((*target)->set_subsystem(one_namespace(dev)));
+        const std::uint16_t port = listen_on_free_port(**target, static_cast<unsigned>(::getpid()) + (interrupts ? 2 : 3));
         EXPECT_NE(port, 0);
-        Host a(port);
-        auto c = a.connect(0, 0xffff);
-        EXPECT_EQ(c.sf(), 0);
-        EXPECT_EQ(a.prop_set(0x14, 1 | 6u << 16 | 4u << 20).sf(), 0);
-        EXPECT_EQ(a.admin(0x09, 0, 0x07, (1u << 16) | 1u).sf(), 0);
-        Host io(port);
-        EXPECT_EQ(io.connect(1, static_cast<std::uint16_t>(c.cqe.result)).sf(), 0);
+        Host a(port), io(port);
+        EXPECT_TRUE(connect_admin_and_io(a, io));
         auto data = pattern(4096, 7);
         const unsigned before = dev->polls.load();
         constexpr int kCommands = 10;
