@@ -330,8 +330,7 @@ void Worker::run() {
                 continue;
             }
             if (NsQueue* q = queue_of_irq(fd)) {
-                q->q->clear_completion_event();
-                (void)q->q->poll();
+                q->q->clear_completion_event();  // the top of the loop polls it next
                 continue;
             }
             auto it = by_fd_.find(fd);
