@@ -91,7 +91,10 @@ kill -9 "$hostpid"
 until_ok 5 sh -c "'$udrv' rpc device_list | grep -q '\"restarts\": 1' && '$udrv' rpc device_list | grep -q '\"state\": \"running\"'"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 echo "host killed -> device running again in $ms ms"
-check "after kill -9 the device is back within 2 s" 0 "^ok$" sh -c "[ $ms -lt 2000 ] && echo ok"
+# The measurement includes this loop's own udrv calls, which a sanitizer build starts several times slower.
+limit=2000
+grep -q '^UDRV_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null && limit=5000
+check "after kill -9 the device is back within $((limit / 1000)) s" 0 "^ok$" sh -c "[ $ms -lt $limit ] && echo ok"
 check "... with its name" 0 "^ram0 +scratch" "$udrv" block list
 check "... and works" 0 " 0 errors" "$udrv" block perf ram0 -q 4 -t 1
 check "udrvd logged why" 0 "died: killed by signal 9 \(SIGKILL\)" cat "$tmp/udrvd.log"
