@@ -248,6 +248,25 @@ public:
         free_count_ = top;
         return bad;
     }
+    /// Bulk, for a caller whose indices are spread out: for k = 0, 1, ... while k < n and `next(k, index)`
+    /// sets an index and returns true, gives that buffer back (one out of range or already free is
+    /// skipped, as in give_many); returns the k it stopped at.
+    template <typename Next>
+    std::size_t give_while(std::size_t n, Next&& next) noexcept {
+        std::uint32_t* const stack = free_.get();
+        Use* const use = in_use_.get();
+        const std::uint32_t count = count_;
+        std::uint32_t top = free_count_;
+        std::size_t k = 0;
+        for (std::uint32_t i; k < n && next(k, i); ++k) {
+            if (i >= count || use[i] != Use::taken) [[unlikely]]
+                continue;
+            use[i] = Use::free;
+            stack[top++] = i;  // room for every buffer
+        }
+        free_count_ = top;
+        return k;
+    }
     /// EINVAL for an index out of range or already free (double free).
     Result<void> free(std::uint32_t index) noexcept {
         if (!give(index)) [[unlikely]]

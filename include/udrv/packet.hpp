@@ -15,6 +15,9 @@
 // pool together when it is dropped: the same ownership as handles, for fewer instructions per packet
 // (bench/README.md).
 //
+// Rings: a driver keeps the buffers it lent to its device in Slots, one per descriptor; bursts move in
+// and out of them without a handle per packet, and what the slots hold goes back when they are dropped.
+//
 // Unbind: the driver detaches its pools (detach()). From then on a pool gives out nothing (ENODEV),
 // a device refuses its packets (ENODEV), and packets the application still holds stay valid memory
 // until dropped; the pool goes when its last packet and its last reference have. Detaching may happen
@@ -38,6 +41,7 @@ namespace udrv::net {
 
 class PacketPool;
 class Burst;
+class Slots;
 
 class Packet {
 public:
@@ -77,6 +81,7 @@ public:
 private:
     friend class PacketPool;
     friend class Burst;
+    friend class Slots;
     friend struct PacketLayout;
     Packet(PacketPool* p, std::uint32_t i, std::uint16_t len = 0) : pool_(p), index_(i), len_(len) {}
     [[gnu::always_inline]] void release() noexcept;  // once per packet: never a call on the fast path
@@ -94,7 +99,8 @@ struct PacketLayout {
     std::uint64_t iova;
     std::size_t stride;
     std::uint32_t headroom;
-    std::uint64_t frame_iova(const Packet& p) const noexcept { return iova + p.index_ * stride + headroom; }
+    std::uint64_t frame_iova(const Packet& p) const noexcept { return frame_iova(p.index_); }
+    std::uint64_t frame_iova(std::uint32_t index) const noexcept { return iova + index * stride + headroom; }
     std::byte* frame(const Packet& p) const noexcept { return base + p.index_ * stride + headroom; }
 };
 
@@ -194,6 +200,7 @@ public:
 private:
     friend class Packet;
     friend class Burst;
+    friend class Slots;
     PacketPool(dma::Pool pool, std::uint32_t headroom, const dma::Space* space, std::uint64_t limit)
         : pool_(std::move(pool)), headroom_(headroom), space_(space), limit_(limit) {}
     ~PacketPool() = default;
@@ -210,6 +217,9 @@ private:
     Result<void> accept_foreign(PacketPool* other, std::uint32_t min_headroom);
     /// Gives back `indices` (buffers of this pool that a burst owned) in one owner section.
     void give_back(std::span<const std::uint32_t> indices) noexcept;
+    /// Gives back the buffers of slots first, first + 1, ... of `s` while they are this pool's, in one
+    /// owner section; returns how many slots it emptied (0 once detached: those go back one by one).
+    std::size_t give_back(Slots& s, std::size_t first, std::size_t n) noexcept;
 
     dma::Pool pool_;
     std::uint32_t headroom_;
@@ -322,6 +332,21 @@ public:
         }
         append(std::move(p), 0);
     }
+    // Burst <-> Slots: a driver's loops between a burst and its rings. Each keeps the burst's and the
+    // slots' positions in locals: the driver's descriptor stores could alias the fields otherwise.
+    /// Lends the first min(n, size()) packets to the device: packet k goes into slot `first + k` of `s`
+    /// (what the slot held goes back first) and `describe(slot, frame_iova, length)` writes its
+    /// descriptor. Returns how many.
+    template <typename Describe>
+    unsigned lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
+    /// A receive ring's harvest into this burst, prepare_for()'d the pool whose buffers `s` holds: for
+    /// up to `n` slots from `first`, `inspect(slot)` returns the length of the frame the device wrote
+    /// there, or -1 to drop it; a kept frame's buffer moves to the back of this burst and a fresh one
+    /// from the pool takes its slot; then `describe(slot, frame_iova)` gives the slot's buffer back to
+    /// the device. Stops early when the pool runs short or this burst fills (0 once the pool's device
+    /// is gone); returns the slots done (the frames kept are the growth of size()).
+    template <typename Inspect, typename Describe>
+    unsigned harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept;
     /// Hands the first min(n, size()) packets to `take(Packet&&)` in order, for a driver putting them in
     /// its ring; returns how many.
     template <typename Take>
@@ -336,6 +361,7 @@ public:
 
 private:
     friend class PacketPool;
+    friend class Slots;
     std::unexpected<Error> bad_resize(unsigned i, std::size_t n) const;
     void compact() noexcept {
         if (begin_ == 0) return;
@@ -354,6 +380,119 @@ private:
     std::uint16_t len_[kMax];
 };
 
+/// The buffers a driver has lent to its device, by descriptor slot (ixy's per-descriptor buffer table):
+/// each slot is empty or holds one packet's buffer. Whatever the slots hold when they are dropped goes
+/// back to its pool. Handles go in and out with put() and take(); bursts move their packets in and out
+/// without a handle each (Burst::lend_front, Burst::harvest), and give_back() returns what the device is
+/// done with. The number of slots is a
+/// power of two and every slot number is taken modulo it, so no number reaches outside the table.
+class Slots {
+public:
+    /// `n`: a power of two (a ring's size); std::invalid_argument otherwise (a driver's mistake).
+    explicit Slots(std::size_t n);
+    Slots(const Slots&) = delete;
+    Slots& operator=(const Slots&) = delete;
+    ~Slots() { clear(); }
+
+    std::size_t size() const noexcept { return mask_ + 1; }
+    bool holds(std::size_t i) const noexcept { return at(i).pool != nullptr; }
+    /// Where slot i's frame lies for the device, its buffer being of the pool `layout` describes (0 for
+    /// an empty slot).
+    std::uint64_t frame_iova(std::size_t i, const PacketLayout& layout) const noexcept {
+        const Entry& e = at(i);
+        return e.pool ? layout.frame_iova(e.index) : 0;
+    }
+    /// Puts `p` in slot i (an empty handle empties it); what the slot held goes back first.
+    void put(std::size_t i, Packet&& p) noexcept {
+        Entry& e = at(i);
+        if (e.pool) [[unlikely]]
+            (void)take(i);
+        e = {p.pool_, p.index_};
+        p.pool_ = nullptr;
+    }
+    /// Takes slot i's buffer out as a handle with frame length `len` (empty handle for an empty slot).
+    Packet take(std::size_t i, std::uint16_t len = 0) noexcept {
+        Entry& e = at(i);
+        Packet p(e.pool, e.index, e.pool ? len : 0);
+        e.pool = nullptr;
+        return p;
+    }
+    /// Gives the buffers in slots first .. first + n - 1 back to their pools (the device is done with
+    /// them), a run of one pool's in one owner section; empty slots are skipped.
+    void give_back(std::size_t first, std::size_t n) noexcept;
+    /// Gives every buffer back.
+    void clear() noexcept {
+        for (std::size_t i = 0; i <= mask_; ++i) (void)take(i);
+    }
+
+private:
+    friend class Burst;
+    friend class PacketPool;
+    struct Entry {
+        PacketPool* pool = nullptr;
+        std::uint32_t index = 0;
+    };
+    Entry& at(std::size_t i) noexcept { return entries_[i & mask_]; }
+    const Entry& at(std::size_t i) const noexcept { return entries_[i & mask_]; }
+    std::unique_ptr<Entry[]> entries_;
+    std::size_t mask_;
+};
+
+template <typename Describe>
+unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept {
+    n = std::min(n, size());
+    if (!n) return 0;
+    PacketPool* const pool = pool_;
+    const PacketLayout layout = pool->layout();
+    Slots::Entry* const entries = s.entries_.get();
+    const std::size_t mask = s.mask_, from = begin_;
+    begin_ += n;
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t slot = (first + k) & mask;
+        if (entries[slot].pool) [[unlikely]]
+            (void)s.take(slot);
+        const std::uint32_t index = index_[from + k];
+        entries[slot] = {pool, index};
+        describe(slot, layout.frame_iova(index), len_[from + k]);
+    }
+    return n;
+}
+
+template <typename Inspect, typename Describe>
+unsigned Burst::harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept {
+    PacketPool* const pool = pool_;
+    if (!pool) return 0;
+    // Replacements for every slot that may be harvested, in one owner section; the unused go back.
+    std::uint32_t spare[kMax];  // uninitialised beyond what the pool wrote
+    pool->enter();
+    const std::size_t got =
+        pool->detached_.load(std::memory_order_relaxed) ? 0 : pool->pool_.take_many(std::span(spare, std::min<std::size_t>(n, room())));
+    pool->leave();
+    const PacketLayout layout = pool->layout();
+    Slots::Entry* const entries = s.entries_.get();
+    const std::size_t mask = s.mask_;
+    std::size_t end = end_, used = 0;
+    for (std::size_t k = 0; k < got; ++k) {
+        const std::size_t slot = (first + k) & mask;
+        Slots::Entry& e = entries[slot];
+        const int len = inspect(slot);
+        if (len >= 0 && e.pool == pool) [[likely]] {
+            index_[end] = e.index;
+            len_[end] = static_cast<std::uint16_t>(len);
+            ++end;
+            e.index = spare[used++];
+        } else if (e.pool != pool) [[unlikely]] {  // not a buffer of the ring's pool (never, in a driver's ring)
+            (void)s.take(slot);
+            e = {pool, spare[used++]};
+        }
+        describe(slot, layout.frame_iova(e.index));
+    }
+    end_ = end;
+    if (used < got) [[unlikely]]
+        pool->give_back(std::span<const std::uint32_t>(spare + used, got - used));
+    return static_cast<unsigned>(got);
+}
+
 inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_t len) noexcept {
     if (len > capacity_per_buffer() || !b.prepare_for(this)) [[unlikely]]
         return bad_burst(b, len);
@@ -368,6 +507,38 @@ inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_
     std::fill_n(b.len_ + b.end_, got, static_cast<std::uint16_t>(len));
     b.end_ += got;
     return got;
+}
+
+inline std::size_t PacketPool::give_back(Slots& s, std::size_t first, std::size_t n) noexcept {
+    enter();
+    if (detached_.load(std::memory_order_relaxed)) [[unlikely]] {
+        leave();
+        return 0;
+    }
+    Slots::Entry* const entries = s.entries_.get();
+    const std::size_t mask = s.mask_;
+    const std::size_t done = pool_.give_while(n, [&](std::size_t k, std::uint32_t& index) {
+        Slots::Entry& e = entries[(first + k) & mask];
+        if (e.pool != this) return false;
+        index = e.index;
+        e.pool = nullptr;
+        return true;
+    });
+    leave();
+    return done;
+}
+
+inline void Slots::give_back(std::size_t first, std::size_t n) noexcept {
+    for (std::size_t k = 0; k < n;) {
+        PacketPool* const pool = at(first + k).pool;
+        const std::size_t done = pool ? pool->give_back(*this, first + k, n - k) : 0;
+        if (done) {
+            k += done;
+        } else {
+            (void)take(first + k);  // empty, or its pool detached: one by one, under the pool's lock
+            ++k;
+        }
+    }
 }
 
 inline void PacketPool::give_back(std::span<const std::uint32_t> indices) noexcept {

@@ -3,6 +3,7 @@
 #include "udrv/packet.hpp"
 
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "udrv/rcu.hpp"
@@ -22,6 +23,10 @@ std::recursive_mutex& detached_mu() {
 std::unexpected<Error> Packet::bad_resize(std::size_t n) const {
     if (!pool_) return fail(EINVAL, "resize of an empty packet handle");
     return fail(EINVAL, "packet of {} bytes exceeds the buffer's {}", n, capacity());
+}
+
+Slots::Slots(std::size_t n) : entries_(std::make_unique<Entry[]>(n)), mask_(n - 1) {
+    if (n == 0 || (n & (n - 1))) throw std::invalid_argument(fmt::format("net::Slots of {} slots: a power of two is needed", n));
 }
 
 Result<std::shared_ptr<PacketPool>> PacketPool::create(const dma::Allocator& dma, std::uint32_t count, std::uint32_t buffer_size,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <stdexcept>
 #include <tuple>
 
 #include "e1000e/e1000e.hpp"
@@ -307,6 +308,113 @@ TEST_F(NetOnModel, BurstOwnsItsBuffersAndKeepsToOnePool) {
     EXPECT_EQ(*pool->alloc_burst(more, 4, 64), 0u);
     rest.resize(rest.size() - 2);
     EXPECT_EQ(*pool->alloc_burst(more, 4, 64), 2u);
+}
+
+// A driver's descriptor slots own the buffers lent to the device: handles and bursts move in and out,
+// a slot that is filled again gives back what it held, slot numbers wrap at the (power of two) size, a
+// harvest keeps good frames and leaves a fresh buffer in their place, and everything goes back when the
+// slots or the bursts are dropped.
+TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
+    auto* v = add<udrv::virtio_net::VirtioNet>(std::make_shared<VirtioNetModel>());
+    ASSERT_NE(v, nullptr);
+    auto pool = *v->tx_pool(0);
+    const auto full = pool->available();
+    const udrv::net::PacketLayout layout = pool->layout();
+    EXPECT_THROW(udrv::net::Slots(6), std::invalid_argument);
+    EXPECT_THROW(udrv::net::Slots(0), std::invalid_argument);
+    {
+        udrv::net::Slots s(8);
+        EXPECT_EQ(s.size(), 8u);
+        auto p = *pool->alloc();
+        const std::uint64_t iova = udrv::net::PacketPool::frame_iova(p);
+        s.put(3, std::move(p));
+        EXPECT_FALSE(p);
+        EXPECT_TRUE(s.holds(11));  // 11 is slot 3
+        EXPECT_EQ(s.frame_iova(3, layout), iova);
+        EXPECT_EQ(s.frame_iova(4, layout), 0u);  // empty
+        s.put(3, *pool->alloc());                // the first buffer goes back
+        EXPECT_EQ(pool->available(), full - 1);
+        udrv::net::Packet out = s.take(3, 60);
+        EXPECT_EQ(out.size(), 60u);
+        EXPECT_FALSE(s.holds(3));
+        EXPECT_FALSE(s.take(3));
+
+        // A burst lent out from slot 6 wraps to slot 2; describe() sees each frame's address and length.
+        udrv::net::Burst b;
+        ASSERT_EQ(*pool->alloc_burst(b, 5, 100), 5u);
+        std::vector<std::pair<std::size_t, std::uint64_t>> described;
+        EXPECT_EQ(b.lend_front(10, s, 6,
+                               [&](std::size_t slot, std::uint64_t at, std::uint16_t len) {
+                                   EXPECT_EQ(len, 100u);
+                                   described.emplace_back(slot, at);
+                               }),
+                  5u);
+        EXPECT_TRUE(b.empty());
+        ASSERT_EQ(described.size(), 5u);
+        const std::size_t slots[] = {6, 7, 0, 1, 2};
+        for (std::size_t k = 0; k < 5; ++k) {
+            EXPECT_EQ(described[k].first, slots[k]);
+            EXPECT_EQ(s.frame_iova(slots[k], layout), described[k].second);
+        }
+        EXPECT_EQ(pool->available(), full - 6);  // five lent, one held as `out`
+
+        // The device is done with slots 5 to 0: 5 is empty, 6, 7 and 0 go back.
+        s.give_back(5, 4);
+        EXPECT_FALSE(s.holds(7));
+        EXPECT_FALSE(s.holds(0));
+        EXPECT_TRUE(s.holds(1));
+        EXPECT_EQ(pool->available(), full - 3);
+
+        // A harvest of slots 1, 2 and 3 (3 is empty, so not the ring's: refilled, nothing kept) where
+        // slot 2's frame is bad: slot 1's buffer moves into the burst and a fresh one takes its place,
+        // slot 2 keeps its buffer for the device.
+        const std::uint64_t bad_iova = s.frame_iova(2, layout), good_iova = s.frame_iova(1, layout);
+        udrv::net::Burst rx;
+        ASSERT_TRUE(rx.prepare_for(pool.get()));
+        std::vector<std::uint64_t> refilled;
+        EXPECT_EQ(rx.harvest(
+                      s, 1, 3, [](std::size_t slot) { return slot == 2 ? -1 : 64; },
+                      [&](std::size_t, std::uint64_t at) { refilled.push_back(at); }),
+                  3u);
+        ASSERT_EQ(rx.size(), 1u);
+        EXPECT_EQ(rx.length(0), 64u);
+        EXPECT_EQ(refilled.size(), 3u);
+        EXPECT_NE(refilled[0], good_iova);
+        EXPECT_EQ(refilled[1], bad_iova);
+        EXPECT_TRUE(s.holds(1) && s.holds(2) && s.holds(3));
+        EXPECT_EQ(pool->available(), full - 5);  // slots 1, 2, 3, the harvested frame, `out`
+        rx.clear();
+        out = udrv::net::Packet();
+        EXPECT_EQ(pool->available(), full - 3);
+    }  // the slots go, and the three buffers they held with them
+    EXPECT_EQ(pool->available(), full);
+
+    // Slots holding two pools' buffers give each back to its own.
+    auto* e = add<udrv::e1000e::E1000e>(std::make_shared<E1000eModel>());
+    ASSERT_NE(e, nullptr);
+    auto other = *e->tx_pool(0);
+    const auto other_full = other->available();
+    {
+        udrv::net::Slots s(4);
+        s.put(0, *pool->alloc());
+        s.put(1, *other->alloc());
+        s.put(2, *other->alloc());
+        s.put(3, *pool->alloc());
+        s.give_back(0, 4);
+        EXPECT_EQ(pool->available(), full);
+        EXPECT_EQ(other->available(), other_full);
+    }
+
+    // Once the device is gone a harvest takes nothing (and the ring keeps its buffers).
+    udrv::net::Slots s(4);
+    s.put(0, *pool->alloc());
+    udrv::net::Burst rx;
+    ASSERT_TRUE(rx.prepare_for(pool.get()));
+    pool->detach();
+    EXPECT_EQ(rx.harvest(
+                  s, 0, 1, [](std::size_t) { return 64; }, [](std::size_t, std::uint64_t) {}),
+              0u);
+    EXPECT_TRUE(s.holds(0));
 }
 
 // At unbind the pools are detached: a burst gets nothing more, tx_burst and rx_burst through the handle

@@ -22,7 +22,7 @@ constexpr std::uint32_t TIPG_DEFAULT = 8 | 8 << 10 | 6 << 20;  // IPGT, IPGR1, I
 constexpr std::uint32_t ICR_RXQ0 = 1u << 20;      // receive queue 0 cause in MSI-X mode
 constexpr std::uint32_t IVAR_RXQ0_VECTOR0 = 0x8;  // RxQ0 -> MSI-X vector 0, entry valid; other causes unrouted
 constexpr std::uint8_t DESC_DD = 1, TX_CMD_EOP = 1, TX_CMD_IFCS = 2, TX_CMD_RS = 8;
-constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
+constexpr std::uint16_t kRingSize = E1000e::kRingSize;
 // Transmit descriptors ask for a status write-back (RS) once per group of this many: each write-back is
 // a DMA write by the device, and the driver frees a whole group when its last descriptor is done.
 constexpr std::uint16_t kTxGroup = 32;
@@ -74,8 +74,6 @@ Result<std::unique_ptr<E1000e>> E1000e::probe(Bound<pci::Device>& dev, const pci
     e->tx_ring_ = std::make_unique<dma::Coherent<TxDesc>>(UDRV_TRY(dma.coherent<TxDesc>(kRingSize)));
     e->rx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * kRingSize, kBufSize + 64, 64));
     e->tx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * kRingSize, kBufSize + 64, 64));
-    e->rx_bufs_.resize(kRingSize);
-    e->tx_bufs_.resize(kRingSize);
     for (std::uint16_t i = 0; i < kRingSize; ++i) UDRV_TRY(e->give_rx(i));
     regs.write32<RDBAL>(static_cast<std::uint32_t>(e->rx_ring_->iova()));
     regs.write32<RDBAH>(static_cast<std::uint32_t>(e->rx_ring_->iova() >> 32));
@@ -161,100 +159,81 @@ Result<bool> E1000e::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::mi
 }
 
 Result<void> E1000e::give_rx(std::uint16_t slot) {
-    rx_bufs_[slot] = UDRV_TRY(rx_pool_->alloc());
-    (*rx_ring_)[slot] = RxDesc{net::PacketPool::frame_iova(rx_bufs_[slot]), 0, 0, 0, 0, 0};
+    rx_slots_.put(slot, UDRV_TRY(rx_pool_->alloc()));
+    (*rx_ring_)[slot] = RxDesc{rx_slots_.frame_iova(slot, rx_pool_->layout()), 0, 0, 0, 0, 0};
     return {};
 }
 
-// Takes up to `max` received frames, handing each to `take(packet, frame length)`. A frame leaves the
-// ring only with a fresh buffer to put in its place (taken from the pool for the whole batch at once);
-// frames beyond what the pool can replace wait in the ring for the next call.
-template <typename Take>
-unsigned E1000e::receive(unsigned max, Take&& take) {
-    const std::span<RxDesc> ring = rx_ring_->span();  // kRingSize descriptors
-    std::uint16_t next = rx_next_;
-    unsigned ready = 0;
-    while (ready < max && (dma::read_once(ring[(next + ready) % kRingSize].status) & DESC_DD)) ++ready;
-    if (!ready) return 0;
-    dma_rmb();  // the rest of the descriptors after their done bits
-    const net::PacketLayout layout = rx_pool_->layout();
-    unsigned n = 0;
-    std::uint64_t errors = 0;
-    net::Burst bad;  // buffers of frames dropped: back to the pool after the pool's owner section
-    (void)bad.prepare_for(rx_pool_.get());
-    const unsigned refilled = rx_pool_->alloc_each(ready, [&](net::Packet&& buffer) {
-        RxDesc& d = ring[next];
-        const std::uint8_t status = dma::read_once(d.status);
-        const std::uint16_t len = d.length;
-        // The device's word: a frame split over descriptors (we never asked for that), an error, or a
-        // length beyond the buffer is dropped and counted.
-        net::Packet& slot = rx_bufs_[next];
-        if (rx_descriptor_good(status, d.errors, len, kBufSize)) [[likely]] {
-            take(std::move(slot), len);
-            ++n;
-        } else {
-            ++errors;
-            bad.append(std::move(slot), 0);  // at most `ready` of them: within the burst
-        }
-        d = RxDesc{layout.frame_iova(buffer), 0, 0, 0, 0, 0};
-        slot = std::move(buffer);
-        next = static_cast<std::uint16_t>((next + 1) % kRingSize);
-    });
-    rx_next_ = next;
-    if (errors) net::count(soft_.rx_errors, errors);
-    if (refilled) regs_.write32<RDT>((next + kRingSize - 1) % kRingSize);  // hand the refilled descriptors back
-    return n;
-}
-
-Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
-    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
-    const auto max = static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax));
-    // What the caller left in `out` goes back first: receive() fills it inside the pool's owner section,
-    // where a buffer must not be given back.
-    for (unsigned i = 0; i < max; ++i) out[i] = net::Packet();
-    net::Packet* next = out.data();
-    return receive(max, [&](net::Packet&& p, std::uint16_t len) {
-        *next = std::move(p);
-        (void)next->resize(len);  // within the buffer: checked above
-        ++next;
-    });
-}
-
+// Takes up to `max` received frames into `out`. A frame leaves the ring only with a fresh buffer to put
+// in its place (taken from the pool for the whole batch at once); frames beyond what the pool can replace
+// wait in the ring for the next call.
 Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     if (!out.prepare_for(rx_pool_.get()))
         return fail(EINVAL, "{}: rx_burst: the burst holds packets of another pool (transmit or clear them first)", dev_.name());
-    return receive(std::min(max, out.room()), [&](net::Packet&& p, std::uint16_t len) { out.append(std::move(p), len); });
+    max = std::min(max, out.room());
+    RxDesc* const ring = rx_ring_->span().data();  // kRingSize descriptors, as many as rx_slots_
+    const std::uint16_t next = rx_next_;
+    unsigned ready = 0;
+    while (ready < max && (dma::read_once(ring[(next + ready) % kRingSize].status) & DESC_DD)) ++ready;
+    if (!ready) return 0;
+    dma_rmb();  // the rest of the descriptors after their done bits
+    const unsigned before = out.size();
+    std::uint64_t errors = 0;
+    const unsigned done = out.harvest(
+        rx_slots_, next, ready,
+        [&](std::size_t slot) {
+            // The device's word: a frame split over descriptors (we never asked for that), an error, or
+            // a length beyond the buffer is dropped and counted, and its buffer goes back in the ring.
+            const RxDesc& d = ring[slot];
+            const std::uint16_t len = d.length;
+            if (rx_descriptor_good(dma::read_once(d.status), d.errors, len, kBufSize)) [[likely]]
+                return int{len};
+            ++errors;
+            return -1;
+        },
+        [&](std::size_t slot, std::uint64_t iova) { ring[slot] = RxDesc{iova, 0, 0, 0, 0, 0}; });
+    rx_next_ = static_cast<std::uint16_t>((next + done) % kRingSize);
+    if (errors) [[unlikely]]
+        net::count(soft_.rx_errors, errors);
+    if (done) regs_.write32<RDT>((rx_next_ + kRingSize - 1) % kRingSize);  // hand the refilled descriptors back
+    return out.size() - before;
+}
+
+Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
+    net::Burst got;
+    const unsigned n = UDRV_TRY(rx_burst(queue, got, static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax))));
+    for (unsigned i = 0; i < n; ++i) out[i] = got.pop_front();
+    return n;
 }
 
 // Reclaims whole groups the device has sent: DD in a group's last descriptor (the one with RS) means the
 // device is done with all of it; the buffers go back to their pools together. tx_clean_ stays at a group
 // start. Returns the free descriptors (one always stays unused: tail == clean means empty).
 unsigned E1000e::reclaim_tx() {
-    net::Burst done;
-    for (;;) {
-        const auto last = static_cast<std::uint16_t>(tx_clean_ + kTxGroup - 1);
-        const unsigned queued = (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
-        if (queued < kTxGroup || !(dma::read_once((*tx_ring_)[last].status) & DESC_DD)) break;
-        for (std::uint16_t i = tx_clean_; i <= last; ++i) done.collect(std::move(tx_bufs_[i]));
-        tx_clean_ = static_cast<std::uint16_t>((last + 1) % kRingSize);
+    const TxDesc* const ring = tx_ring_->span().data();
+    std::uint16_t clean = tx_clean_;
+    const std::uint16_t tail = tx_tail_;
+    while ((tail + kRingSize - clean) % kRingSize >= kTxGroup && (dma::read_once(ring[clean + kTxGroup - 1].status) & DESC_DD)) {
+        tx_slots_.give_back(clean, kTxGroup);
+        clean = static_cast<std::uint16_t>((clean + kTxGroup) % kRingSize);
     }
-    return kRingSize - 1 - (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
+    tx_clean_ = clean;
+    return kRingSize - 1 - (tail + kRingSize - clean) % kRingSize;
 }
 
-// Puts one accepted packet in the transmit ring, asking for a status write-back at each group's end.
-inline void E1000e::queue_tx(net::Packet&& p) noexcept {
-    const bool report = tx_tail_ % kTxGroup == kTxGroup - 1;
-    (*tx_ring_)[tx_tail_] = TxDesc{net::PacketPool::frame_iova(p), static_cast<std::uint16_t>(p.size()), 0,
-                                   static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0)), 0, 0, 0};
-    tx_bufs_[tx_tail_] = std::move(p);
-    tx_tail_ = static_cast<std::uint16_t>((tx_tail_ + 1) % kRingSize);
+// Transmit descriptor for a frame at `iova` of `len` bytes in slot `slot`, asking for a status
+// write-back at each group's end.
+constexpr E1000e::TxDesc tx_descriptor(std::uint16_t slot, std::uint64_t iova, std::uint16_t len) noexcept {
+    const bool report = slot % kTxGroup == kTxGroup - 1;
+    return {iova, len, 0, static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0)), 0, 0, 0};
 }
 
 Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     const unsigned space = reclaim_tx();
     unsigned n = 0;
+    std::uint16_t tail = tx_tail_;
     for (; n < packets.size() && n < space; ++n) {
         net::Packet& p = packets[n];
         if (!p) {
@@ -265,9 +244,14 @@ Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets
             if (n) break;  // send what was good; the caller gets the error with this packet first next time
             return std::unexpected(std::move(ok.error()).context(dev_.name()));
         }
-        queue_tx(std::move(p));
+        const std::uint64_t iova = net::PacketPool::frame_iova(p);
+        const auto len = static_cast<std::uint16_t>(p.size());
+        tx_slots_.put(tail, std::move(p));
+        tx_ring_->span().data()[tail] = tx_descriptor(tail, iova, len);
+        tail = static_cast<std::uint16_t>((tail + 1) % kRingSize);
     }
-    if (n) regs_.write32<TDT>(tx_tail_);  // write32 orders the descriptors before the tail
+    tx_tail_ = tail;
+    if (n) regs_.write32<TDT>(tail);  // write32 orders the descriptors before the tail
     return n;
 }
 
@@ -275,8 +259,13 @@ Result<unsigned> E1000e::tx_burst(unsigned queue, net::Burst& b) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     if (b.empty()) return 0;
     if (auto ok = tx_pool_->accept_pool_for_tx(b.pool()); !ok) return std::unexpected(std::move(ok.error()).context(dev_.name()));
-    const unsigned n = b.take_front(reclaim_tx(), [&](net::Packet&& p) { queue_tx(std::move(p)); });
-    if (n) regs_.write32<TDT>(tx_tail_);  // write32 orders the descriptors before the tail
+    TxDesc* const ring = tx_ring_->span().data();  // kRingSize descriptors, as many as tx_slots_
+    const unsigned n = b.lend_front(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len) {
+        ring[slot] = tx_descriptor(static_cast<std::uint16_t>(slot), iova, len);
+    });
+    const auto tail = static_cast<std::uint16_t>((tx_tail_ + n) % kRingSize);
+    tx_tail_ = tail;
+    if (n) regs_.write32<TDT>(tail);  // write32 orders the descriptors before the tail
     return n;
 }
 

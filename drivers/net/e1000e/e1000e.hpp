@@ -49,14 +49,12 @@ public:
         std::uint16_t special;
     };
     static constexpr std::size_t kBarSize = 0x20000;
+    static constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
 
 private:
     E1000e(const pci::Device& dev, Mmio<kBarSize> regs) : dev_(dev), regs_(regs) {}
     Result<void> give_rx(std::uint16_t slot);
-    template <typename Take>
-    unsigned receive(unsigned max, Take&& take);
     unsigned reclaim_tx();
-    void queue_tx(net::Packet&& p) noexcept;
 
     const pci::Device& dev_;
     Mmio<kBarSize> regs_;
@@ -65,7 +63,7 @@ private:
     std::unique_ptr<dma::Coherent<RxDesc>> rx_ring_;
     std::unique_ptr<dma::Coherent<TxDesc>> tx_ring_;
     std::shared_ptr<net::PacketPool> rx_pool_, tx_pool_;
-    std::vector<net::Packet> rx_bufs_, tx_bufs_;  // by descriptor slot
+    net::Slots rx_slots_{kRingSize}, tx_slots_{kRingSize};  // the buffers the rings hold, by descriptor slot
     std::uint16_t rx_next_ = 0, tx_tail_ = 0, tx_clean_ = 0;
     std::mutex stats_mu_;                         // stats() may be called from any thread
     net::Stats totals_;                           // the device's counters clear on read; we add them up
