@@ -383,9 +383,9 @@ private:
 /// The buffers a driver has lent to its device, by descriptor slot (ixy's per-descriptor buffer table):
 /// each slot is empty or holds one packet's buffer. Whatever the slots hold when they are dropped goes
 /// back to its pool. Handles go in and out with put() and take(); bursts move their packets in and out
-/// without a handle each (Burst::lend_front, Burst::harvest), and give_back() returns what the device is
-/// done with. The number of slots is a
-/// power of two and every slot number is taken modulo it, so no number reaches outside the table.
+/// without a handle each (Burst::lend_front, Burst::harvest), and give_back() returns what the device
+/// is done with. The number of slots is a power of two and every slot number is taken modulo it, so no
+/// number reaches outside the table.
 class Slots {
 public:
     /// `n`: a power of two (a ring's size); std::invalid_argument otherwise (a driver's mistake).
