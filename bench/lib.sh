@@ -31,3 +31,13 @@ build_commit() {
   src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$1/CMakeCache.txt" 2>/dev/null)
   echo "$(git -C "${src:-.}" describe --always --dirty=" with uncommitted changes" 2>/dev/null || echo unknown) (${src:-?})"
 }
+
+# host_line: the build machine, which the VM figures depend on more than on anything else (QEMU's main
+# loop makes several system calls per I/O, so the cost of a system call on the host sets ceilings).
+host_line() {
+  local hv syscall=""
+  hv=$(dmesg 2>/dev/null | grep -m1 -o 'Hypervisor detected: [A-Za-z]*' | sed 's/.*: //' || true)
+  command -v perf >/dev/null &&
+    syscall=$(perf bench syscall basic -l 200000 2>/dev/null | awk '/usecs\/op/ {printf "; a system call (getppid, perf bench syscall basic) takes %.2f µs", $1}')
+  echo "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)${hv:+, under $hv}$syscall"
+}

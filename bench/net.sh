@@ -34,6 +34,10 @@ fmt_k() { [ -n "$1" ] && [ "$1" != 0 ] && printf '%.0fk' "$(echo "$1 / 1000" | b
   echo
   echo "Command: \`bench/net.sh\` (64-byte frames, ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs; DPDK $(dpkg-query -W -f='${Version}' dpdk-dev))"
   echo
+  echo "Host: $(host_line)"
+  echo
+  echo "Build: $(build_commit "$build")"
+  echo
   echo "Frames per second (pktgen: the median of the per-second rates each prints, first and last second left out, for udrv as for testpmd's Tx-pps; fwd: udrv's count over its busy interval; each the median of the"
   echo "rounds, udrv and testpmd taking turns). For fwd, \"offered\" is what the"
   echo "generator (\`udrv net pktgen --rate ${UDRV_BENCH_FWD_RATE:-200000}\` on 00:06.0, another process on the other vCPU) sent during"

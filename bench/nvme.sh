@@ -51,15 +51,6 @@ table() {  # table RAWFILE
     done
   done
 }
-# The figures depend on the build machine more than on anything else: QEMU's main loop makes several
-# system calls per command, so the cost of a system call on the host sets the QD1 ceiling.
-host_line() {
-  local hv syscall=""
-  hv=$(dmesg 2>/dev/null | grep -m1 -o 'Hypervisor detected: [A-Za-z]*' | sed 's/.*: //' || true)
-  command -v perf >/dev/null &&
-    syscall=$(perf bench syscall basic -l 200000 2>/dev/null | awk '/usecs\/op/ {printf "; a system call (getppid, perf bench syscall basic) takes %.2f µs", $1}')
-  echo "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)${hv:+, under $hv}$syscall"
-}
 {
   echo "# NVMe: kernel driver vs udrv, one VM boot per table ($(date -u +%Y-%m-%d))"
   echo

@@ -30,7 +30,7 @@ median() {  # median DEVICE QD ENGINE -> "iops mean_us" of the median round by I
   echo
   echo "Command: \`bench/nvmf.sh\` (fio 4 KiB randread, io_uring, direct, through the guest kernel's nvme-tcp over loopback; ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds after a warm-up; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs, guest kernel: Debian 12's 6.12; fio on vCPU 0)"
   echo
-  echo "Host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)"
+  echo "Host: $(host_line)"
   echo
   echo "Built from: $(build_commit "$build")"
   echo

@@ -31,7 +31,7 @@ median() {  # median DEVICE PATTERN QD ENGINE -> "iops mean_us" of the median ro
   echo
   echo "Command: \`bench/ublk.sh\` (fio 4 KiB, io_uring, direct, ${UDRV_BENCH_SECONDS:-5} s per run, median of ${UDRV_BENCH_ROUNDS:-3} rounds after a warm-up; QEMU $(qemu-system-x86_64 --version | head -1 | awk '{print $4}'), TCG, q35 + intel-iommu, 2 vCPUs, guest kernel: Debian 12's 6.12; fio on vCPU 0)"
   echo
-  echo "Host: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, kernel $(uname -r)"
+  echo "Host: $(host_line)"
   echo
   echo "| device | pattern | QD | kernel io_uring | kernel io_uring polled | ublk over udrv | ublk, server on fio's vCPU | ublk best / kernel best (IOPS) | ublk best / kernel best (latency) | udrv alone, no ublk |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
