@@ -48,13 +48,12 @@ public:
 private:
     friend class Vectors;
     Vector(Fd fd, unsigned index, const hw::PciFunction* dev, IrqKind kind)
-        : fd_(std::move(fd)), index_(index), dev_(dev), kind_(kind), intx_(kind == IrqKind::intx) {}
+        : fd_(std::move(fd)), index_(index), dev_(dev), kind_(kind) {}
     Result<std::uint64_t> consume(std::uint64_t n) noexcept;
     Fd fd_;
     unsigned index_;
     const hw::PciFunction* dev_;  // null once the device is released (Vectors::release_device)
     IrqKind kind_;
-    bool intx_;
     bool masked_ = false;  // INTx consumed, the line still masked (see rearm())
     std::uint64_t total_ = 0;
 };

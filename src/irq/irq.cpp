@@ -19,7 +19,7 @@ namespace udrv::irq {
 // (rearm(), or poll()/wait(), which call it), by which time its driver has quieted the cause.
 Result<std::uint64_t> Vector::consume(std::uint64_t n) noexcept {
     total_ += n;
-    if (intx_ && n) masked_ = true;
+    if (kind_ == IrqKind::intx && n) masked_ = true;
     return n;
 }
 
