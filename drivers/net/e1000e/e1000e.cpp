@@ -22,11 +22,10 @@ constexpr std::uint32_t TIPG_DEFAULT = 8 | 8 << 10 | 6 << 20;  // IPGT, IPGR1, I
 constexpr std::uint32_t ICR_RXQ0 = 1u << 20;      // receive queue 0 cause in MSI-X mode
 constexpr std::uint32_t IVAR_RXQ0_VECTOR0 = 0x8;  // RxQ0 -> MSI-X vector 0, entry valid; other causes unrouted
 constexpr std::uint8_t DESC_DD = 1, TX_CMD_EOP = 1, TX_CMD_IFCS = 2, TX_CMD_RS = 8;
-constexpr std::uint16_t kRingSize = E1000e::kRingSize;
 // Transmit descriptors ask for a status write-back (RS) once per group of this many: each write-back is
 // a DMA write by the device, and the driver frees a whole group when its last descriptor is done.
 constexpr std::uint16_t kTxGroup = 32;
-static_assert(kRingSize % kTxGroup == 0);
+static_assert(E1000e::kRingSize % kTxGroup == 0);
 constexpr std::uint32_t kBufSize = 2048;  // RCTL.BSIZE 00b
 
 }  // namespace
