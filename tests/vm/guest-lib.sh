@@ -68,6 +68,17 @@ if [ -z "${UDRV_VM_WATCHDOG:-}" ]; then  # one per suite, not one per script it 
   vm_watchdog $$ &
   echo $! > /tmp/vm-watchdog.pid
 fi
+# wait_started PID FILE PATTERN: waits (up to 60 s) until FILE has a line matching PATTERN, the line a
+# tool prints once its device is open; fails at once if PID exits first. Traffic for a capture or a
+# forwarder starts after it: under the sanitizers a tool has taken over 3 s to open its NIC.
+wait_started() {
+  for _ in $(seq 600); do
+    grep -q "$3" "$2" 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { echo "pid $1 exited before it printed '$3':"; tail -3 "$2"; return 1; }
+    sleep 0.1
+  done
+  echo "pid $1 did not print '$3' in 60 s"; return 1
+}
 # udrvd_start [OPTIONS]: udrvd in the background (its pid in udrvd_pid, its log appended to
 # /tmp/udrvd.log); returns once it answers, or fails with the log, also when it exits first (another
 # udrvd answering on the socket is not this one: it refuses to start).

@@ -171,7 +171,7 @@ echo_replies() { awk '/^Icmp:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == "
 ping_udrv() {
   udrv net respond -s "$1" --ip "$2" -t 60 -m "${3:-poll}" > /tmp/respond.out 2>&1 &
   pid=$!
-  for _ in $(seq 100); do grep -q "^answering" /tmp/respond.out && break; sleep 0.1; done
+  wait_started $pid /tmp/respond.out "^answering" || return 1
   before=$(echo_replies)
   ping -c 100 -i 0.05 -W 2 "$2" > /tmp/ping.out
   for _ in $(seq 50); do [ $(($(echo_replies) - before)) -ge 100 ] && break; sleep 0.2; done  # late replies
@@ -221,7 +221,7 @@ dump_kernel_frames() {
   arp -s 10.0.0.9 52:54:00:00:00:07 -i "$IFACE"
   udrv net dump -s "$VNET" -w /tmp/cap.pcap -c 50 -t 20 > /tmp/dump.out 2>&1 &
   pid=$!
-  sleep 3
+  wait_started $pid /tmp/dump.out "^capturing on" || return 1
   ping -c 50 -i 0.05 -W 1 10.0.0.9 >/dev/null 2>&1
   wait $pid
   tail -1 /tmp/dump.out
@@ -242,7 +242,7 @@ fwd_end_to_end() {  # kernel A (hub 0) pings kernel B (hub 1, own netns) through
   nsenter -t $nspid -n ip link set "$IFB" up
   udrv net fwd -s "$VNET" -d "$E2" -t 15 > /tmp/fwd.out 2>&1 &
   fpid=$!
-  sleep 3
+  wait_started $fpid /tmp/fwd.out "^forwarding between" || { kill $nspid; udrv unbind "$E2" >/dev/null; return 1; }
   out=$(ping -c 50 -i 0.05 -W 2 10.0.0.5 | tail -2)
   wait $fpid
   kill $nspid
@@ -268,7 +268,7 @@ mq_spread() {
   fi
   udrv net dump -s "$MQ" -q 2 -w /tmp/mq.pcap -c 160 -t 30 --json > /tmp/mq.out 2>&1 &
   pid=$!
-  sleep 3
+  wait_started $pid /tmp/mq.out "^capturing on" || { udrv unbind "$MQ" >/dev/null; return 1; }
   udrv-vmtest-udpsend 10.1.0.2 16 10
   wait $pid
   udrv unbind "$MQ" >/dev/null
@@ -286,7 +286,7 @@ mq_respond() {  # the kernel pings udrv net respond -q 2 from 16 source addresse
   udrv bind "$MQ" >/dev/null || return 1
   udrv net respond -s "$MQ" --ip 10.1.0.2 -q 2 -t 60 --json > /tmp/mqr.out 2>/tmp/mqr.err &
   pid=$!
-  sleep 3
+  wait_started $pid /tmp/mqr.err "^answering" || { udrv unbind "$MQ" >/dev/null; return 1; }
   ok=0
   for i in $(seq 101 116); do
     ip addr add 10.1.0.$i/24 dev "$IFM" 2>/dev/null

@@ -1,6 +1,7 @@
 // udrv net dump: a tcpdump-like capture to a pcap file (libpcap writes it). With --queues N the device
 // spreads traffic over N receive queues and this one thread takes from all of them.
 #include <memory>
+#include <string>
 
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,11 @@ Result<int> run_dump(const DumpOpts& o) {
     Nics nics = UDRV_TRY(open_nics({o.addr}, o.queues));
     net::Handle& d = nics.ports[0];
     pcap::Writer out = UDRV_TRY(pcap::Writer::create(o.file));
+    // Said once the device receives, so that whoever starts traffic for the capture knows when to.
+    std::string until = o.count ? fmt::format("{} frames", o.count) : "";
+    if (o.seconds > 0) until += fmt::format("{}{} s", until.empty() ? "" : " or ", o.seconds);
+    std::fprintf(stderr, "capturing on %s (%s) to %s until %s\n", d.id().name.c_str(), o.addr.c_str(), o.file.c_str(),
+                 until.empty() ? "interrupted" : until.c_str());
     std::vector<net::Packet> rx(32);
     std::uint64_t captured = 0, bytes = 0;
     std::vector<std::uint64_t> per_queue(o.queues, 0);

@@ -37,6 +37,8 @@ Result<int> run_fwd(const FwdOpts& o) {
     Nics nics = UDRV_TRY(open_nics({o.a, o.b}, o.queues));
     net::Handle* ports[2] = {&nics.ports[0], &nics.ports[1]};
     for (net::Handle* p : ports) UDRV_TRY(p->set_promiscuous(true));
+    std::fprintf(stderr, "forwarding between %s (%s) and %s (%s), %s\n", ports[0]->id().name.c_str(), o.a.c_str(),
+                 ports[1]->id().name.c_str(), o.b.c_str(), o.seconds > 0 ? fmt::format("{} s", o.seconds).c_str() : "until interrupted");
     const unsigned queues = o.queues;
     std::vector<Counter> fwd_ab(queues), fwd_ba(queues), dropped(queues), first_tick(queues), last_tick(queues);
     std::atomic<bool> copying{o.copy};
