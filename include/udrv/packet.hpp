@@ -101,7 +101,8 @@ struct PacketLayout {
     std::uint32_t headroom;
     std::uint64_t frame_iova(const Packet& p) const noexcept { return frame_iova(p.index_); }
     std::uint64_t frame_iova(std::uint32_t index) const noexcept { return iova + index * stride + headroom; }
-    std::byte* frame(const Packet& p) const noexcept { return base + p.index_ * stride + headroom; }
+    std::byte* frame(const Packet& p) const noexcept { return frame(p.index_); }
+    std::byte* frame(std::uint32_t index) const noexcept { return base + index * stride + headroom; }
 };
 
 /// Fixed-size packet buffers in DMA memory. Each buffer has `headroom` bytes before the frame for the
@@ -217,9 +218,11 @@ private:
     Result<void> accept_foreign(PacketPool* other, std::uint32_t min_headroom);
     /// Gives back `indices` (buffers of this pool that a burst owned) in one owner section.
     void give_back(std::span<const std::uint32_t> indices) noexcept;
-    /// Gives back the buffers of slots first, first + 1, ... of `s` while they are this pool's, in one
-    /// owner section; returns how many slots it emptied (0 once detached: those go back one by one).
-    std::size_t give_back(Slots& s, std::size_t first, std::size_t n) noexcept;
+    /// Gives back the buffers of slots slot_of(0), slot_of(1), ... (up to n) of `s` while they are this
+    /// pool's, in one owner section; returns how many slots it emptied (0 once detached: those go back
+    /// one by one).
+    template <typename SlotOf>
+    std::size_t give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noexcept;
 
     dma::Pool pool_;
     std::uint32_t headroom_;
@@ -320,44 +323,34 @@ public:
         ++end_;
         p.pool_ = nullptr;
     }
-    /// Returns `p` to its pool along with the burst's other packets: a driver reclaiming transmitted
-    /// buffers collects them here and they go back together when the burst is cleared or dropped.
-    void collect(Packet&& p) noexcept {
-        // Appending at end_ is right whenever the pool matches, even to an emptied burst whose stale
-        // pool_ it is; anything else (another pool, a full burst, an empty handle) flushes first.
-        if (p.pool_ != pool_ || !pool_ || end_ == kMax) [[unlikely]] {
-            if (!p.pool_) return;
-            clear();
-            pool_ = p.pool_;
-        }
-        append(std::move(p), 0);
-    }
     // Burst <-> Slots: a driver's loops between a burst and its rings. Each keeps the burst's and the
     // slots' positions in locals: the driver's descriptor stores could alias the fields otherwise.
-    /// Lends the first min(n, size()) packets to the device: packet k goes into slot `first + k` of `s`
-    /// (what the slot held goes back first) and `describe(slot, frame_iova, length)` writes its
-    /// descriptor. Returns how many.
+    /// Lends the first packets, at most n, to the device: packet k goes into slot `first + k` of `s`
+    /// and `describe(slot, frame_iova, length, frame)` writes its descriptor (`frame`: the frame's
+    /// first byte, for a header in the headroom before it). Stops at a slot that still holds a buffer
+    /// (the device has not given it back). Returns how many.
     template <typename Describe>
     unsigned lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
+    /// What a receive loop found in slot `slot` (Burst::harvest_each; slot numbers wrap): a frame of
+    /// `len` bytes to keep, kDrop (a bad frame: its buffer stays in the slot), or kNotASlot (the device
+    /// named no slot of ours, an error the caller counts: nothing is taken or described).
+    struct Harvested {
+        std::size_t slot;
+        int len;
+    };
+    static constexpr int kDrop = -1, kNotASlot = -2;
     /// A receive ring's harvest into this burst, prepare_for()'d the pool whose buffers `s` holds: for
-    /// up to `n` slots from `first`, `inspect(slot)` returns the length of the frame the device wrote
-    /// there, or -1 to drop it; a kept frame's buffer moves to the back of this burst and a fresh one
-    /// from the pool takes its slot; then `describe(slot, frame_iova)` gives the slot's buffer back to
-    /// the device. Stops early when the pool runs short or this burst fills (0 once the pool's device
-    /// is gone); returns the slots done (the frames kept are the growth of size()).
+    /// k = 0, 1, ... up to n, in order and once each, `at(k)` says which slot the device is done with
+    /// and what it holds (a Harvested); a kept frame's buffer moves to the back of this burst and a
+    /// fresh one from the pool takes its slot; then `describe(slot, frame_iova)` gives the slot's buffer
+    /// back to the device. Stops early when the pool runs short or this burst fills (0 once the pool's
+    /// device is gone); returns the k it stopped at (the frames kept are the growth of size()).
+    template <typename At, typename Describe>
+    unsigned harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe) noexcept;
+    /// harvest_each over slots first, first + 1, ... of a ring the device fills in order: `inspect(slot)`
+    /// returns the frame's length or kDrop.
     template <typename Inspect, typename Describe>
     unsigned harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept;
-    /// Hands the first min(n, size()) packets to `take(Packet&&)` in order, for a driver putting them in
-    /// its ring; returns how many.
-    template <typename Take>
-    unsigned take_front(unsigned n, Take&& take) noexcept {
-        n = std::min(n, size());
-        PacketPool* const pool = pool_;
-        const std::size_t first = begin_, end = begin_ + n;
-        begin_ = end;
-        for (std::size_t k = first; k < end; ++k) take(Packet(pool, index_[k], len_[k]));
-        return n;
-    }
 
 private:
     friend class PacketPool;
@@ -396,6 +389,12 @@ public:
 
     std::size_t size() const noexcept { return mask_ + 1; }
     bool holds(std::size_t i) const noexcept { return at(i).pool != nullptr; }
+    /// The first empty slot from `from` on, wrapping around; size() when every slot holds a buffer.
+    std::size_t next_empty(std::size_t from) const noexcept {
+        for (std::size_t k = 0; k <= mask_; ++k)
+            if (!holds(from + k)) return (from + k) & mask_;
+        return size();
+    }
     /// Where slot i's frame lies for the device, its buffer being of the pool `layout` describes (0 for
     /// an empty slot).
     std::uint64_t frame_iova(std::size_t i, const PacketLayout& layout) const noexcept {
@@ -417,9 +416,21 @@ public:
         e.pool = nullptr;
         return p;
     }
-    /// Gives the buffers in slots first .. first + n - 1 back to their pools (the device is done with
-    /// them), a run of one pool's in one owner section; empty slots are skipped.
-    void give_back(std::size_t first, std::size_t n) noexcept;
+    /// A slot number as a device gave it (a used ring's id): one beyond the slots names none. A plain
+    /// std::size_t is a driver's own count, and wraps.
+    struct DeviceSlot {
+        std::size_t number;
+    };
+    /// Gives the buffers in slots `slot_of(0)`, ..., `slot_of(n - 1)` (each a std::size_t or a
+    /// DeviceSlot) back to their pools (the device is done with them), a run of one pool's in one owner
+    /// section. Returns how many of those named no buffer: an empty slot, or a DeviceSlot beyond the
+    /// slots (skipped).
+    template <typename SlotOf>
+    std::size_t give_back_each(std::size_t n, SlotOf&& slot_of) noexcept;
+    /// The same for slots first .. first + n - 1 (numbers wrap).
+    void give_back(std::size_t first, std::size_t n) noexcept {
+        (void)give_back_each(n, [first, mask = mask_](std::size_t k) { return (first + k) & mask; });
+    }
     /// Gives every buffer back.
     void clear() noexcept {
         for (std::size_t i = 0; i <= mask_; ++i) (void)take(i);
@@ -434,6 +445,11 @@ private:
     };
     Entry& at(std::size_t i) noexcept { return entries_[i & mask_]; }
     const Entry& at(std::size_t i) const noexcept { return entries_[i & mask_]; }
+    // A driver's own count wraps; a number a device gave is checked first (decided at compile time).
+    static bool beyond(std::size_t, std::size_t) noexcept { return false; }
+    static bool beyond(DeviceSlot s, std::size_t mask) noexcept { return s.number > mask; }
+    static std::size_t number(std::size_t i, std::size_t mask) noexcept { return i & mask; }
+    static std::size_t number(DeviceSlot s, std::size_t mask) noexcept { return s.number & mask; }
     std::unique_ptr<Entry[]> entries_;
     std::size_t mask_;
 };
@@ -446,22 +462,36 @@ unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& d
     const PacketLayout layout = pool->layout();
     Slots::Entry* const entries = s.entries_.get();
     const std::size_t mask = s.mask_, from = begin_;
-    begin_ += n;
-    for (std::size_t k = 0; k < n; ++k) {
+    std::size_t k = 0;
+    for (; k < n; ++k) {
         const std::size_t slot = (first + k) & mask;
         if (entries[slot].pool) [[unlikely]]
-            (void)s.take(slot);
+            break;
         const std::uint32_t index = index_[from + k];
         entries[slot] = {pool, index};
-        describe(slot, layout.frame_iova(index), len_[from + k]);
+        describe(slot, layout.frame_iova(index), len_[from + k], layout.frame(index));
     }
-    return n;
+    begin_ = from + k;
+    return static_cast<unsigned>(k);
 }
 
 template <typename Inspect, typename Describe>
 unsigned Burst::harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept {
+    const std::size_t mask = s.mask_;
+    return harvest_each(
+        s, n,
+        [&](std::size_t k) {
+            const std::size_t slot = (first + k) & mask;
+            return Harvested{slot, inspect(slot)};
+        },
+        describe);
+}
+
+template <typename At, typename Describe>
+unsigned Burst::harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe) noexcept {
     PacketPool* const pool = pool_;
     if (!pool) return 0;
+    const std::size_t mask = s.mask_;  // before enter()'s fence, where a caller's copy of it is still known to be equal
     // Replacements for every slot that may be harvested, in one owner section; the unused go back.
     std::uint32_t spare[kMax];  // uninitialised beyond what the pool wrote
     pool->enter();
@@ -470,15 +500,16 @@ unsigned Burst::harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspe
     pool->leave();
     const PacketLayout layout = pool->layout();
     Slots::Entry* const entries = s.entries_.get();
-    const std::size_t mask = s.mask_;
     std::size_t end = end_, used = 0;
     for (std::size_t k = 0; k < got; ++k) {
-        const std::size_t slot = (first + k) & mask;
+        const Harvested h = at(k);
+        if (h.len == kNotASlot) [[unlikely]]
+            continue;
+        const std::size_t slot = h.slot & mask;
         Slots::Entry& e = entries[slot];
-        const int len = inspect(slot);
-        if (len >= 0 && e.pool == pool) [[likely]] {
+        if (h.len >= 0 && e.pool == pool) [[likely]] {
             index_[end] = e.index;
-            len_[end] = static_cast<std::uint16_t>(len);
+            len_[end] = static_cast<std::uint16_t>(h.len);
             ++end;
             e.index = spare[used++];
         } else if (e.pool != pool) [[unlikely]] {  // not a buffer of the ring's pool (never, in a driver's ring)
@@ -509,7 +540,8 @@ inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_
     return got;
 }
 
-inline std::size_t PacketPool::give_back(Slots& s, std::size_t first, std::size_t n) noexcept {
+template <typename SlotOf>
+std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noexcept {
     enter();
     if (detached_.load(std::memory_order_relaxed)) [[unlikely]] {
         leave();
@@ -518,7 +550,10 @@ inline std::size_t PacketPool::give_back(Slots& s, std::size_t first, std::size_
     Slots::Entry* const entries = s.entries_.get();
     const std::size_t mask = s.mask_;
     const std::size_t done = pool_.give_while(n, [&](std::size_t k, std::uint32_t& index) {
-        Slots::Entry& e = entries[(first + k) & mask];
+        const auto named = slot_of(k);
+        if (Slots::beyond(named, mask)) [[unlikely]]
+            return false;
+        Slots::Entry& e = entries[Slots::number(named, mask)];
         if (e.pool != this) return false;
         index = e.index;
         e.pool = nullptr;
@@ -528,17 +563,25 @@ inline std::size_t PacketPool::give_back(Slots& s, std::size_t first, std::size_
     return done;
 }
 
-inline void Slots::give_back(std::size_t first, std::size_t n) noexcept {
+template <typename SlotOf>
+std::size_t Slots::give_back_each(std::size_t n, SlotOf&& slot_of) noexcept {
+    std::size_t missing = 0;
     for (std::size_t k = 0; k < n;) {
-        PacketPool* const pool = at(first + k).pool;
-        const std::size_t done = pool ? pool->give_back(*this, first + k, n - k) : 0;
+        const auto named = slot_of(k);
+        const std::size_t slot = number(named, mask_);
+        PacketPool* const pool = beyond(named, mask_) ? nullptr : entries_[slot].pool;
+        const std::size_t done = pool ? pool->give_back(*this, n - k, [&](std::size_t j) { return slot_of(k + j); }) : 0;
         if (done) {
             k += done;
-        } else {
-            (void)take(first + k);  // empty, or its pool detached: one by one, under the pool's lock
-            ++k;
+            continue;
         }
+        if (pool)
+            (void)take(slot);  // its pool detached: one by one, under the pool's lock
+        else
+            ++missing;
+        ++k;
     }
+    return missing;
 }
 
 inline void PacketPool::give_back(std::span<const std::uint32_t> indices) noexcept {

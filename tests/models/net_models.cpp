@@ -161,6 +161,7 @@ std::optional<std::pair<std::uint16_t, VirtioNetModel::Desc>> VirtioNetModel::ne
 void VirtioNetModel::put_used(Vq& vq, std::uint32_t id, std::uint32_t len, bool rx) {
     if (rx && bad_id_) id = *bad_id_, bad_id_.reset();
     if (rx && bad_len_) len = *bad_len_, bad_len_.reset();
+    if (!rx && bad_tx_id_) id = *bad_tx_id_, bad_tx_id_.reset();
     const std::uint32_t elem[2] = {id, len};
     (void)dma_write(vq.used + 4 + 8ull * (vq.used_idx % vq.size), elem, sizeof elem);
     ++vq.used_idx;

@@ -40,6 +40,9 @@ public:
     /// The next used element on a receive queue names this id / this length instead of the real ones.
     void corrupt_next_rx_id(std::uint32_t id) { bad_id_ = id; }
     void corrupt_next_rx_len(std::uint32_t len) { bad_len_ = len; }
+    /// The next used element on a transmit queue names this id instead of the real one (that descriptor
+    /// is then never given back).
+    void corrupt_next_tx_id(std::uint32_t id) { bad_tx_id_ = id; }
     /// A busy device: while held, transmit queues are not served on notification; release_tx sends up
     /// to `n` of what pair `pair` has queued (in order, as QEMU's virtio-net does).
     void hold_tx(bool on) { hold_tx_ = on; }
@@ -74,7 +77,7 @@ private:
     std::vector<Vq> vqs_;
     unsigned active_pairs_ = 1;
     std::deque<std::vector<std::byte>> transmitted_;
-    std::optional<std::uint32_t> bad_id_, bad_len_;
+    std::optional<std::uint32_t> bad_id_, bad_len_, bad_tx_id_;
     std::uint64_t sent_ = 0, received_ = 0, dropped_ = 0, notifications_ = 0;
     bool hold_tx_ = false;
     std::vector<std::uint16_t> tx_ids_;

@@ -240,6 +240,51 @@ TEST_F(NetOnModel, VirtioFullTransmitRingWaitsForARun) {
     EXPECT_EQ(model->dma_faults(), 0u);
 }
 
+// A device that gives transmit descriptors back wrongly: one it never returns (the used element names
+// another id), one beyond the ring, one it already returned. Each is counted in tx_errors and frees
+// nothing twice; the ring keeps going around the descriptor the device still holds, and that buffer
+// goes back at unbind.
+TEST_F(NetOnModel, VirtioTransmitSurvivesWhatTheDeviceGivesBackWrongly) {
+    auto model = std::make_shared<VirtioNetModel>(std::string("0000:00:07.0"), VirtioNetModel::Options{.loopback = false});
+    auto* v = add<udrv::virtio_net::VirtioNet>(model);
+    ASSERT_NE(v, nullptr);
+    auto pool = *v->tx_pool(0);
+    const auto full = pool->available();
+    model->hold_tx(true);
+    udrv::net::Burst b;
+    unsigned queued = 0;
+    for (int round = 0; round < 8; ++round) {  // the 256-entry ring filled
+        ASSERT_TRUE(pool->alloc_burst(b, 32 - b.size(), 64));
+        queued += *v->tx_burst(0, b);
+    }
+    ASSERT_EQ(queued, 256u);
+    b.clear();
+    model->corrupt_next_tx_id(9999);  // descriptor 0 comes back as 9999: beyond the ring, and 0 is lost
+    model->release_tx(16);            // 9999, 1, ..., 15
+    model->corrupt_next_tx_id(3);     // descriptor 16 comes back as 3, which is back already: 16 is lost too
+    model->release_tx(16);            // 3, 17, ..., 31
+    // 30 descriptors are free; 32 frames are offered and the ring takes them into the 30 free slots.
+    ASSERT_TRUE(pool->alloc_burst(b, 32, 64));
+    EXPECT_EQ(*v->tx_burst(0, b), 30u);
+    EXPECT_EQ(b.size(), 2u);
+    EXPECT_EQ(v->stats()->tx_errors, 2u);
+    b.clear();
+    // Held by the device: 256 - 32 + 30 frames, plus the two lost descriptors' buffers.
+    EXPECT_EQ(pool->available(), full - 256);
+    model->hold_tx(false);
+    model->release_tx(UINT_MAX);
+    // The slots taken out of order (1-15, 17-31) went to the device; every frame it sent came from a
+    // descriptor it held.
+    EXPECT_EQ(model->frames_sent(), 32u + 254u);
+    EXPECT_EQ(model->dma_faults(), 0u);
+    ASSERT_TRUE(pool->alloc_burst(b, 1, 64));  // reclaims what came back
+    EXPECT_EQ(*v->tx_burst(0, b), 1u);
+    b.clear();
+    model->release_tx(UINT_MAX);
+    ASSERT_TRUE(udrv::pci::bus().remove_device(model->address()));  // unbind: what the slots held (the lost two among it) goes back
+    EXPECT_EQ(pool->available(), full);
+}
+
 // What a burst promises its user: packets in order from the front, lengths within the buffer, one pool
 // per burst, and every buffer back in the pool when the burst is cleared or dropped.
 TEST_F(NetOnModel, BurstOwnsItsBuffersAndKeepsToOnePool) {
@@ -344,7 +389,7 @@ TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
         ASSERT_EQ(*pool->alloc_burst(b, 5, 100), 5u);
         std::vector<std::pair<std::size_t, std::uint64_t>> described;
         EXPECT_EQ(b.lend_front(10, s, 6,
-                               [&](std::size_t slot, std::uint64_t at, std::uint16_t len) {
+                               [&](std::size_t slot, std::uint64_t at, std::uint16_t len, std::byte*) {
                                    EXPECT_EQ(len, 100u);
                                    described.emplace_back(slot, at);
                                }),
@@ -363,6 +408,21 @@ TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
         EXPECT_FALSE(s.holds(7));
         EXPECT_FALSE(s.holds(0));
         EXPECT_TRUE(s.holds(1));
+        EXPECT_EQ(pool->available(), full - 3);
+
+        // Numbers a device gave are checked: 99 names no slot, 7 is empty; neither gives anything back.
+        EXPECT_EQ(s.give_back_each(2, [](std::size_t k) { return udrv::net::Slots::DeviceSlot{k ? 7u : 99u}; }), 2u);
+        EXPECT_EQ(pool->available(), full - 3);
+        // Lending stops at a slot the device still holds (1), and next_empty finds the way around it.
+        udrv::net::Burst more;
+        ASSERT_EQ(*pool->alloc_burst(more, 2, 60), 2u);
+        EXPECT_EQ(more.lend_front(2, s, 0, [](std::size_t, std::uint64_t, std::uint16_t, std::byte*) {}), 1u);  // slot 0
+        EXPECT_EQ(more.size(), 1u);
+        EXPECT_EQ(s.next_empty(1), 3u);
+        EXPECT_EQ(more.lend_front(1, s, s.next_empty(1), [](std::size_t, std::uint64_t, std::uint16_t, std::byte*) {}), 1u);
+        EXPECT_TRUE(more.empty());
+        s.give_back(0, 1);
+        s.give_back(3, 1);
         EXPECT_EQ(pool->available(), full - 3);
 
         // A harvest of slots 1, 2 and 3 (3 is empty, so not the ring's: refilled, nothing kept) where

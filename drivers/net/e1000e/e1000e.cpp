@@ -259,7 +259,7 @@ Result<unsigned> E1000e::tx_burst(unsigned queue, net::Burst& b) {
     if (b.empty()) return 0;
     if (auto ok = tx_pool_->accept_pool_for_tx(b.pool()); !ok) return std::unexpected(std::move(ok.error()).context(dev_.name()));
     TxDesc* const ring = tx_ring_->span().data();  // kRingSize descriptors, as many as tx_slots_
-    const unsigned n = b.lend_front(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len) {
+    const unsigned n = b.lend_front(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte*) {
         ring[slot] = tx_descriptor(static_cast<std::uint16_t>(slot), iova, len);
     });
     const auto tail = static_cast<std::uint16_t>((tx_tail_ + n) % kRingSize);

@@ -24,7 +24,7 @@ constexpr std::uint16_t kCtrlQueueSize = 16;
 constexpr std::uint16_t kNoVector = 0xffff;
 constexpr std::uint16_t kQueueSizeWanted = 256;
 constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
-// Ring upkeep in batches: receive buffers are refilled once this many descriptors are empty (DPDK's
+// Ring upkeep in batches: refilled receive descriptors are published once this many wait (DPDK's
 // rx_free_thresh), and transmitted buffers reclaimed once fewer than this many are free (see
 // make_tx_room). Each pass, and each notification it may take, then serves many packets even when the
 // caller's batches are small.
@@ -229,9 +229,9 @@ VirtioNet::~VirtioNet() {
     // Frames already handed to tx_batch go out: wait (bounded) until the device has used them all.
     for (Pair& p : pairs_) {
         if (!p.tx_pool) continue;
-        for (int i = 0; i < 1000 && p.txq->free_descs() < p.txq->size(); ++i) {
+        for (int i = 0; i < 1000 && p.txq->in_flight(); ++i) {
             reclaim_tx(p);
-            if (p.txq->free_descs() < p.txq->size()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+            if (p.txq->in_flight()) std::this_thread::sleep_for(std::chrono::microseconds(100));
         }
     }
     // Reset stops all DMA before the rings and buffers go.
@@ -308,9 +308,8 @@ Result<net::Stats> VirtioNet::stats() {
     return s;
 }
 
-Result<VirtioNet::Pair*> VirtioNet::pair(unsigned queue) {
-    if (queue >= active_) return fail(EINVAL, "{}: queue {} does not exist ({} in use)", dev_->name(), queue, active_);
-    return &pairs_[queue];
+std::unexpected<Error> VirtioNet::no_queue(unsigned queue) const {
+    return fail(EINVAL, "{}: queue {} does not exist ({} in use)", dev_->name(), queue, active_);
 }
 
 // A pair's pools and receive buffers, made when it is first used.
@@ -319,9 +318,10 @@ Result<void> VirtioNet::start_pair(unsigned i) {
     if (p.rx_pool) return {};
     p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.rxq->size()));
     p.tx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.txq->size()));
-    p.rx_inflight.resize(p.rxq->size());
-    p.tx_inflight.resize(p.txq->size());
-    return refill_rx(i);
+    p.rx_len = static_cast<std::uint32_t>(kNetHdr + p.rx_pool->capacity_per_buffer());
+    p.rx_slots = std::make_unique<net::Slots>(p.rxq->size());  // sizes are powers of two (checked at set-up)
+    p.tx_slots = std::make_unique<net::Slots>(p.txq->size());
+    return fill_rx(i);
 }
 
 Result<bool> VirtioNet::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) {
@@ -333,100 +333,87 @@ Result<bool> VirtioNet::rx_wait(unsigned queue, net::WaitMode mode, std::chrono:
     return r;
 }
 
-Result<void> VirtioNet::refill_rx(unsigned i) {
+// Every receive descriptor carries a buffer from here on, descriptor i the one in slot i: a frame the
+// device returns leaves with a fresh buffer in its place, and the descriptor goes back in the ring.
+Result<void> VirtioNet::fill_rx(unsigned i) {
     Pair& q = pairs_[i];
-    // The device writes the 12-byte header into the headroom, the frame where data() starts.
-    const auto len = static_cast<std::uint32_t>(kNetHdr + q.rx_pool->capacity_per_buffer());
     const net::PacketLayout layout = q.rx_pool->layout();
-    net::Packet* const slots = q.rx_inflight.data();  // by descriptor id: add() gives ids below the ring's size
-    unsigned added;
     {
         Virtqueue::Adder ring(*q.rxq);
-        added = q.rx_pool->alloc_each(ring.free_descs(), [&](net::Packet&& p) {
-            const std::uint16_t id = ring.add(layout.frame_iova(p) - kNetHdr, len, Virtqueue::kDescWrite);
-            slots[id] = std::move(p);
-        });
+        for (std::size_t slot = 0; slot < q.rx_slots->size(); ++slot) {
+            q.rx_slots->put(slot, UDRV_TRY(q.rx_pool->alloc()));  // the pool holds two rings' worth
+            ring.add(slot, q.rx_slots->frame_iova(slot, layout) - kNetHdr, q.rx_len, Virtqueue::kDescWrite);
+        }
     }
-    if (added && q.rxq->publish()) notify(2 * i);
+    if (q.rxq->publish()) notify(2 * i);
     return {};
 }
 
-// Takes up to `max` received frames, handing each to `take(packet, frame length)`; checks what the
-// device says about each before believing it.
-template <typename Take>
-Result<unsigned> VirtioNet::receive(unsigned queue, unsigned max, Take&& take) {
-    Pair& q = pairs_[queue];
-    const std::size_t capacity = q.rx_pool->capacity_per_buffer();
-    net::Packet* const slots = q.rx_inflight.data();  // by descriptor id
-    const std::size_t ring = q.rx_inflight.size();
-    unsigned n = 0;
-    std::uint64_t bytes = 0, errors = 0;
-    {  // the reader writes the ring state back before refill_rx adds to it
-        Virtqueue::Reader used(*q.rxq);
-        for (unsigned k = std::min<unsigned>(used.pending(), max); k > 0; --k) {
-            const auto [id, len] = used.next();
-            // The device's word: an id we did not hand out, or a length beyond the buffer, is a device bug.
-            const UsedCheck check = check_used(id, len, ring, [&](std::uint32_t i) { return bool(slots[i]); }, kNetHdr, capacity);
-            if (check == UsedCheck::bad_id) [[unlikely]] {
-                net::count(q.stats.rx_errors, errors + 1);
-                net::count(q.stats.rx_packets, n);
-                net::count(q.stats.rx_bytes, bytes);
-                return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, id);
-            }
-            used.free_desc(static_cast<std::uint16_t>(id));
-            if (check == UsedCheck::bad_length) [[unlikely]] {
-                ++errors;
-                slots[id] = net::Packet();  // dropped: the buffer goes back to the pool
-                continue;
-            }
-            const auto frame = static_cast<std::uint16_t>(len - kNetHdr);
-            bytes += frame;
-            take(std::move(slots[id]), frame);
-            ++n;
-        }
-    }
-    if (errors) net::count(q.stats.rx_errors, errors);
-    net::count(q.stats.rx_packets, n);  // once per batch: stats() may read them at any time, never torn
-    net::count(q.stats.rx_bytes, bytes);
-    if (q.rxq->free_descs() >= upkeep(*q.rxq)) UDRV_TRY(refill_rx(queue));
+Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
+    net::Burst got;
+    const unsigned n = UDRV_TRY(rx_burst(queue, got, static_cast<unsigned>(std::min<std::size_t>(out.size(), net::Burst::kMax))));
+    for (unsigned i = 0; i < n; ++i) out[i] = got.pop_front();
     return n;
 }
 
-Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out) {
-    UDRV_TRY(pair(queue));
-    net::Packet* next = out.data();
-    return receive(queue, static_cast<unsigned>(out.size()), [&](net::Packet&& p, std::uint16_t frame) {
-        *next = std::move(p);
-        (void)next->resize(frame);  // within the buffer: checked above
-        ++next;
-    });
-}
-
+// Takes up to `max` received frames into `out`, checking what the device says about each before
+// believing it. A frame leaves the ring only with a fresh buffer to put in its place (taken from the pool
+// for the whole batch at once); frames beyond what the pool can replace wait in the used ring.
 Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
     Pair& q = *UDRV_TRY(pair(queue));
     if (!out.prepare_for(q.rx_pool.get()))
         return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
-    return receive(queue, std::min(max, out.room()), [&](net::Packet&& p, std::uint16_t frame) { out.append(std::move(p), frame); });
+    const std::size_t capacity = q.rx_pool->capacity_per_buffer(), ring_size = q.rxq->size();
+    const std::uint32_t buffer_len = q.rx_len;
+    const unsigned before = out.size();
+    std::uint64_t bytes = 0, errors = 0;
+    std::optional<std::uint32_t> bad_id;
+    {  // the reader and the adder write the ring state back before publish()
+        Virtqueue::Reader used(*q.rxq);
+        if (!used.pending()) return 0;  // nothing came (the common case for a poll)
+        Virtqueue::Adder ring(*q.rxq);
+        out.harvest_each(
+            *q.rx_slots, std::min<unsigned>(used.pending(), max),
+            [&](std::size_t) {
+                const auto [id, len] = used.next();
+                // The device's word: an id beyond the ring, or a length beyond the buffer, is a device bug.
+                // Every id below the ring's size holds a buffer (each is refilled where it is taken).
+                const UsedCheck check = check_used(id, len, ring_size, [](std::uint32_t) { return true; }, kNetHdr, capacity);
+                if (check == UsedCheck::bad_id) [[unlikely]] {
+                    if (!bad_id) bad_id = id;
+                    ++errors;
+                    return net::Burst::Harvested{0, net::Burst::kNotASlot};
+                }
+                if (check == UsedCheck::bad_length) [[unlikely]] {
+                    ++errors;
+                    return net::Burst::Harvested{id, net::Burst::kDrop};  // the buffer goes back to the device
+                }
+                bytes += len - kNetHdr;
+                return net::Burst::Harvested{id, static_cast<int>(len - kNetHdr)};
+            },
+            [&](std::size_t slot, std::uint64_t iova) { ring.add(slot, iova - kNetHdr, buffer_len, Virtqueue::kDescWrite); });
+    }
+    const unsigned n = out.size() - before;
+    if (errors) [[unlikely]]
+        net::count(q.stats.rx_errors, errors);
+    net::count(q.stats.rx_packets, n);  // once per batch: stats() may read them at any time, never torn
+    net::count(q.stats.rx_bytes, bytes);
+    if (q.rxq->unpublished() >= upkeep(*q.rxq) && q.rxq->publish()) notify(2 * queue);
+    if (bad_id) [[unlikely]]
+        return fail(EPROTO, "{}: receive queue {} returned descriptor {} that is not in flight", dev_->name(), queue, *bad_id);
+    return n;
 }
 
 // Buffers the device is done with go back to their pools, together.
 void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
     Virtqueue::Reader used(*q.txq);
-    if (used.pending() < at_least) return;
-    net::Packet* const slots = q.tx_inflight.data();  // by descriptor id
-    const std::size_t ring = q.tx_inflight.size();
-    net::Burst done;
-    std::uint64_t errors = 0;
-    while (used.pending()) {
-        const std::uint32_t id = used.next_id();
-        if (check_used(id, 0, ring, [&](std::uint32_t i) { return bool(slots[i]); }) != UsedCheck::ok) [[unlikely]] {
-            ++errors;
-            continue;
-        }
-        done.collect(std::move(slots[id]));
-        used.free_desc(static_cast<std::uint16_t>(id));
-    }
-    if (errors) net::count(q.stats.tx_errors, errors);
+    const std::uint16_t n = used.pending();
+    if (n < at_least) return;
+    // An id that names no buffer in flight (beyond the ring, or given back already) is the device's error.
+    const std::size_t errors = q.tx_slots->give_back_each(n, [&](std::size_t k) { return net::Slots::DeviceSlot{used.id(k)}; });
+    used.skip(n);
+    if (errors) [[unlikely]]
+        net::count(q.stats.tx_errors, errors);
 }
 
 // Transmitted buffers are reclaimed once fewer than 32 descriptors are free (or fewer than the call
@@ -439,19 +426,38 @@ void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
 // driver outpacing the device), QEMU's ring loads took 5x the samples they took under testpmd. Says
 // whether the ring has room now.
 inline bool VirtioNet::make_tx_room(Pair& q, std::size_t wanted) {
-    const Virtqueue& txq = *q.txq;
-    const std::uint16_t run = upkeep(txq), free = txq.free_descs();
+    const std::uint16_t run = upkeep(*q.txq);
+    std::uint16_t free = tx_free(q);
     if (free >= run && free >= wanted) [[likely]] return true;
     reclaim_tx(q, static_cast<std::uint16_t>(free < run ? run - free : 1));
-    return txq.free_descs() >= run;
+    return tx_free(q) >= run;
 }
 
-// Puts one accepted packet in the transmit ring. The net header goes in the headroom, right before the
-// frame (no offloads: all zero).
-inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept {
-    std::memset(layout.frame(p) - kNetHdr, 0, kNetHdr);
-    const std::uint16_t id = ring.add(layout.frame_iova(p) - kNetHdr, static_cast<std::uint32_t>(kNetHdr + p.size()), 0);
-    slots[id] = std::move(p);
+// Descriptors the device does not hold (0 when a device that returned ids it never had makes the count
+// run past the ring: the slots, which a transmit stops at while full, are what keeps the ring right).
+inline std::uint16_t VirtioNet::tx_free(const Pair& q) noexcept {
+    const std::uint16_t size = q.txq->size(), in_flight = q.txq->in_flight();
+    return in_flight <= size ? static_cast<std::uint16_t>(size - in_flight) : 0;
+}
+
+// The slot for the next frame to transmit: the available ring's next entry's, as long as the device
+// gives buffers back in the order it took them (QEMU does; the rings and the table are then written
+// front to back together). A device may use them out of order (virtio 1.2, 2.7.14: only with
+// VIRTIO_F_IN_ORDER must it not): the entry's slot is then still held, and any empty one will do (the
+// available ring names each descriptor it offers). slots.size() when none is empty: a device that
+// returned ids it was never given (counted in tx_errors) made the count of free descriptors wrong.
+inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_entry) noexcept {
+    const std::size_t first = next_entry & (slots.size() - 1);
+    if (!slots.holds(first)) [[likely]]
+        return first;
+    return slots.next_empty(first);
+}
+
+// A frame to transmit in slot `slot` (descriptor `slot`, the available ring's next entry). The net header
+// goes in the headroom, right before the frame (no offloads: all zero).
+inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
+    std::memset(frame - kNetHdr, 0, kNetHdr);
+    ring.add(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len), 0);
 }
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {
@@ -470,7 +476,8 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
     } count{q.stats, n, bytes};
     {
         Virtqueue::Adder ring(*q.txq);  // writes the ring state back before publish()
-        for (; n < packets.size() && ring.free_descs(); ++n) {
+        net::Slots& slots = *q.tx_slots;
+        for (const std::uint16_t free = tx_free(q); n < packets.size() && n < free; ++n) {
             net::Packet& p = packets[n];
             if (!p) {
                 if (n) break;  // as below: what was good goes out first
@@ -480,8 +487,12 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
                 if (n) break;  // send what was good; the caller gets the error with this packet first next time
                 return std::unexpected(std::move(ok.error()).context(dev_->name()));
             }
+            const std::size_t slot = tx_slot(slots, ring.next_entry());
+            if (slot == slots.size()) break;  // every slot is the device's (it lost some: see tx_slot)
             bytes += p.size();
-            queue_tx(ring, q.tx_inflight.data(), p.pool()->layout(), std::move(p));
+            const net::PacketLayout layout = p.pool()->layout();
+            queue_tx(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
+            slots.put(slot, std::move(p));
         }
     }
     if (n && q.txq->publish()) notify(2 * queue + 1);
@@ -493,16 +504,24 @@ Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
     if (b.empty()) return 0;
     if (auto ok = q.tx_pool->accept_pool_for_tx(b.pool(), kNetHdr); !ok) return std::unexpected(std::move(ok.error()).context(dev_->name()));
     if (!make_tx_room(q, b.size())) return 0;
-    const net::PacketLayout layout = b.pool()->layout();  // every packet of the burst is from this pool
-    net::Packet* const slots = q.tx_inflight.data();
     std::uint64_t bytes = 0;
     unsigned n;
     {
         Virtqueue::Adder ring(*q.txq);
-        n = b.take_front(ring.free_descs(), [&](net::Packet&& p) {
-            bytes += p.size();
-            queue_tx(ring, slots, layout, std::move(p));
-        });
+        net::Slots& slots = *q.tx_slots;
+        auto describe = [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) {
+            bytes += len;
+            queue_tx(ring, slot, iova, len, frame);
+        };
+        // A run of slots from the next entry's; more runs only when the device holds one of them (see tx_slot).
+        const std::uint16_t free = tx_free(q);
+        n = 0;
+        while (n < free && !b.empty()) {
+            const std::size_t slot = tx_slot(slots, ring.next_entry());
+            const unsigned lent = slot == slots.size() ? 0 : b.lend_front(free - n, slots, slot, describe);
+            if (!lent) break;
+            n += lent;
+        }
     }
     net::count(q.stats.tx_packets, n);
     net::count(q.stats.tx_bytes, bytes);

@@ -63,9 +63,14 @@ public:
 
     static Result<Virtqueue> create(const dma::Allocator& dma, std::uint16_t size);
     std::uint16_t size() const noexcept { return size_; }
+    // Two ways to use the descriptors: the receive and transmit queues keep descriptor i for the buffer
+    // in slot i of the driver's net::Slots (Adder, Reader); the control queue takes them from a free list.
+    /// Chains made available and not yet returned (a queue used through Adder and Reader).
+    std::uint16_t in_flight() const noexcept { return static_cast<std::uint16_t>(avail_idx_ - last_used_); }
+    /// Entries added since the last publish().
+    std::uint16_t unpublished() const noexcept { return static_cast<std::uint16_t>(avail_idx_ - published_); }
+    /// Descriptors on the free list (the control queue).
     std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_put_ - free_take_); }
-    /// Adds a one-buffer chain; returns its descriptor id.
-    std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept;
     /// Adds a two-buffer chain, one the device reads then one it writes (a control request and its
     /// reply); returns the head id. Needs two free descriptors; free_request() gives both back.
     std::uint16_t add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept;
@@ -76,8 +81,6 @@ public:
     std::optional<vring::UsedElem> next_used() noexcept;
     class Adder;
     class Reader;
-    /// Gives back a descriptor taken by add() (each once: the callers check that it is in flight).
-    void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & (size_ - 1)] = id; }
     /// Has the device returned buffers not yet taken by next_used()?
     bool has_used() const noexcept;
     /// Asks the device for interrupts on used buffers (VRING_AVAIL_F_NO_INTERRUPT cleared) or not.
@@ -96,30 +99,21 @@ private:
     std::span<std::uint16_t> avail_ring_;
     const vring::Header* used_ = nullptr;
     std::span<const vring::UsedElem> used_ring_;
-    // Free descriptor ids, first in first out (room for all of them): a device that returns buffers in
-    // order gets its descriptors back in order, so the table is written front to back as the rings are,
-    // a run of lines at a time. A stack handed out the id just returned, whose table line the device had
-    // just read: its next read of that line missed (QEMU's descriptor reads, in bench/README.md).
+    // Free descriptor ids of the control queue, first in first out (room for all of them).
     // free_put_ - free_take_ is the count; both wrap with uint16_t, which the (power-of-two) size divides.
     std::unique_ptr<std::uint16_t[]> free_;
     std::uint16_t free_take_ = 0, free_put_ = 0;
-    std::uint16_t avail_idx_ = 0, last_used_ = 0;
+    std::uint16_t avail_idx_ = 0, published_ = 0, last_used_ = 0;
     std::uint16_t take_desc() noexcept { return free_[free_take_++ & (size_ - 1)]; }  // needs free_descs() > 0
+    void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & (size_ - 1)] = id; }
 };
 
 // ---- per-packet virtqueue operations ----
 
-inline std::uint16_t Virtqueue::add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-    std::uint16_t id = take_desc();  // the caller checked free_descs()
-    desc_[id] = Desc{addr, len, flags, 0};
-    avail_ring_[avail_idx_ & (size_ - 1)] = id;  // a power of two (checked at set-up)
-    ++avail_idx_;
-    return id;
-}
-
 inline bool Virtqueue::publish() noexcept {
     dma_wmb();  // descriptors and ring entries before the index that announces them
     avail_->idx = avail_idx_;
+    published_ = avail_idx_;
     dma_mb();   // the index before reading whether the device wants a kick
     return !(dma::read_once(used_->flags) & vring::kUsedNoNotify);
 }
@@ -150,55 +144,45 @@ inline void Virtqueue::set_interrupts(bool on) noexcept {
 // the rings and the packets' tables could alias the queue's fields as far as the compiler knows, and it
 // would reload them for every packet. Each writes them back when it goes; one at a time per queue.
 
-/// A loop adding one-buffer chains (then publish()).
+/// A loop adding one-buffer chains (then publish()): descriptor `slot` describes the buffer and goes
+/// in the available ring's next entry.
 class Virtqueue::Adder {
 public:
     explicit Adder(Virtqueue& q) noexcept
-        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)),
-          idx_(q.avail_idx_), free_take_(q.free_take_), free_put_(q.free_put_) {}
+        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), idx_(q.avail_idx_) {}
     Adder(const Adder&) = delete;
     Adder& operator=(const Adder&) = delete;
-    ~Adder() {
-        q_.avail_idx_ = idx_;
-        q_.free_take_ = free_take_;
-    }
-    std::uint16_t free_descs() const noexcept { return static_cast<std::uint16_t>(free_put_ - free_take_); }
-    /// Needs free_descs() > 0; returns the descriptor id.
-    std::uint16_t add(std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-        const std::uint16_t id = free_[free_take_++ & mask_];
-        // SAFETY: ids on the free list are below the ring's size (the constructor put them there, and
-        // only ids checked to be in flight come back), and the rings hold size_ entries (a power of two).
+    ~Adder() { q_.avail_idx_ = idx_; }
+    /// The available ring's next entry: the slot a transmit queue fills next (its entry i names
+    /// descriptor i, so the table is written front to back as the rings are).
+    std::size_t next_entry() const noexcept { return idx_; }
+    void add(std::size_t slot, std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
+        const auto id = static_cast<std::uint16_t>(slot & mask_);
+        // SAFETY: masked into the table's and the ring's size_ entries (a power of two, checked at set-up).
         desc_[id] = Desc{addr, len, flags, 0};
         avail_[idx_ & mask_] = id;
         ++idx_;
-        return id;
     }
 
 private:
     Virtqueue& q_;
     Desc* desc_;
     std::uint16_t* avail_;
-    std::uint16_t* free_;
-    std::uint16_t mask_, idx_, free_take_;
-    const std::uint16_t free_put_;  // only a Reader puts
+    std::uint16_t mask_, idx_;
 };
 
 /// A loop over the elements the device returned: one read of its index for the whole batch.
 class Virtqueue::Reader {
 public:
     explicit Reader(Virtqueue& q) noexcept
-        : q_(q), used_(q.used_ring_.data()), free_(q.free_.get()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), last_(q.last_used_),
-          free_put_(q.free_put_) {
+        : q_(q), used_(q.used_ring_.data()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), last_(q.last_used_) {
         const auto n = static_cast<std::uint16_t>(dma::read_once(q.used_->idx) - last_);
         dma_rmb();                        // the elements after the index that says they are there
         pending_ = std::min(n, q.size_);  // an index further ahead is the device's error: the ring holds no more
     }
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
-    ~Reader() {
-        q_.last_used_ = last_;
-        q_.free_put_ = free_put_;
-    }
+    ~Reader() { q_.last_used_ = last_; }
     /// Elements returned and not yet taken.
     std::uint16_t pending() const noexcept { return pending_; }
     /// The next one (needs pending() > 0), unchecked: see check_used.
@@ -209,22 +193,21 @@ public:
         --pending_;
         return vring::UsedElem{dma::read_once(e.id), dma::read_once(e.len)};
     }
-    /// The next one's descriptor id only (needs pending() > 0), unchecked.
-    std::uint32_t next_id() noexcept {
+    /// The descriptor id of pending element k (k < pending()), unchecked; skip() passes them.
+    std::uint32_t id(std::size_t k) const noexcept {
         // SAFETY: masked into the ring's size_ entries.
-        const vring::UsedElem& e = used_[last_ & mask_];
-        ++last_;
-        --pending_;
-        return dma::read_once(e.id);
+        return dma::read_once(used_[(last_ + k) & mask_].id);
     }
-    /// Gives back descriptor `id`, checked to be one in flight.
-    void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & mask_] = id; }
+    /// Passes the next n elements (n <= pending()).
+    void skip(std::uint16_t n) noexcept {
+        last_ = static_cast<std::uint16_t>(last_ + n);
+        pending_ = static_cast<std::uint16_t>(pending_ - n);
+    }
 
 private:
     Virtqueue& q_;
     const vring::UsedElem* used_;
-    std::uint16_t* free_;
-    std::uint16_t mask_, last_, free_put_, pending_;
+    std::uint16_t mask_, last_, pending_;
 };
 
 inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
@@ -262,20 +245,30 @@ private:
     /// Receive queue 2i and transmit queue 2i+1: the state one owner thread touches.
     struct Pair {
         std::optional<Virtqueue> rxq, txq;
-        std::shared_ptr<net::PacketPool> rx_pool, tx_pool;      // created when the pair is first used
-        std::vector<net::Packet> rx_inflight, tx_inflight;      // indexed by descriptor id
+        std::shared_ptr<net::PacketPool> rx_pool, tx_pool;  // created when the pair is first used
+        // The buffers lent to the device, slot i's described by descriptor i; after the pools, so they
+        // go back before the pools do.
+        std::unique_ptr<net::Slots> rx_slots, tx_slots;
+        // What a receive descriptor describes: the net header (the device writes it into the headroom)
+        // and a frame where the packet's data() starts.
+        std::uint32_t rx_len = 0;
         net::Stats stats;  // kept with net::count(): stats() reads it from any thread
     };
     VirtioNet() = default;
     Result<void> start_pair(unsigned pair);
-    Result<Pair*> pair(unsigned queue);
-    Result<void> refill_rx(unsigned pair);
-    template <typename Take>
-    Result<unsigned> receive(unsigned queue, unsigned max, Take&& take);
+    Result<Pair*> pair(unsigned queue) {  // inline: once per call on the data path
+        if (queue >= active_) [[unlikely]]
+            return no_queue(queue);
+        return &pairs_[queue];
+    }
+    std::unexpected<Error> no_queue(unsigned queue) const;
+    Result<void> fill_rx(unsigned pair);
     /// Gives back what the device has transmitted, if that is at least `at_least` buffers.
     void reclaim_tx(Pair& p, std::uint16_t at_least = 1);
     bool make_tx_room(Pair& q, std::size_t wanted);
-    static void queue_tx(Virtqueue::Adder& ring, net::Packet* slots, const net::PacketLayout& layout, net::Packet&& p) noexcept;
+    static std::uint16_t tx_free(const Pair& q) noexcept;
+    static std::size_t tx_slot(const net::Slots& slots, std::size_t next_entry) noexcept;
+    static void queue_tx(Virtqueue::Adder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept;
     void notify(unsigned vq) noexcept;
     Result<void> control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data);
 
