@@ -364,7 +364,6 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
     if (!out.prepare_for(q.rx_pool.get()))
         return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
     const std::size_t capacity = q.rx_pool->capacity_per_buffer(), ring_size = q.rxq->size();
-    const std::uint32_t buffer_len = q.rx_len;
     const unsigned before = out.size();
     std::uint64_t bytes = 0, errors = 0;
     std::optional<std::uint32_t> bad_id;
@@ -391,7 +390,7 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
                 bytes += len - kNetHdr;
                 return net::Burst::Harvested{id, static_cast<int>(len - kNetHdr)};
             },
-            [&](std::size_t slot, std::uint64_t iova) { ring.add(slot, iova - kNetHdr, buffer_len, Virtqueue::kDescWrite); });
+            [&](std::size_t slot, std::uint64_t iova) { ring.readd(slot, iova - kNetHdr); });  // length and flags from fill_rx
     }
     const unsigned n = out.size() - before;
     if (errors) [[unlikely]]

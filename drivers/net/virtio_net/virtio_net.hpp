@@ -142,25 +142,36 @@ inline void Virtqueue::set_interrupts(bool on) noexcept {
 
 // The per-batch views below hold the queue's indices in locals while a loop runs: the loop's stores into
 // the rings and the packets' tables could alias the queue's fields as far as the compiler knows, and it
-// would reload them for every packet. Each writes them back when it goes; one at a time per queue.
+// would reload them for every packet. They keep them as std::size_t, a type none of those stores has
+// (the available ring's and a burst's lengths are 16-bit, as the queue's indices are). Each writes them
+// back when it goes; one at a time per queue.
 
 /// A loop adding one-buffer chains (then publish()): descriptor `slot` describes the buffer and goes
 /// in the available ring's next entry.
 class Virtqueue::Adder {
 public:
     explicit Adder(Virtqueue& q) noexcept
-        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), idx_(q.avail_idx_) {}
+        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), mask_(q.size_ - 1u), idx_(q.avail_idx_) {}
     Adder(const Adder&) = delete;
     Adder& operator=(const Adder&) = delete;
-    ~Adder() { q_.avail_idx_ = idx_; }
+    ~Adder() { q_.avail_idx_ = static_cast<std::uint16_t>(idx_); }
     /// The available ring's next entry: the slot a transmit queue fills next (its entry i names
     /// descriptor i, so the table is written front to back as the rings are).
     std::size_t next_entry() const noexcept { return idx_; }
     void add(std::size_t slot, std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
-        const auto id = static_cast<std::uint16_t>(slot & mask_);
+        const std::size_t id = slot & mask_;
         // SAFETY: masked into the table's and the ring's size_ entries (a power of two, checked at set-up).
         desc_[id] = Desc{addr, len, flags, 0};
-        avail_[idx_ & mask_] = id;
+        avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
+        ++idx_;
+    }
+    /// The same for a descriptor that keeps its length and flags (a receive buffer refilled in place):
+    /// only its address is written. What else the device may write there changes only what it reads.
+    void readd(std::size_t slot, std::uint64_t addr) noexcept {
+        const std::size_t id = slot & mask_;
+        // SAFETY: as in add().
+        desc_[id].addr = addr;
+        avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
         ++idx_;
     }
 
@@ -168,23 +179,23 @@ private:
     Virtqueue& q_;
     Desc* desc_;
     std::uint16_t* avail_;
-    std::uint16_t mask_, idx_;
+    std::size_t mask_, idx_;  // idx_ wraps at 65536 when written back
 };
 
 /// A loop over the elements the device returned: one read of its index for the whole batch.
 class Virtqueue::Reader {
 public:
     explicit Reader(Virtqueue& q) noexcept
-        : q_(q), used_(q.used_ring_.data()), mask_(static_cast<std::uint16_t>(q.size_ - 1)), last_(q.last_used_) {
-        const auto n = static_cast<std::uint16_t>(dma::read_once(q.used_->idx) - last_);
+        : q_(q), used_(q.used_ring_.data()), mask_(q.size_ - 1u), last_(q.last_used_) {
+        const auto n = static_cast<std::uint16_t>(dma::read_once(q.used_->idx) - q.last_used_);
         dma_rmb();                        // the elements after the index that says they are there
         pending_ = std::min(n, q.size_);  // an index further ahead is the device's error: the ring holds no more
     }
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
-    ~Reader() { q_.last_used_ = last_; }
+    ~Reader() { q_.last_used_ = static_cast<std::uint16_t>(last_); }
     /// Elements returned and not yet taken.
-    std::uint16_t pending() const noexcept { return pending_; }
+    std::uint16_t pending() const noexcept { return static_cast<std::uint16_t>(pending_); }
     /// The next one (needs pending() > 0), unchecked: see check_used.
     vring::UsedElem next() noexcept {
         // SAFETY: masked into the ring's size_ entries.
@@ -200,14 +211,14 @@ public:
     }
     /// Passes the next n elements (n <= pending()).
     void skip(std::uint16_t n) noexcept {
-        last_ = static_cast<std::uint16_t>(last_ + n);
-        pending_ = static_cast<std::uint16_t>(pending_ - n);
+        last_ += n;
+        pending_ -= n;
     }
 
 private:
     Virtqueue& q_;
     const vring::UsedElem* used_;
-    std::uint16_t mask_, last_, pending_;
+    std::size_t mask_, last_, pending_;  // last_ wraps at 65536 when written back
 };
 
 inline std::optional<vring::UsedElem> Virtqueue::next_used() noexcept {
