@@ -3,7 +3,8 @@
 # driver (configfs), the same controller in turns, and, for reference, fio on the kernel's nvme driver
 # directly. Prints "RESULT device pattern qd engine iops mean_us" lines. fio runs on CPU 0; nvmet-tcp's
 # work items run where the data arrives; udrvd runs as configured by default (its workers left to the
-# scheduler), told to poll on CPU 1, and told to poll its sockets on CPU 1 but wait for the device by
+# scheduler, polling their sockets for 1 ms after each PDU, waiting for the device by interrupt), told
+# to poll sockets and device on CPU 1, and told to poll its sockets on CPU 1 but wait for the device by
 # interrupt.
 . /udrv/guest-lib.sh
 T=${UDRV_BENCH_SECONDS:-5}
@@ -56,7 +57,7 @@ kernel_round() {
 # udrvd as configured by default; polling: its target's worker on CPU 1 (fio and the initiator's
 # queue are on CPU 0), polling its sockets for 1 ms after each PDU and the device while it works; and
 # the same but waiting for the device by interrupt (device_interrupts), the vector directed to CPU 1.
-printf '[nvmf]\ncpus = [1]\npoll_us = 1000\n' > /tmp/udrvd-poll.toml
+printf '[nvmf]\ncpus = [1]\npoll_us = 1000\ndevice_interrupts = false\n' > /tmp/udrvd-poll.toml
 printf '[nvmf]\ncpus = [1]\npoll_us = 1000\ndevice_interrupts = true\n' > /tmp/udrvd-irq.toml
 udrvd_pid=
 restart_udrvd() {  # restart_udrvd [ARGS]: the running udrvd stopped, one with these arguments started

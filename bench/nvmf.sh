@@ -34,11 +34,12 @@ median() {  # median DEVICE QD ENGINE -> "iops mean_us" of the median round by I
   echo
   echo "Built from: $(build_commit "$build")"
   echo
-  echo "udrvd runs three times: as configured by default (workers placed by the scheduler, sleeping when the"
-  echo "device holds nothing); polling (\`[nvmf] cpus = [1]\`, \`poll_us = 1000\`: its worker on vCPU 1, away from"
+  echo "udrvd runs three times: as configured by default (two workers placed by the scheduler, each polling its"
+  echo "sockets for 1 ms after each PDU and sleeping otherwise, waiting for the device by interrupt); polling"
+  echo "(\`[nvmf] cpus = [1]\`, \`poll_us = 1000\`, \`device_interrupts = false\`: its worker on vCPU 1, away from"
   echo "fio and the initiator, polling its sockets for 1 ms after each PDU and the device while it works); and"
-  echo "the same with \`device_interrupts = true\` (the worker sleeps while the device works, and its queue's"
-  echo "interrupt is directed to vCPU 1)."
+  echo "the same with \`device_interrupts = true\` (the worker sleeps while the device works and the sockets are"
+  echo "quiet, and its queue's interrupt is directed to vCPU 1)."
   echo
   echo "| device | QD | kernel nvme, local | kernel nvmet-tcp | udrvd NVMe/TCP | udrvd, polling on CPU 1 | udrvd, polling sockets, device interrupts | default / nvmet-tcp (IOPS; latency) | polling / nvmet-tcp | device interrupts / nvmet-tcp |"
   echo "|---|---|---|---|---|---|---|---|---|---|"

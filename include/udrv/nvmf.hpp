@@ -58,6 +58,10 @@ Result<void> check_nqn(std::string_view nqn);
 
 inline constexpr unsigned kMaxWorkers = 64;       ///< TargetOptions::threads, and CPUs in TargetOptions::cpus
 inline constexpr unsigned kMaxPollUs = 1000000;  ///< TargetOptions::poll_us
+/// The defaults of TargetOptions::poll_us and device_interrupts (also udrvd's [nvmf]): awake while
+/// commands keep coming, asleep while the device works and when the connections are quiet.
+inline constexpr unsigned kDefaultPollUs = 1000;
+inline constexpr bool kDefaultDeviceInterrupts = true;
 
 struct TargetOptions {
     unsigned threads = 2;                   ///< workers; connections are spread over them
@@ -66,16 +70,20 @@ struct TargetOptions {
     /// round-robin. Empty: `threads` workers that the scheduler places.
     std::vector<int> cpus;
     /// A worker whose connections have been quiet for this long sleeps (epoll) until the next PDU;
-    /// until then it keeps polling its sockets, as SPDK's reactors do, so a command that arrives finds
-    /// it awake. 0: it sleeps as soon as the device holds nothing. Polling burns its CPU: give the
-    /// target CPUs of its own (`cpus`), away from the applications and the initiator (bench/README.md).
-    unsigned poll_us = 0;
-    /// Wait for the devices by interrupt: a worker whose commands are all at the device sleeps (epoll,
-    /// with each queue's completion_fd) instead of polling the completion queues, and leaves its CPU to
-    /// others meanwhile (in a VM: to the emulation of that device). Costs an interrupt and a wake-up per
-    /// wait. A worker pinned to a CPU (`cpus`) directs its queues' interrupts there (needs root; else
-    /// they stay where they are, and the log says why). Devices without interrupts are polled as before.
-    bool device_interrupts = false;
+    /// until then it keeps polling its sockets (and its devices), as SPDK's reactors do, so a command
+    /// that arrives finds it awake: a wake-up per command is what cost most at QD1 (bench/README.md,
+    /// NVMe/TCP). 0: it sleeps as soon as the device holds nothing. Polling burns the CPU while commands
+    /// keep coming: give the target CPUs of its own (`cpus`), away from the applications and the
+    /// initiator. An idle target costs nothing either way.
+    unsigned poll_us = kDefaultPollUs;
+    /// Wait for the devices by interrupt: a worker whose commands are all at the device, and whose
+    /// connections are quiet (poll_us), sleeps (epoll, with each queue's completion_fd) instead of
+    /// polling the completion queues, and leaves its CPU to others meanwhile (in a VM: to the emulation
+    /// of that device). Costs an interrupt and a wake-up per wait. A worker pinned to a CPU (`cpus`)
+    /// directs its queues' interrupts there (needs root; else they stay where they are, and the log
+    /// says why). Devices without interrupts are polled. false: workers poll the devices while they
+    /// hold commands.
+    bool device_interrupts = kDefaultDeviceInterrupts;
     unsigned queue_entries = 128;           ///< MQES + 1: commands a queue may have outstanding
     std::uint32_t max_transfer = 128 << 10; ///< MDTS: bytes per command
     std::uint32_t in_capsule = 8192;        ///< write data carried in a command capsule (beyond: R2T)

@@ -17,6 +17,11 @@ using toml::Value;
 
 constexpr std::size_t kMaxConfigBytes = 1u << 20;
 
+// Saved configurations name only what differs from the defaults.
+bool nvmf_defaults(const DaemonConfig& c) {
+    return c.nvmf_poll_us == nvmf::kDefaultPollUs && c.nvmf_device_interrupts == nvmf::kDefaultDeviceInterrupts;
+}
+
 Result<std::vector<std::string>> module_params(const Value& m, std::string_view source) {
     std::vector<std::string> out;
     const Value* p = m.get("params");
@@ -148,7 +153,7 @@ Result<DaemonConfig> from_document(const Value& root, std::string_view source) {
             if (c.nvmf_cpus.size() > nvmf::kMaxWorkers) return fail(EINVAL, "{}: cpus in [nvmf]: at most {}", toml::where(source, *v), nvmf::kMaxWorkers);
         }
         c.nvmf_poll_us = UDRV_TRY(bounded(*n, "poll_us", c.nvmf_poll_us, 0, nvmf::kMaxPollUs, source));
-        c.nvmf_device_interrupts = UDRV_TRY(toml::get_bool_or(*n, "device_interrupts", false, source, "[nvmf]"));
+        c.nvmf_device_interrupts = UDRV_TRY(toml::get_bool_or(*n, "device_interrupts", c.nvmf_device_interrupts, source, "[nvmf]"));
     }
     UDRV_TRY(toml::each_table(root, "nvmf_subsystem", source, [&](const Value& x) -> Result<void> {
         constexpr const char* w = "[[nvmf_subsystem]]";
@@ -254,12 +259,13 @@ std::string config_to_toml(const DaemonConfig& c) {
         for (std::size_t i = 0; i < v.size(); ++i) o += (i ? ", " : "") + toml_string(v[i]);
         return o + "]";
     };
-    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || c.nvmf_poll_us || c.nvmf_device_interrupts) {
+    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || !nvmf_defaults(c)) {
         out += "\n[nvmf]\n";
         if (!c.nvmf_discovery.empty()) out += fmt::format("discovery = {}\n", list(c.nvmf_discovery));
         if (!c.nvmf_cpus.empty()) out += fmt::format("cpus = [{}]\n", fmt::join(c.nvmf_cpus, ", "));
-        if (c.nvmf_poll_us) out += fmt::format("poll_us = {}\n", c.nvmf_poll_us);
-        if (c.nvmf_device_interrupts) out += "device_interrupts = true\n";
+        if (c.nvmf_poll_us != nvmf::kDefaultPollUs) out += fmt::format("poll_us = {}\n", c.nvmf_poll_us);
+        if (c.nvmf_device_interrupts != nvmf::kDefaultDeviceInterrupts)
+            out += fmt::format("device_interrupts = {}\n", c.nvmf_device_interrupts);
     }
     for (const auto& x : c.nvmf_subsystems) {
         out += fmt::format("\n[[nvmf_subsystem]]\nnqn = {}\nserial = {}\nmodel = {}\n", toml_string(x.nqn), toml_string(x.serial), toml_string(x.model));
@@ -300,12 +306,12 @@ nlohmann::ordered_json config_to_json(const DaemonConfig& c) {
     }
     j["export"] = nlohmann::ordered_json::array();
     for (const auto& x : c.exports) j["export"].push_back({{"type", x.type}, {"device", x.device}, {"queues", x.queues}, {"depth", x.depth}});
-    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || c.nvmf_poll_us || c.nvmf_device_interrupts) {
+    if (!c.nvmf_discovery.empty() || !c.nvmf_cpus.empty() || !nvmf_defaults(c)) {
         j["nvmf"] = nlohmann::ordered_json::object();
         if (!c.nvmf_discovery.empty()) j["nvmf"]["discovery"] = c.nvmf_discovery;
         if (!c.nvmf_cpus.empty()) j["nvmf"]["cpus"] = c.nvmf_cpus;
-        if (c.nvmf_poll_us) j["nvmf"]["poll_us"] = c.nvmf_poll_us;
-        if (c.nvmf_device_interrupts) j["nvmf"]["device_interrupts"] = true;
+        if (c.nvmf_poll_us != nvmf::kDefaultPollUs) j["nvmf"]["poll_us"] = c.nvmf_poll_us;
+        if (c.nvmf_device_interrupts != nvmf::kDefaultDeviceInterrupts) j["nvmf"]["device_interrupts"] = c.nvmf_device_interrupts;
     }
     j["nvmf_subsystem"] = nlohmann::ordered_json::array();
     for (const auto& x : c.nvmf_subsystems) j["nvmf_subsystem"].push_back(nlohmann::ordered_json::parse(nvmf_subsystem_json(x).dump()));

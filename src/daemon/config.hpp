@@ -46,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "udrv/nvmf.hpp"
 #include "udrv/result.hpp"
 
 namespace udrv::daemon {
@@ -97,8 +98,8 @@ struct DaemonConfig {
     std::vector<NvmfSubsystemConfig> nvmf_subsystems;
     std::vector<std::string> nvmf_discovery;
     std::vector<int> nvmf_cpus;  ///< [nvmf] cpus: the target's workers, one pinned to each (nvmf::TargetOptions)
-    unsigned nvmf_poll_us = 0;   ///< [nvmf] poll_us: how long a worker polls its quiet sockets before it sleeps
-    bool nvmf_device_interrupts = false;  ///< [nvmf] device_interrupts: workers sleep while the devices work
+    unsigned nvmf_poll_us = nvmf::kDefaultPollUs;  ///< [nvmf] poll_us: how long a worker polls its quiet sockets before it sleeps
+    bool nvmf_device_interrupts = nvmf::kDefaultDeviceInterrupts;  ///< [nvmf] device_interrupts: workers sleep while the devices work
 };
 
 /// A subsystem as JSON ({"nqn", "serial", "model", "hosts", "namespaces": [{"nsid", "device"}], "listen"}):

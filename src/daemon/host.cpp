@@ -239,8 +239,8 @@ private:
             nvmf::TargetOptions o;
             const json t = p.value("target", json::object());
             o.cpus = t.value("cpus", std::vector<int>{});
-            o.poll_us = t.value("poll_us", 0u);
-            o.device_interrupts = t.value("device_interrupts", false);
+            o.poll_us = t.value("poll_us", o.poll_us);  // absent: TargetOptions' defaults
+            o.device_interrupts = t.value("device_interrupts", o.device_interrupts);
             nvmf_ = UDRV_TRY(nvmf::Target::create(o));
         }
         UDRV_TRY(nvmf_->set_subsystem(std::move(spec)));

@@ -106,6 +106,27 @@ TEST(DaemonConfig, SavedAndReadBackInEitherLanguageIsTheSame) {
     std::filesystem::remove_all(dir);
 }
 
+// [nvmf] left out means the target's defaults (nvmf::TargetOptions); a saved configuration names only
+// what differs from them, so turning polling or device interrupts off survives a save.
+TEST(DaemonConfig, NvmfDefaultsAreTheTargetsAndWhatDiffersIsSaved) {
+    auto d = parse_config("", "empty");
+    ASSERT_TRUE(d) << d.error().message();
+    const udrv::nvmf::TargetOptions target;
+    EXPECT_EQ(d->nvmf_poll_us, target.poll_us);
+    EXPECT_EQ(d->nvmf_device_interrupts, target.device_interrupts);
+    EXPECT_EQ(config_to_toml(*d).find("[nvmf]"), std::string::npos);
+    auto off = parse_config("[nvmf]\npoll_us = 0\ndevice_interrupts = false\n", "off");
+    ASSERT_TRUE(off) << off.error().message();
+    EXPECT_EQ(off->nvmf_poll_us, 0u);
+    EXPECT_FALSE(off->nvmf_device_interrupts);
+    for (const std::string& text : {config_to_toml(*off), config_to_json(*off).dump(2)}) {
+        auto back = parse_config(text, "saved");
+        ASSERT_TRUE(back) << back.error().message() << "\n" << text;
+        EXPECT_EQ(back->nvmf_poll_us, 0u) << text;
+        EXPECT_FALSE(back->nvmf_device_interrupts) << text;
+    }
+}
+
 TEST(DaemonConfig, EveryMistakeNamesItsLine) {
     auto err = [](std::string_view text) {
         auto c = parse_config(text, "f");

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -479,6 +480,7 @@ TEST(NvmfTargetOptions, DeviceInterruptsLetTheWorkerSleepWhileTheDeviceWorks) {
         TargetOptions o;
         o.threads = 1;
         o.device_interrupts = interrupts;
+        o.poll_us = 0;  // within a poll window after each PDU the worker is awake and polls both anyway
         auto target = Target::create(o);
         EXPECT_TRUE(target) << target.error().message();
         if (!target) return -1;
@@ -503,6 +505,41 @@ TEST(NvmfTargetOptions, DeviceInterruptsLetTheWorkerSleepWhileTheDeviceWorks) {
     const double sleeping = polls_per_command(true), spinning = polls_per_command(false);
     EXPECT_LE(sleeping, 5) << "a worker told to wait for device interrupts polled the queue " << sleeping << " times per 2 ms command";
     EXPECT_GT(spinning, 5 * sleeping) << "polled: " << spinning << " polls per command; with interrupts: " << sleeping;
+}
+
+// The defaults: a worker stays awake (polling) while commands keep coming, and an idle target, its
+// connections open, costs no CPU once the poll window has passed.
+TEST(NvmfTargetOptions, ByDefaultAQuietTargetSleeps) {
+    const TargetOptions o;
+    EXPECT_EQ(o.poll_us, kDefaultPollUs);
+    EXPECT_TRUE(o.device_interrupts);
+    auto target = Target::create(o);
+    ASSERT_TRUE(target) << target.error().message();
+    ASSERT_TRUE((*target)->set_subsystem(one_namespace(std::make_shared<udrv::testing::MemDevice>())));
+    const std::uint16_t port = listen_on_free_port(**target, static_cast<unsigned>(::getpid()) + 4);
+    ASSERT_NE(port, 0);
+    Host a(port), io(port);
+    ASSERT_TRUE(connect_admin_and_io(a, io));
+    auto data = pattern(4096, 9);
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(io.io(0x01, 8, 8, data).sf(), 0);
+        EXPECT_EQ(io.io(0x02, 8, 8, {}, 4096).data, data);
+    }
+    auto cpu_time = [] {
+        rusage u{};
+        ::getrusage(RUSAGE_SELF, &u);
+        return std::chrono::seconds(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+               std::chrono::microseconds(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+    };
+    std::this_thread::sleep_for(std::chrono::microseconds(kDefaultPollUs) + std::chrono::milliseconds(20));  // the window ends
+    const auto before = cpu_time();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const auto spent = cpu_time() - before;
+    EXPECT_LT(spent, std::chrono::milliseconds(50)) << "an idle target with two open connections used "
+                                                    << std::chrono::duration_cast<std::chrono::milliseconds>(spent).count()
+                                                    << " ms of CPU in 500 ms";
+    // And it answers the next command after sleeping.
+    EXPECT_EQ(io.io(0x02, 8, 8, {}, 4096).data, data);
 }
 
 // More writes in flight than the worker has device buffers (64), each waiting for its data: the
