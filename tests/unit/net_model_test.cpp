@@ -556,6 +556,10 @@ TEST_F(NetOnModel, VirtioCatchesWhatTheDeviceGetsWrong) {
     ASSERT_TRUE(model->inject(frame));
     EXPECT_EQ(*v->rx_batch(0, rx), 0u);
     EXPECT_EQ(v->stats()->rx_errors, 1u);
+    model->corrupt_next_rx_len(5);  // shorter than the net header
+    ASSERT_TRUE(model->inject(frame));
+    EXPECT_EQ(*v->rx_batch(0, rx), 0u);
+    EXPECT_EQ(v->stats()->rx_errors, 2u);
     model->corrupt_next_rx_id(9999);   // a descriptor that is not in flight
     ASSERT_TRUE(model->inject(frame));
     auto r = v->rx_batch(0, rx);
@@ -569,13 +573,30 @@ TEST_F(NetOnModel, VirtioCatchesWhatTheDeviceGetsWrong) {
     ASSERT_TRUE(model->inject(frame));
     EXPECT_EQ(*v->rx_burst(0, b), 1u);  // the good one
     EXPECT_EQ(b.length(0), 60u);
-    EXPECT_EQ(v->stats()->rx_errors, 3u);
+    EXPECT_EQ(v->stats()->rx_errors, 4u);
     model->corrupt_next_rx_id(7777);
     ASSERT_TRUE(model->inject(frame));
     auto rb = v->rx_burst(0, b);
     ASSERT_FALSE(rb);
     EXPECT_EQ(rb.error().code(), EPROTO);
     EXPECT_EQ(b.size(), 1u);  // what it held stays
+}
+
+// A used element's length: at least the net header, at most the buffer; its id: below the ring's size.
+TEST(VirtioUsedCheck, LengthsFromTheHeaderToTheBuffersEnd) {
+    using udrv::virtio_net::check_used;
+    using udrv::virtio_net::UsedCheck;
+    auto any = [](std::uint32_t) { return true; };
+    constexpr std::uint32_t kCapacity = 2036;
+    EXPECT_EQ(check_used(0, 0, 8, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, 11, 8, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, 12, 8, any, 12, kCapacity), UsedCheck::ok);  // a header and no frame: an empty one
+    EXPECT_EQ(check_used(7, 12 + kCapacity, 8, any, 12, kCapacity), UsedCheck::ok);
+    EXPECT_EQ(check_used(0, 12 + kCapacity + 1, 8, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, UINT32_MAX, 8, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(8, 60, 8, any, 12, kCapacity), UsedCheck::bad_id);
+    EXPECT_EQ(check_used(UINT32_MAX, 60, 8, any, 12, kCapacity), UsedCheck::bad_id);
+    EXPECT_EQ(check_used(3, 60, 8, [](std::uint32_t id) { return id != 3; }, 12, kCapacity), UsedCheck::bad_id);
 }
 
 TEST_F(NetOnModel, VirtioMultiqueue) {

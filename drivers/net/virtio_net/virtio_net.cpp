@@ -321,6 +321,7 @@ Result<void> VirtioNet::start_pair(unsigned i) {
     p.rx_len = static_cast<std::uint32_t>(kNetHdr + p.rx_pool->capacity_per_buffer());
     p.rx_slots = std::make_unique<net::Slots>(p.rxq->size());  // sizes are powers of two (checked at set-up)
     p.tx_slots = std::make_unique<net::Slots>(p.txq->size());
+    p.txq->prepare_descs(0);  // a frame per descriptor, the device reads it (queue_tx)
     return fill_rx(i);
 }
 
@@ -363,7 +364,8 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
     Pair& q = *UDRV_TRY(pair(queue));
     if (!out.prepare_for(q.rx_pool.get()))
         return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
-    const std::size_t capacity = q.rx_pool->capacity_per_buffer(), ring_size = q.rxq->size();
+    const auto capacity = static_cast<std::uint32_t>(q.rx_pool->capacity_per_buffer());  // a buffer's size
+    const std::size_t ring_size = q.rxq->size();
     const unsigned before = out.size();
     std::uint64_t bytes = 0, errors = 0;
     std::optional<std::uint32_t> bad_id;
@@ -456,7 +458,7 @@ inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_
 // goes in the headroom, right before the frame (no offloads: all zero).
 inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
     std::memset(frame - kNetHdr, 0, kNetHdr);
-    ring.add(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len), 0);
+    ring.add_prepared(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len));
 }
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {

@@ -18,13 +18,14 @@ namespace udrv::virtio_net {
 
 /// What a used-ring element says, checked before it is believed: the descriptor id must be one this
 /// driver has in flight (`in_flight(id)` is asked only for id < ring size), and a receive buffer's
-/// length must hold the net header and fit the buffer.
+/// length must hold the `header` and at most `capacity` bytes after it (a buffer's size: far below
+/// 2^32, so a length short of the header, which wraps in the subtraction, is beyond it too).
 enum class UsedCheck { ok, bad_id, bad_length };
 template <typename InFlight>
-constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t ring_size, InFlight&& in_flight, std::size_t header = 0,
-                               std::size_t capacity = SIZE_MAX) noexcept {
+constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t ring_size, InFlight&& in_flight, std::size_t header,
+                               std::uint32_t capacity) noexcept {
     if (id >= ring_size || !in_flight(id)) return UsedCheck::bad_id;
-    if (len < header || len - header > capacity) return UsedCheck::bad_length;
+    if (std::size_t{len} - header > capacity) return UsedCheck::bad_length;  // one comparison for both ends
     return UsedCheck::ok;
 }
 
@@ -75,6 +76,11 @@ public:
     /// reply); returns the head id. Needs two free descriptors; free_request() gives both back.
     std::uint16_t add_request(std::uint64_t out, std::uint32_t out_len, std::uint64_t in, std::uint32_t in_len) noexcept;
     void free_request(std::uint16_t head) noexcept;
+    /// Writes every descriptor as one buffer with these flags and no address yet, for a queue whose
+    /// buffers then go in with Adder::add_prepared (before any is added).
+    void prepare_descs(std::uint16_t flags) noexcept {
+        for (Desc& d : desc_.span()) d = Desc{0, 0, flags, 0};
+    }
     /// Makes everything added visible to the device; true if the device wants a notification.
     bool publish() noexcept;
     /// Next used element, if the device returned one (unchecked: see check_used).
@@ -165,8 +171,18 @@ public:
         avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
         ++idx_;
     }
+    /// The same for a descriptor whose flags prepare_descs() wrote (a transmit buffer): its address
+    /// and length. What else the device may write there changes only what it reads.
+    void add_prepared(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
+        const std::size_t id = slot & mask_;
+        // SAFETY: as in add().
+        desc_[id].addr = addr;
+        desc_[id].len = len;
+        avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
+        ++idx_;
+    }
     /// The same for a descriptor that keeps its length and flags (a receive buffer refilled in place):
-    /// only its address is written. What else the device may write there changes only what it reads.
+    /// only its address is written.
     void readd(std::size_t slot, std::uint64_t addr) noexcept {
         const std::size_t id = slot & mask_;
         // SAFETY: as in add().
