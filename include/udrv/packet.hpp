@@ -95,14 +95,13 @@ private:
 /// (a burst's): PacketPool::frame_iova() and buffer() without going through the pool for each packet.
 /// Valid for packets of the pool it came from only.
 struct PacketLayout {
-    std::byte* base;
-    std::uint64_t iova;
-    std::size_t stride;
-    std::uint32_t headroom;
+    std::byte* first_frame;           // buffer 0's frame: the pool's base past the headroom
+    std::uint64_t first_frame_iova;   // and its bus address (one addition per packet, not two)
+    std::size_t stride;               // the buffer size
     std::uint64_t frame_iova(const Packet& p) const noexcept { return frame_iova(p.index_); }
-    std::uint64_t frame_iova(std::uint32_t index) const noexcept { return iova + index * stride + headroom; }
+    std::uint64_t frame_iova(std::uint32_t index) const noexcept { return first_frame_iova + index * stride; }
     std::byte* frame(const Packet& p) const noexcept { return frame(p.index_); }
-    std::byte* frame(std::uint32_t index) const noexcept { return base + index * stride + headroom; }
+    std::byte* frame(std::uint32_t index) const noexcept { return first_frame + index * stride; }
 };
 
 /// Fixed-size packet buffers in DMA memory. Each buffer has `headroom` bytes before the frame for the
@@ -183,7 +182,7 @@ public:
     /// Bus address of the frame's first byte (data()); the headroom lies before it.
     static std::uint64_t frame_iova(const Packet& p) noexcept { return p.pool_->pool_.buffer(p.index_).iova + p.pool_->headroom_; }
     static std::uint32_t headroom_of(const Packet& p) noexcept { return p.pool_->headroom_; }
-    PacketLayout layout() const noexcept { return {pool_.base(), pool_.iova(), pool_.buffer_size(), headroom_}; }
+    PacketLayout layout() const noexcept { return {pool_.base() + headroom_, pool_.iova() + headroom_, pool_.buffer_size()}; }
 
     /// For a transmit queue whose own pool this is: checks that the device can DMA from `p`'s buffer
     /// (this pool, or one in the same IOMMU space below this pool's DMA limit with at least

@@ -365,21 +365,21 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
     if (!out.prepare_for(q.rx_pool.get()))
         return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
     const auto capacity = static_cast<std::uint32_t>(q.rx_pool->capacity_per_buffer());  // a buffer's size
-    const std::size_t ring_size = q.rxq->size();
     const unsigned before = out.size();
     std::uint64_t bytes = 0, errors = 0;
     std::optional<std::uint32_t> bad_id;
     {  // the reader and the adder write the ring state back before publish()
+        // The adder first: the queue's size is then read once for both, before the reader's barrier.
+        Virtqueue::Adder ring(*q.rxq);
         Virtqueue::Reader used(*q.rxq);
         if (!used.pending()) return 0;  // nothing came (the common case for a poll)
-        Virtqueue::Adder ring(*q.rxq);
         out.harvest_each(
             *q.rx_slots, std::min<unsigned>(used.pending(), max),
             [&](std::size_t) {
                 const auto [id, len] = used.next();
                 // The device's word: an id beyond the ring, or a length beyond the buffer, is a device bug.
                 // Every id below the ring's size holds a buffer (each is refilled where it is taken).
-                const UsedCheck check = check_used(id, len, ring_size, [](std::uint32_t) { return true; }, kNetHdr, capacity);
+                const UsedCheck check = check_used(id, len, used.size(), [](std::uint32_t) { return true; }, kNetHdr, capacity);
                 if (check == UsedCheck::bad_id) [[unlikely]] {
                     if (!bad_id) bad_id = id;
                     ++errors;

@@ -212,6 +212,8 @@ public:
     ~Reader() { q_.last_used_ = static_cast<std::uint16_t>(last_); }
     /// Elements returned and not yet taken.
     std::uint16_t pending() const noexcept { return static_cast<std::uint16_t>(pending_); }
+    /// The ring's size (from the value the loop keeps anyway).
+    std::size_t size() const noexcept { return mask_ + 1; }
     /// The next one (needs pending() > 0), unchecked: see check_used.
     vring::UsedElem next() noexcept {
         // SAFETY: masked into the ring's size_ entries.
