@@ -137,6 +137,32 @@ Result<void> rxtx_burst(std::uint64_t n, unsigned batch) {
     return run(n);
 }
 
+// ---- forwarding: what comes in goes out again, as DPDK's io forwarding does; the application takes
+// and gives back no buffer, so a frame costs the driver's receive (with its replacement buffer) and
+// transmit (with its reclaim) only. The model loops each frame back; `batch` frames circulate. ----
+template <typename Model>
+Result<void> fwd_burst(std::uint64_t n, unsigned batch) {
+    auto model = std::make_shared<Model>();
+    UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
+    udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
+    std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    udrv::net::Burst b;
+    UDRV_TRY(pool->alloc_burst(b, batch, 64));
+    if (UDRV_TRY(dev.tx_burst(0, b)) != batch) return udrv::fail(EIO, "the first {} frames did not all go out", batch);
+    auto run = [&](std::uint64_t count) -> Result<void> {
+        std::uint64_t forwarded = 0;
+        while (forwarded < count) {
+            const unsigned got = UDRV_TRY(dev.rx_burst(0, b, batch));
+            const unsigned sent = UDRV_TRY(dev.tx_burst(0, b));
+            forwarded += sent;
+            if (!got && !sent) return udrv::fail(EIO, "no progress after {} of {} frames", forwarded, count);
+        }
+        return {};
+    };
+    UDRV_TRY(run(kWarmup));
+    return run(n);
+}
+
 // ---- a packet buffer taken from its pool and given back ----
 Result<void> alloc_free(std::uint64_t n) {
     auto model = std::make_shared<udrv::models::VirtioNetModel>();
@@ -170,6 +196,10 @@ const std::map<std::string, std::function<Result<void>(std::uint64_t)>>& operati
         {"virtio-burst-b32", [](std::uint64_t n) { return rxtx_burst<VirtioNetModel>(n, 32); }},
         {"e1000e-burst-b1", [](std::uint64_t n) { return rxtx_burst<E1000eModel>(n, 1); }},
         {"e1000e-burst-b32", [](std::uint64_t n) { return rxtx_burst<E1000eModel>(n, 32); }},
+        {"virtio-fwd-b1", [](std::uint64_t n) { return fwd_burst<VirtioNetModel>(n, 1); }},
+        {"virtio-fwd-b32", [](std::uint64_t n) { return fwd_burst<VirtioNetModel>(n, 32); }},
+        {"e1000e-fwd-b1", [](std::uint64_t n) { return fwd_burst<E1000eModel>(n, 1); }},
+        {"e1000e-fwd-b32", [](std::uint64_t n) { return fwd_burst<E1000eModel>(n, 32); }},
         {"packet-alloc-free", alloc_free},
     };
     return ops;

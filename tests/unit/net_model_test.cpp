@@ -1,6 +1,7 @@
 // The virtio-net and e1000e drivers against their device models: frames go out and come back through
 // the real rings, the rings wrap (virtqueue indices past 65535, e1000e's 256 descriptors many times
 // over), and what a device gets wrong (ids, lengths, error bits, a missing ACCESS_PLATFORM) is caught.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -535,6 +536,49 @@ TEST_F(NetOnModel, AReceivedBurstIsSentOnByReference) {
     for (unsigned i = 0; i < 20; ++i) EXPECT_EQ(back.data(i)[0], std::byte(i));
 }
 
+// Forwarding what comes in back out of the same port, as `udrv net respond` and a loop-back forwarder
+// do: the receive pool's buffers then sit in the receive ring, in the transmit ring (a driver may give
+// them back only when its ring runs short) and in the application's burst at once, and the receive
+// side must never be left without replacements while nothing is sent (the application transmits only
+// what it received: neither side would move again).
+TEST_F(NetOnModel, ForwardingOnOnePortNeverRunsOutOfBuffers) {
+    auto forward = [](udrv::net::Device& dev, unsigned batch, std::uint64_t frames) -> std::string {
+        udrv::net::Burst b;
+        auto pool = *dev.tx_pool(0);
+        if (auto made = pool->alloc_burst(b, batch, 64); !made || *made != batch) return "no frames to start with";
+        if (auto sent = dev.tx_burst(0, b); !sent || *sent != batch) return "the first frames did not go out";
+        std::uint64_t forwarded = 0;
+        for (unsigned idle = 0; forwarded < frames;) {
+            auto got = dev.rx_burst(0, b, batch);
+            if (!got) return got.error().message();
+            auto sent = dev.tx_burst(0, b);
+            if (!sent) return sent.error().message();
+            forwarded += *sent;
+            idle = *got || *sent ? 0 : idle + 1;
+            if (idle == 100) return fmt::format("stuck after {} frames: nothing received, nothing sent", forwarded);
+        }
+        return "";
+    };
+    auto* v = add<udrv::virtio_net::VirtioNet>(std::make_shared<VirtioNetModel>());
+    auto* e = add<udrv::e1000e::E1000e>(std::make_shared<E1000eModel>());
+    ASSERT_NE(v, nullptr);
+    ASSERT_NE(e, nullptr);
+    for (unsigned batch : {1u, 32u, 200u}) {
+        EXPECT_EQ(forward(*v, batch, 5000), "") << "virtio-net, batch " << batch;
+        EXPECT_EQ(forward(*e, batch, 5000), "") << "e1000e, batch " << batch;
+    }
+    // And while the application keeps a ring's worth of received frames aside: virtio-net's receive
+    // then gives back what its own transmit ring holds.
+    auto vm = std::make_shared<VirtioNetModel>("0000:00:0b.0");
+    auto* v2 = add<udrv::virtio_net::VirtioNet>(vm);
+    ASSERT_NE(v2, nullptr);
+    const std::vector<std::byte> frame(60);
+    for (int i = 0; i < 256; ++i) ASSERT_TRUE(vm->inject(frame));
+    udrv::net::Burst kept;
+    ASSERT_EQ(*v2->rx_burst(0, kept), 256u);
+    EXPECT_EQ(forward(*v2, 32, 5000), "") << "virtio-net, batch 32, 256 frames kept aside";
+}
+
 TEST_F(NetOnModel, VirtioWithoutAccessPlatformIsRefused) {
     VirtioNetModel::Options o;
     o.access_platform = false;
@@ -682,20 +726,22 @@ TEST_F(NetOnModel, E1000eFramesWaitInTheRingWhileThePoolIsShort) {
         for (unsigned i = 0; i < b.size(); ++i) out.push_back(std::to_integer<unsigned>(b.data(i)[0]) | std::to_integer<unsigned>(b.data(i)[1]) << 8);
         return out;
     };
-    // 512 receive buffers, 256 of them in the ring: the application can hold 256.
-    udrv::net::Burst first, second, third;
+    // 768 receive buffers, 256 of them in the ring: the application can hold 512.
+    udrv::net::Burst first, held, second, third;
     inject(0, 200);
     ASSERT_EQ(*e->rx_burst(0, first), 200u);
-    inject(200, 100);
-    ASSERT_EQ(*e->rx_burst(0, second), 56u);  // what the pool could replace
+    inject(200, 200);
+    ASSERT_EQ(*e->rx_burst(0, held), 200u);
+    inject(400, 150);
+    ASSERT_EQ(*e->rx_burst(0, second), 112u);  // what the pool could replace
     EXPECT_EQ(*e->rx_burst(0, third), 0u);
     first.clear();
-    ASSERT_EQ(*e->rx_burst(0, third), 44u);
-    std::vector<unsigned> want(56);
-    for (unsigned k = 0; k < 56; ++k) want[k] = 200 + k;
+    ASSERT_EQ(*e->rx_burst(0, third), 38u);
+    std::vector<unsigned> want(112);
+    for (unsigned k = 0; k < 112; ++k) want[k] = 400 + k;
     EXPECT_EQ(numbers(second), want);
-    want.resize(44);
-    for (unsigned k = 0; k < 44; ++k) want[k] = 256 + k;
+    want.resize(38);
+    for (unsigned k = 0; k < 38; ++k) want[k] = 512 + k;
     EXPECT_EQ(numbers(third), want);
     const auto st = *e->stats();
     EXPECT_EQ(st.rx_errors, 0u);

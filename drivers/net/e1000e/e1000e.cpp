@@ -71,7 +71,9 @@ Result<std::unique_ptr<E1000e>> E1000e::probe(Bound<pci::Device>& dev, const pci
     auto dma = UDRV_TRY(dev.dma());
     e->rx_ring_ = std::make_unique<dma::Coherent<RxDesc>>(UDRV_TRY(dma.coherent<RxDesc>(kRingSize)));
     e->tx_ring_ = std::make_unique<dma::Coherent<TxDesc>>(UDRV_TRY(dma.coherent<TxDesc>(kRingSize)));
-    e->rx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * kRingSize, kBufSize + 64, 64));
+    // Receive buffers can be in the receive ring, in a transmit ring (frames forwarded by reference) and
+    // in the application's bursts at once: a third ring's worth keeps the receive ring refilled then.
+    e->rx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 3u * kRingSize, kBufSize + 64, 64));
     e->tx_pool_ = UDRV_TRY(net::PacketPool::create(dma, 2u * kRingSize, kBufSize + 64, 64));
     for (std::uint16_t i = 0; i < kRingSize; ++i) UDRV_TRY(e->give_rx(i));
     regs.write32<RDBAL>(static_cast<std::uint32_t>(e->rx_ring_->iova()));

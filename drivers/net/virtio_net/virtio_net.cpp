@@ -316,7 +316,11 @@ std::unexpected<Error> VirtioNet::no_queue(unsigned queue) const {
 Result<void> VirtioNet::start_pair(unsigned i) {
     Pair& p = pairs_[i];
     if (p.rx_pool) return {};
-    p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.rxq->size()));
+    // Receive buffers can be in the receive ring, in a transmit ring (a frame forwarded by reference:
+    // a ring gives its buffers back only when it runs short, see make_tx_room) and in the application's
+    // bursts at once; the third ring's worth keeps replacements for the receive ring while the other
+    // two are full, so receiving, and with it the forwarding that gives buffers back, never stops.
+    p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 3u * p.rxq->size()));
     p.tx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.txq->size()));
     p.rx_len = static_cast<std::uint32_t>(kNetHdr + p.rx_pool->capacity_per_buffer());
     p.rx_slots = std::make_unique<net::Slots>(p.rxq->size());  // sizes are powers of two (checked at set-up)
@@ -342,7 +346,7 @@ Result<void> VirtioNet::fill_rx(unsigned i) {
     {
         Virtqueue::Adder ring(*q.rxq);
         for (std::size_t slot = 0; slot < q.rx_slots->size(); ++slot) {
-            q.rx_slots->put(slot, UDRV_TRY(q.rx_pool->alloc()));  // the pool holds two rings' worth
+            q.rx_slots->put(slot, UDRV_TRY(q.rx_pool->alloc()));  // the pool holds three rings' worth
             ring.add(slot, q.rx_slots->frame_iova(slot, layout) - kNetHdr, q.rx_len, Virtqueue::kDescWrite);
         }
     }
@@ -373,6 +377,11 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
         Virtqueue::Adder ring(*q.rxq);
         Virtqueue::Reader used(*q.rxq);
         if (!used.pending()) return 0;  // nothing came (the common case for a poll)
+        // Short of replacements: this pair's transmit ring may hold received frames sent back out, which
+        // only a transmit would give back otherwise (as Linux's virtio-net cleans transmit in its
+        // receive poll).
+        if (q.rx_pool->available() < std::min<unsigned>(used.pending(), max)) [[unlikely]]
+            reclaim_tx(q);
         out.harvest_each(
             *q.rx_slots, std::min<unsigned>(used.pending(), max),
             [&](std::size_t) {
