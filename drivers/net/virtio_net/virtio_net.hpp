@@ -172,7 +172,8 @@ public:
         ++idx_;
     }
     /// The same for a descriptor whose flags prepare_descs() wrote (a transmit buffer): its address
-    /// and length. What else the device may write there changes only what it reads.
+    /// and length. The device only reads the table; what else it may write there changes only what
+    /// it reads.
     void add_prepared(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
         const std::size_t id = slot & mask_;
         // SAFETY: as in add().
@@ -182,7 +183,7 @@ public:
         ++idx_;
     }
     /// The same for a descriptor that keeps its length and flags (a receive buffer refilled in place):
-    /// only its address is written.
+    /// only its address is written (what else the device may write there, as above, misleads only it).
     void readd(std::size_t slot, std::uint64_t addr) noexcept {
         const std::size_t id = slot & mask_;
         // SAFETY: as in add().
