@@ -71,10 +71,10 @@ struct TargetOptions {
     std::vector<int> cpus;
     /// A worker whose connections have been quiet for this long sleeps (epoll) until the next PDU;
     /// until then it keeps polling its sockets (and its devices), as SPDK's reactors do, so a command
-    /// that arrives finds it awake: a wake-up per command is what cost most at QD1 (bench/README.md,
-    /// NVMe/TCP). 0: it sleeps as soon as the device holds nothing. Polling burns the CPU while commands
-    /// keep coming: give the target CPUs of its own (`cpus`), away from the applications and the
-    /// initiator. An idle target costs nothing either way.
+    /// that arrives finds it awake, with no wake-up to pay (bench/README.md, NVMe/TCP). 0: it sleeps as
+    /// soon as the device holds nothing. Polling burns the CPU while commands keep coming: give the
+    /// target CPUs of its own (`cpus`), away from the applications and the initiator. An idle target
+    /// costs nothing either way.
     unsigned poll_us = kDefaultPollUs;
     /// Wait for the devices by interrupt: a worker whose commands are all at the device, and whose
     /// connections are quiet (poll_us), sleeps (epoll, with each queue's completion_fd) instead of
