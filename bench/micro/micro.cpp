@@ -83,13 +83,25 @@ Result<void> nvme(std::uint64_t n, std::uint32_t bytes, unsigned depth, bool wri
     return run(n);
 }
 
-// ---- networking: frames out through tx_batch, looped back by the model, taken by rx_batch ----
+// ---- networking: a NIC on its in-RAM model (the bus keeps the model), opened through the class API,
+// and its queue 0's transmit pool ----
+struct NicOnModel {
+    udrv::net::Handle dev;
+    std::shared_ptr<udrv::net::PacketPool> pool;
+};
 template <typename Model>
-Result<void> rxtx(std::uint64_t n, unsigned batch) {
+Result<NicOnModel> nic_on_model() {
     auto model = std::make_shared<Model>();
     UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
     udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
     std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    return NicOnModel{std::move(dev), std::move(pool)};
+}
+
+// ---- networking: frames out through tx_batch, looped back by the model, taken by rx_batch ----
+template <typename Model>
+Result<void> rxtx(std::uint64_t n, unsigned batch) {
+    auto [dev, pool] = UDRV_TRY(nic_on_model<Model>());
     std::vector<udrv::net::Packet> tx(batch), rx(batch);
     auto run = [&](std::uint64_t count) -> Result<void> {
         std::uint64_t sent = 0, received = 0;
@@ -114,10 +126,7 @@ Result<void> rxtx(std::uint64_t n, unsigned batch) {
 // ---- the same through bursts: no handle per packet, buffers taken and given back per burst ----
 template <typename Model>
 Result<void> rxtx_burst(std::uint64_t n, unsigned batch) {
-    auto model = std::make_shared<Model>();
-    UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
-    udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
-    std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    auto [dev, pool] = UDRV_TRY(nic_on_model<Model>());
     udrv::net::Burst tx, rx;
     auto run = [&](std::uint64_t count) -> Result<void> {
         std::uint64_t sent = 0, received = 0;
@@ -142,10 +151,7 @@ Result<void> rxtx_burst(std::uint64_t n, unsigned batch) {
 // transmit (with its reclaim) only. The model loops each frame back; `batch` frames circulate. ----
 template <typename Model>
 Result<void> fwd_burst(std::uint64_t n, unsigned batch) {
-    auto model = std::make_shared<Model>();
-    UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
-    udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
-    std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    auto [dev, pool] = UDRV_TRY(nic_on_model<Model>());
     udrv::net::Burst b;
     UDRV_TRY(pool->alloc_burst(b, batch, 64));
     if (UDRV_TRY(dev.tx_burst(0, b)) != batch) return udrv::fail(EIO, "the first {} frames did not all go out", batch);
@@ -165,10 +171,7 @@ Result<void> fwd_burst(std::uint64_t n, unsigned batch) {
 
 // ---- a packet buffer taken from its pool and given back ----
 Result<void> alloc_free(std::uint64_t n) {
-    auto model = std::make_shared<udrv::models::VirtioNetModel>();
-    UDRV_TRY(udrv::pci::bus().add_model(model->info(), model));
-    udrv::net::Handle dev = UDRV_TRY(udrv::net::open(model->address()));
-    std::shared_ptr<udrv::net::PacketPool> pool = UDRV_TRY(dev.tx_pool(0));
+    auto [dev, pool] = UDRV_TRY(nic_on_model<udrv::models::VirtioNetModel>());
     auto run = [&](std::uint64_t count) -> Result<void> {
         for (std::uint64_t i = 0; i < count; ++i) {
             auto p = pool->alloc();
