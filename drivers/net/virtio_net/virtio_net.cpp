@@ -380,10 +380,11 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
         // Short of replacements: this pair's transmit ring may hold received frames sent back out, which
         // only a transmit would give back otherwise (as Linux's virtio-net cleans transmit in its
         // receive poll).
-        if (q.rx_pool->available() < std::min<unsigned>(used.pending(), max)) [[unlikely]]
+        const unsigned want = std::min<unsigned>(used.pending(), max);
+        if (q.rx_pool->available() < want) [[unlikely]]
             reclaim_tx(q);
         out.harvest_each(
-            *q.rx_slots, std::min<unsigned>(used.pending(), max),
+            *q.rx_slots, want,
             [&](std::size_t) {
                 const auto [id, len] = used.next();
                 // The device's word: an id beyond the ring, or a length beyond the buffer, is a device bug.
