@@ -219,14 +219,14 @@ public:
         // Locals: the stores below could alias the fields as far as the compiler knows.
         std::uint32_t* const stack = free_.get();
         Use* const use = in_use_.get();
-        std::uint32_t left = free_count_;
-        const std::size_t n = std::min<std::size_t>(out.size(), left);
+        std::size_t left = free_count_;  // size_t, as in give_while
+        const std::size_t n = std::min(out.size(), left);
         for (std::size_t k = 0; k < n; ++k) {
             const std::uint32_t i = stack[--left];
             use[i] = Use::taken;
             out[k] = i;
         }
-        free_count_ = left;
+        free_count_ = static_cast<std::uint32_t>(left);
         return n;
     }
     /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
@@ -235,7 +235,7 @@ public:
         std::uint32_t* const stack = free_.get();
         Use* const use = in_use_.get();
         const std::uint32_t count = count_;
-        std::uint32_t top = free_count_;
+        std::size_t top = free_count_;  // size_t, as in give_while
         std::size_t bad = 0;
         for (std::uint32_t i : indices) {
             if (i >= count || use[i] != Use::taken) [[unlikely]] {
@@ -245,7 +245,7 @@ public:
             use[i] = Use::free;
             stack[top++] = i;  // room for every buffer
         }
-        free_count_ = top;
+        free_count_ = static_cast<std::uint32_t>(top);
         return bad;
     }
     /// Bulk, for a caller whose indices are spread out: for k = 0, 1, ... while k < n and `next(k, index)`
@@ -256,7 +256,7 @@ public:
         std::uint32_t* const stack = free_.get();
         Use* const use = in_use_.get();
         const std::uint32_t count = count_;
-        std::uint32_t top = free_count_;
+        std::size_t top = free_count_;  // size_t: an index register without a zero extension per buffer
         std::size_t k = 0;
         for (std::uint32_t i; k < n && next(k, i); ++k) {
             if (i >= count || use[i] != Use::taken) [[unlikely]]
@@ -264,7 +264,7 @@ public:
             use[i] = Use::free;
             stack[top++] = i;  // room for every buffer
         }
-        free_count_ = top;
+        free_count_ = static_cast<std::uint32_t>(top);
         return k;
     }
     /// EINVAL for an index out of range or already free (double free).
