@@ -428,7 +428,11 @@ public:
     std::size_t give_back_each(std::size_t n, SlotOf&& slot_of) noexcept;
     /// The same for slots first .. first + n - 1 (numbers wrap).
     void give_back(std::size_t first, std::size_t n) noexcept {
-        (void)give_back_each(n, [first, mask = mask_](std::size_t k) { return (first + k) & mask; });
+        first &= mask_;
+        if (first + n <= size()) [[likely]]  // no wrap: no mask per slot
+            (void)give_back_each(n, [first](std::size_t k) { return InRange{first + k}; });
+        else
+            (void)give_back_each(n, [first, mask = mask_](std::size_t k) { return (first + k) & mask; });
     }
     /// Gives every buffer back.
     void clear() noexcept {
@@ -445,10 +449,16 @@ private:
     Entry& at(std::size_t i) noexcept { return entries_[i & mask_]; }
     const Entry& at(std::size_t i) const noexcept { return entries_[i & mask_]; }
     // A driver's own count wraps; a number a device gave is checked first (decided at compile time).
+    // give_back()'s numbers when they do not wrap: below size() by construction.
+    struct InRange {
+        std::size_t number;
+    };
     static bool beyond(std::size_t, std::size_t) noexcept { return false; }
     static bool beyond(DeviceSlot s, std::size_t mask) noexcept { return s.number > mask; }
+    static bool beyond(InRange, std::size_t) noexcept { return false; }
     static std::size_t number(std::size_t i, std::size_t mask) noexcept { return i & mask; }
     static std::size_t number(DeviceSlot s, std::size_t mask) noexcept { return s.number & mask; }
+    static std::size_t number(InRange s, std::size_t) noexcept { return s.number; }
     std::unique_ptr<Entry[]> entries_;
     std::size_t mask_;
 };
