@@ -706,6 +706,20 @@ TEST_F(NetOnModel, E1000eDropsBadDescriptorsAndCountsThem) {
     EXPECT_EQ(e->stats()->rx_errors, 3u);
 }
 
+// What the receive loop believes of a written-back descriptor (status, errors, length; 2 KiB buffers).
+TEST(E1000eRxDescriptor, OnlyDoneWholeErrorFreeFramesWithinTheBufferPass) {
+    using udrv::e1000e::rx_descriptor_good;
+    EXPECT_TRUE(rx_descriptor_good(0x03, 0, 60, 2048));     // done, end of packet
+    EXPECT_TRUE(rx_descriptor_good(0x07, 0, 2048, 2048));   // other status bits (checksum ignored), a full buffer
+    EXPECT_FALSE(rx_descriptor_good(0x02, 0, 60, 2048));    // not done
+    EXPECT_FALSE(rx_descriptor_good(0x01, 0, 60, 2048));    // part of a frame split over descriptors
+    EXPECT_FALSE(rx_descriptor_good(0x03, 0x01, 60, 2048)); // CRC error
+    EXPECT_FALSE(rx_descriptor_good(0x03, 0x80, 60, 2048)); // receive data error
+    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 0, 2048));     // no frame
+    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 2049, 2048));  // past the buffer
+    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 0xffff, 2048));
+}
+
 // A frame leaves the e1000e ring only with a fresh buffer to put in its place: while the application
 // holds what the receive pool can spare, further frames wait in the ring, and arrive, in order, once it
 // gives buffers back. Nothing is dropped or counted as an error meanwhile.

@@ -15,7 +15,9 @@ namespace udrv::e1000e {
 /// Whether a receive descriptor the device wrote back holds a frame to pass on: done and end of packet
 /// (frames split over descriptors are never asked for), no error bits, a length within the buffer.
 constexpr bool rx_descriptor_good(std::uint8_t status, std::uint8_t errors, std::uint16_t length, std::uint32_t buffer) noexcept {
-    return (status & 0x1) && (status & 0x2) && errors == 0 && length > 0 && length <= buffer;
+    // Done and end of packet with no error bit: one test of the status and errors bytes together (they
+    // are adjacent in the descriptor: one load). A length of 0 wraps to the top and fails the second.
+    return ((status | errors << 8) & 0xff03) == 0x0003 && length - 1u < buffer;
 }
 
 class E1000e final : public net::Device {
@@ -42,11 +44,14 @@ public:
         std::uint8_t status, errors;
         std::uint16_t special;
     };
-    struct TxDesc {
-        std::uint64_t addr;
+    struct TxCommand {  // a transmit descriptor's second half
         std::uint16_t length;
         std::uint8_t cso, cmd, status, css;
         std::uint16_t special;
+    };
+    struct TxDesc {
+        std::uint64_t addr;
+        TxCommand command;
     };
     static constexpr std::size_t kBarSize = 0x20000;
     static constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
@@ -55,6 +60,8 @@ private:
     E1000e(const pci::Device& dev, Mmio<kBarSize> regs) : dev_(dev), regs_(regs) {}
     Result<void> give_rx(std::uint16_t slot);
     unsigned reclaim_tx();
+    [[gnu::noinline]] unsigned reclaim_tx_groups();
+    bool tx_group_sent(std::uint16_t first) const noexcept;
 
     const pci::Device& dev_;
     Mmio<kBarSize> regs_;
