@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "udrv/dma.hpp"
@@ -354,6 +355,19 @@ public:
 private:
     friend class PacketPool;
     friend class Slots;
+    // harvest()'s finding when the slots it visits do not wrap: a slot number below the slots' size by
+    // construction, used without a mask.
+    struct HarvestedInRange {
+        std::size_t slot;
+        int len;
+    };
+    template <typename H>
+    static std::size_t slot_of(const H& h, std::size_t mask) noexcept {
+        if constexpr (std::is_same_v<H, HarvestedInRange>)
+            return h.slot;
+        else
+            return h.slot & mask;
+    }
     std::unexpected<Error> bad_resize(unsigned i, std::size_t n) const;
     void compact() noexcept {
         if (begin_ == 0) return;
@@ -471,15 +485,21 @@ unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& d
     const PacketLayout layout = pool->layout();
     Slots::Entry* const entries = s.entries_.get();
     const std::size_t mask = s.mask_, from = begin_;
-    std::size_t k = 0;
-    for (; k < n; ++k) {
-        const std::size_t slot = (first + k) & mask;
-        if (entries[slot].pool) [[unlikely]]
-            break;
-        const std::uint32_t index = index_[from + k];
-        entries[slot] = {pool, index};
-        describe(slot, layout.frame_iova(index), len_[from + k], layout.frame(index));
-    }
+    auto lend = [&](auto slot_at) {
+        std::size_t k = 0;
+        for (; k < n; ++k) {
+            const std::size_t slot = slot_at(k);
+            if (entries[slot].pool) [[unlikely]]
+                break;
+            const std::uint32_t index = index_[from + k];
+            entries[slot] = {pool, index};
+            describe(slot, layout.frame_iova(index), len_[from + k], layout.frame(index));
+        }
+        return k;
+    };
+    first &= mask;
+    const std::size_t k = first + n <= mask + 1 ? lend([first](std::size_t i) { return first + i; })  // no wrap: no mask per slot
+                                                : lend([first, mask](std::size_t i) { return (first + i) & mask; });
     begin_ = from + k;
     return static_cast<unsigned>(k);
 }
@@ -487,6 +507,15 @@ unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& d
 template <typename Inspect, typename Describe>
 unsigned Burst::harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept {
     const std::size_t mask = s.mask_;
+    first &= mask;
+    if (first + n <= mask + 1) [[likely]]  // no wrap: the slots' table and the ring are walked without a mask
+        return harvest_each(
+            s, n,
+            [&](std::size_t k) {
+                const std::size_t slot = first + k;
+                return HarvestedInRange{slot, inspect(slot)};
+            },
+            describe);
     return harvest_each(
         s, n,
         [&](std::size_t k) {
@@ -511,10 +540,10 @@ unsigned Burst::harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe)
     Slots::Entry* const entries = s.entries_.get();
     std::size_t end = end_, used = 0;
     for (std::size_t k = 0; k < got; ++k) {
-        const Harvested h = at(k);
+        const auto h = at(k);
         if (h.len == kNotASlot) [[unlikely]]
             continue;
-        const std::size_t slot = h.slot & mask;
+        const std::size_t slot = slot_of(h, mask);
         Slots::Entry& e = entries[slot];
         if (h.len >= 0 && e.pool == pool) [[likely]] {
             index_[end] = e.index;
