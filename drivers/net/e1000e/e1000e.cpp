@@ -154,15 +154,19 @@ Result<bool> E1000e::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::mi
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     irq::Vector* v = vectors_ ? &(*vectors_)[0] : nullptr;
     auto r = net::wait_for_rx(
-        mode, timeout, v, [&] { return (dma::read_once((*rx_ring_)[rx_next_].status) & DESC_DD) != 0; },
+        mode, timeout, v, [&] { return (rx_write_back(dma::read_once((*rx_ring_)[rx_next_].wb)).status & DESC_DD) != 0; },
         [&] { regs_.write32<IMS>(ICR_RXQ0); }, [&] { regs_.write32<IMC>(ICR_RXQ0); });
     if (!r) return std::unexpected(std::move(r.error()).context(dev_.name()));
     return r;
 }
 
+// A receive descriptor given to the device: the buffer's address, the write-back half cleared (the
+// done bit the loops look for is in it).
+constexpr E1000e::RxDesc rx_descriptor(std::uint64_t iova) noexcept { return {iova, 0}; }
+
 Result<void> E1000e::give_rx(std::uint16_t slot) {
     rx_slots_.put(slot, UDRV_TRY(rx_pool_->alloc()));
-    (*rx_ring_)[slot] = RxDesc{rx_slots_.frame_iova(slot, rx_pool_->layout()), 0, 0, 0, 0, 0};
+    (*rx_ring_)[slot] = rx_descriptor(rx_slots_.frame_iova(slot, rx_pool_->layout()));
     return {};
 }
 
@@ -180,10 +184,10 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
     // Done bits four at a time up to the ring's end, then one at a time (and around the end).
     for (const unsigned by4 = std::min<unsigned>(max, kRingSize - next) & ~3u; ready < by4; ready += 4) {
         const RxDesc* const d = ring + next + ready;
-        if (!(dma::read_once(d[0].status) & dma::read_once(d[1].status) & dma::read_once(d[2].status) & dma::read_once(d[3].status) & DESC_DD))
-            break;
+        const std::uint64_t all = dma::read_once(d[0].wb) & dma::read_once(d[1].wb) & dma::read_once(d[2].wb) & dma::read_once(d[3].wb);
+        if (!(rx_write_back(all).status & DESC_DD)) break;
     }
-    while (ready < max && (dma::read_once(ring[(next + ready) % kRingSize].status) & DESC_DD)) ++ready;
+    while (ready < max && (rx_write_back(dma::read_once(ring[(next + ready) % kRingSize].wb)).status & DESC_DD)) ++ready;
     if (!ready) return 0;
     dma_rmb();  // the rest of the descriptors after their done bits
     const unsigned before = out.size();
@@ -193,14 +197,14 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
         [&](std::size_t slot) {
             // The device's word: a frame split over descriptors (we never asked for that), an error, or
             // a length beyond the buffer is dropped and counted, and its buffer goes back in the ring.
-            const RxDesc& d = ring[slot];
+            const RxWriteBack d = rx_write_back(ring[slot].wb);
             const std::uint16_t len = d.length;
             if (rx_descriptor_good(d.status, d.errors, len, kBufSize)) [[likely]]
                 return int{len};
             ++errors;
             return -1;
         },
-        [&](std::size_t slot, std::uint64_t iova) { ring[slot] = RxDesc{iova, 0, 0, 0, 0, 0}; });
+        [&](std::size_t slot, std::uint64_t iova) { ring[slot] = rx_descriptor(iova); });
     rx_next_ = static_cast<std::uint16_t>((next + done) % kRingSize);
     if (errors) [[unlikely]]
         net::count(soft_.rx_errors, errors);
@@ -241,15 +245,21 @@ unsigned E1000e::reclaim_tx_groups() {
     return kRingSize - 1 - (tx_tail_ + kRingSize - clean) % kRingSize;
 }
 
-// Transmit descriptor for a frame at `iova` of `len` bytes in slot `slot`, asking for a status
-// write-back at each group's end.
-constexpr E1000e::TxDesc tx_descriptor(std::uint16_t slot, std::uint64_t iova, std::uint16_t len) noexcept {
-    const bool report = slot % kTxGroup == kTxGroup - 1;
-    const auto cmd = static_cast<std::uint8_t>(TX_CMD_EOP | TX_CMD_IFCS | (report ? TX_CMD_RS : 0));
+// Transmit descriptor for a frame at `iova` of `len` bytes: one frame per descriptor, CRC by the
+// device, no status write-back yet (ask_for_reports() adds those at the groups' ends).
+constexpr E1000e::TxDesc tx_descriptor(std::uint64_t iova, std::uint16_t len) noexcept {
+    constexpr std::uint8_t cmd = TX_CMD_EOP | TX_CMD_IFCS;
     // The second half built as one number (length, cmd at bits 24-31, status and the rest 0): one store,
     // where its fields would be four.
     static_assert(std::endian::native == std::endian::little && sizeof(E1000e::TxCommand) == 8);
     return {iova, std::bit_cast<E1000e::TxCommand>(std::uint64_t{len} | std::uint64_t{cmd} << 24)};
+}
+
+// Asks for a status write-back (RS) in the last descriptor of each group among the `n` just written
+// from `first` on, before the tail hands them over: once per group, not a test per frame.
+void E1000e::ask_for_reports(std::uint16_t first, unsigned n) noexcept {
+    TxDesc* const ring = tx_ring_->span().data();
+    for (unsigned d = first | (kTxGroup - 1); d < first + n; d += kTxGroup) ring[d % kRingSize].command.cmd |= TX_CMD_RS;
 }
 
 Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {
@@ -270,9 +280,10 @@ Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets
         const std::uint64_t iova = net::PacketPool::frame_iova(p);
         const auto len = static_cast<std::uint16_t>(p.size());
         tx_slots_.put(tail, std::move(p));
-        tx_ring_->span().data()[tail] = tx_descriptor(tail, iova, len);
+        tx_ring_->span().data()[tail] = tx_descriptor(iova, len);
         tail = static_cast<std::uint16_t>((tail + 1) % kRingSize);
     }
+    ask_for_reports(tx_tail_, n);
     tx_tail_ = tail;
     if (n) regs_.write32<TDT>(tail);  // write32 orders the descriptors before the tail
     return n;
@@ -284,8 +295,9 @@ Result<unsigned> E1000e::tx_burst(unsigned queue, net::Burst& b) {
     if (auto ok = tx_pool_->accept_pool_for_tx(b.pool()); !ok) return std::unexpected(std::move(ok.error()).context(dev_.name()));
     TxDesc* const ring = tx_ring_->span().data();  // kRingSize descriptors, as many as tx_slots_
     const unsigned n = b.lend_front(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte*) {
-        ring[slot] = tx_descriptor(static_cast<std::uint16_t>(slot), iova, len);
+        ring[slot] = tx_descriptor(iova, len);
     });
+    ask_for_reports(tx_tail_, n);
     const auto tail = static_cast<std::uint16_t>((tx_tail_ + n) % kRingSize);
     tx_tail_ = tail;
     if (n) regs_.write32<TDT>(tail);  // write32 orders the descriptors before the tail

@@ -2,6 +2,7 @@
 // and transmit descriptor rings, link status, the device's statistics registers. One queue, polled.
 #pragma once
 
+#include <bit>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,12 +39,16 @@ public:
     Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned) override { return tx_pool_; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 
-    struct RxDesc {
-        std::uint64_t addr;
+    struct RxWriteBack {  // a receive descriptor's second half, as the device writes it back
         std::uint16_t length, checksum;
         std::uint8_t status, errors;
         std::uint16_t special;
     };
+    struct RxDesc {
+        std::uint64_t addr;
+        std::uint64_t wb;  // an RxWriteBack (rx_write_back()); 0 when given to the device
+    };
+    static RxWriteBack rx_write_back(std::uint64_t wb) noexcept { return std::bit_cast<RxWriteBack>(wb); }
     struct TxCommand {  // a transmit descriptor's second half
         std::uint16_t length;
         std::uint8_t cso, cmd, status, css;
@@ -62,6 +67,7 @@ private:
     unsigned reclaim_tx();
     [[gnu::noinline]] unsigned reclaim_tx_groups();
     bool tx_group_sent(std::uint16_t first) const noexcept;
+    void ask_for_reports(std::uint16_t first, unsigned n) noexcept;
 
     const pci::Device& dev_;
     Mmio<kBarSize> regs_;
