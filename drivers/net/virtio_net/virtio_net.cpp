@@ -24,6 +24,10 @@ constexpr std::uint16_t kCtrlQueueSize = 16;
 constexpr std::uint16_t kNoVector = 0xffff;
 constexpr std::uint16_t kQueueSizeWanted = 256;
 constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
+// Receive buffers: 2 KiB with 64 bytes of headroom, the net header in its last 12 bytes before the
+// frame. Constants, so the receive loop checks a used length against an immediate.
+constexpr std::uint32_t kRxBufferSize = 2048, kRxHeadroom = 64, kRxCapacity = kRxBufferSize - kRxHeadroom;
+static_assert(kRxHeadroom >= kNetHdr);
 // Ring upkeep in batches: refilled receive descriptors are published once this many wait (DPDK's
 // rx_free_thresh), and transmitted buffers reclaimed once fewer than this many are free (see
 // make_tx_room). Each pass, and each notification it may take, then serves many packets even when the
@@ -320,9 +324,9 @@ Result<void> VirtioNet::start_pair(unsigned i) {
     // a ring gives its buffers back only when it runs short, see make_tx_room) and in the application's
     // bursts at once; the third ring's worth keeps replacements for the receive ring while the other
     // two are full, so receiving, and with it the forwarding that gives buffers back, never stops.
-    p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 3u * p.rxq->size()));
+    p.rx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 3u * p.rxq->size(), kRxBufferSize, kRxHeadroom));
     p.tx_pool = UDRV_TRY(net::PacketPool::create(*dma_, 2u * p.txq->size()));
-    p.rx_len = static_cast<std::uint32_t>(kNetHdr + p.rx_pool->capacity_per_buffer());
+    p.rx_len = static_cast<std::uint32_t>(kNetHdr + kRxCapacity);
     p.rx_slots = std::make_unique<net::Slots>(p.rxq->size());  // sizes are powers of two (checked at set-up)
     p.tx_slots = std::make_unique<net::Slots>(p.txq->size());
     p.txq->prepare_descs(0);  // a frame per descriptor, the device reads it (queue_tx)
@@ -368,7 +372,6 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
     Pair& q = *UDRV_TRY(pair(queue));
     if (!out.prepare_for(q.rx_pool.get()))
         return fail(EINVAL, "{}: rx_burst on queue {}: the burst holds packets of another pool (transmit or clear them first)", dev_->name(), queue);
-    const auto capacity = static_cast<std::uint32_t>(q.rx_pool->capacity_per_buffer());  // a buffer's size
     const unsigned before = out.size();
     std::uint64_t bytes = 0, errors = 0;
     std::optional<std::uint32_t> bad_id;
@@ -389,7 +392,7 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
                 const auto [id, len] = used.next();
                 // The device's word: an id beyond the ring, or a length beyond the buffer, is a device bug.
                 // Every id below the ring's size holds a buffer (each is refilled where it is taken).
-                const UsedCheck check = check_used(id, len, used.size(), [](std::uint32_t) { return true; }, kNetHdr, capacity);
+                const UsedCheck check = check_used(id, len, used.size(), [](std::uint32_t) { return true; }, kNetHdr, kRxCapacity);
                 if (check == UsedCheck::bad_id) [[unlikely]] {
                     if (!bad_id) bad_id = id;
                     ++errors;
