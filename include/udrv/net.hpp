@@ -95,6 +95,12 @@ public:
     /// tx_batch from a burst: queues packets from the front of `b` for transmission and returns how
     /// many; the rest stay in `b`. The burst's pool is checked once (tx_batch's rules), not per packet.
     virtual Result<unsigned> tx_burst(unsigned queue, Burst& b);
+    /// Gives back now what transmit queue `queue` has sent (DPDK's rte_eth_tx_done_cleanup); returns
+    /// how many buffers went back to their pools. A transmit ring keeps sent buffers until it runs short
+    /// of room, so a receive pool whose frames were forwarded into several ports can run dry while
+    /// they sit in those rings: a forwarding loop whose receive comes back short calls this on the
+    /// queues it sends into. A driver that gives buffers back as soon as they are sent returns 0.
+    virtual Result<unsigned> tx_done_cleanup(unsigned queue);
     /// The pool that transmit buffers for `queue` come from (fetch it once per thread: the pointer is
     /// shared). After unbind the pool gives out nothing (ENODEV).
     virtual Result<std::shared_ptr<PacketPool>> tx_pool(unsigned queue) = 0;
@@ -113,7 +119,7 @@ Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::
 
 /// A network device opened through the class. Implements Device by forwarding to the driver's until
 /// the device is unbound; from then on every call fails with ENODEV (link_up() is false, queues() 0).
-/// The data path (rx_batch, tx_batch, rx_burst, tx_burst, rx_wait) costs an RCU read section per call, no lock; the rest
+/// The data path (rx_batch, tx_batch, rx_burst, tx_burst, tx_done_cleanup, rx_wait) costs an RCU read section per call, no lock; the rest
 /// holds off the unbind for the call. Movable; any thread (queue n still belongs to one).
 class Handle final : public Device {
 public:
@@ -130,6 +136,7 @@ public:
     Result<unsigned> tx_batch(unsigned queue, std::span<Packet> packets) override;
     Result<unsigned> rx_burst(unsigned queue, Burst& out, unsigned max = Burst::kMax) override;
     Result<unsigned> tx_burst(unsigned queue, Burst& b) override;
+    Result<unsigned> tx_done_cleanup(unsigned queue) override;
     Result<std::shared_ptr<PacketPool>> tx_pool(unsigned queue) override;
     Result<bool> rx_wait(unsigned queue, WaitMode mode, std::chrono::milliseconds timeout) override;
 

@@ -101,6 +101,14 @@ Result<unsigned> Handle::tx_burst(unsigned queue, Burst& b) {
     return d->tx_burst(queue, b);
 }
 
+Result<unsigned> Handle::tx_done_cleanup(unsigned queue) {
+    rcu::ReadLock lock;
+    Device* d = object_->get_in_read_section();
+    if (!d) [[unlikely]]
+        return gone();
+    return d->tx_done_cleanup(queue);
+}
+
 // The wait sleeps inside the read section: an unbind waits for it (at most `timeout`), which is what
 // keeps the interrupt vector it sleeps on alive.
 Result<bool> Handle::rx_wait(unsigned queue, WaitMode mode, std::chrono::milliseconds timeout) {

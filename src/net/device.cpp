@@ -57,6 +57,11 @@ Result<unsigned> Device::tx_burst(unsigned queue, Burst& b) {
     return total;
 }
 
+Result<unsigned> Device::tx_done_cleanup(unsigned queue) {
+    if (queue >= queues()) return fail(EINVAL, "queue {} does not exist ({} in use)", queue, queues());
+    return 0u;  // nothing kept: this driver gives transmit buffers back as they are sent
+}
+
 Result<bool> wait_for_rx(WaitMode mode, std::chrono::milliseconds timeout, irq::Vector* irq, const std::function<bool()>& ready,
                          const std::function<void()>& arm, const std::function<void()>& disarm) {
     if (ready()) return true;

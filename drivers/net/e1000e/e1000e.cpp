@@ -245,6 +245,12 @@ unsigned E1000e::reclaim_tx_groups() {
     return kRingSize - 1 - (tx_tail_ + kRingSize - clean) % kRingSize;
 }
 
+Result<unsigned> E1000e::tx_done_cleanup(unsigned queue) {
+    if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
+    const unsigned free_before = kRingSize - 1 - (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
+    return reclaim_tx() - free_before;
+}
+
 // Transmit descriptor for a frame at `iova` of `len` bytes: one frame per descriptor, CRC by the
 // device, no status write-back yet (ask_for_reports() adds those at the groups' ends).
 constexpr E1000e::TxDesc tx_descriptor(std::uint64_t iova, std::uint16_t len) noexcept {

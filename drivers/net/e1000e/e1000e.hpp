@@ -36,6 +36,8 @@ public:
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
     Result<unsigned> rx_burst(unsigned queue, net::Burst& out, unsigned max = net::Burst::kMax) override;
     Result<unsigned> tx_burst(unsigned queue, net::Burst& b) override;
+    /// Whole groups of 32 only: the device reports sending at each group's end.
+    Result<unsigned> tx_done_cleanup(unsigned queue) override;
     Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned) override { return tx_pool_; }
     Result<bool> rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) override;
 

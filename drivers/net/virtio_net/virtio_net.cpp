@@ -430,6 +430,15 @@ void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
         net::count(q.stats.tx_errors, errors);
 }
 
+Result<unsigned> VirtioNet::tx_done_cleanup(unsigned queue) {
+    Pair& q = *UDRV_TRY(pair(queue));
+    // The used elements passed, less those that named no buffer (counted in tx_errors).
+    const std::uint16_t in_flight = q.txq->in_flight();
+    const std::uint64_t errors = net::read_counter(q.stats.tx_errors);
+    reclaim_tx(q);
+    return static_cast<unsigned>(in_flight - q.txq->in_flight() - (net::read_counter(q.stats.tx_errors) - errors));
+}
+
 // Transmitted buffers are reclaimed once fewer than 32 descriptors are free (or fewer than the call
 // wants; DPDK's tx_free_thresh), and a ring with fewer than 32 free takes no frames until it has 32,
 // however few the call brings: the device has plenty queued meanwhile. Both keep the driver out of the

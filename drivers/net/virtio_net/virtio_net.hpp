@@ -265,6 +265,7 @@ public:
     Result<unsigned> tx_batch(unsigned queue, std::span<net::Packet> packets) override;
     Result<unsigned> rx_burst(unsigned queue, net::Burst& out, unsigned max = net::Burst::kMax) override;
     Result<unsigned> tx_burst(unsigned queue, net::Burst& b) override;
+    Result<unsigned> tx_done_cleanup(unsigned queue) override;
     /// A queue not in use gets pair 0's pool: its packets are valid everywhere on this device, and
     /// tx_batch on that queue says what is wrong.
     Result<std::shared_ptr<net::PacketPool>> tx_pool(unsigned queue) override { return pairs_[queue < active_ ? queue : 0].tx_pool; }
