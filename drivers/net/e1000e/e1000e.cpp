@@ -219,9 +219,12 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
     return n;
 }
 
-// Is the group starting at descriptor `first` queued (before the tail) and sent (its last done)?
+// Descriptors queued from `from` up to the tail (the device's, sent or not).
+inline unsigned E1000e::tx_queued(std::uint16_t from) const noexcept { return (tx_tail_ + kRingSize - from) % kRingSize; }
+
+// Is the group starting at descriptor `first` queued and sent (its last done)?
 inline bool E1000e::tx_group_sent(std::uint16_t first) const noexcept {
-    return (tx_tail_ + kRingSize - first) % kRingSize >= kTxGroup &&
+    return tx_queued(first) >= kTxGroup &&
            (dma::read_once(tx_ring_->span()[first + kTxGroup - 1].command.status) & DESC_DD);
 }
 
@@ -231,7 +234,7 @@ inline bool E1000e::tx_group_sent(std::uint16_t first) const noexcept {
 unsigned E1000e::reclaim_tx() {
     // Most calls find no whole group sent: they return here, without the set-up of giving back.
     if (!tx_group_sent(tx_clean_)) [[likely]]
-        return kRingSize - 1 - (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
+        return kRingSize - 1 - tx_queued(tx_clean_);
     return reclaim_tx_groups();
 }
 
@@ -242,13 +245,14 @@ unsigned E1000e::reclaim_tx_groups() {
         clean = static_cast<std::uint16_t>((clean + kTxGroup) % kRingSize);
     } while (tx_group_sent(clean));
     tx_clean_ = clean;
-    return kRingSize - 1 - (tx_tail_ + kRingSize - clean) % kRingSize;
+    return kRingSize - 1 - tx_queued(clean);
 }
 
 Result<unsigned> E1000e::tx_done_cleanup(unsigned queue) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
-    const unsigned free_before = kRingSize - 1 - (tx_tail_ + kRingSize - tx_clean_) % kRingSize;
-    return reclaim_tx() - free_before;
+    const unsigned queued = tx_queued(tx_clean_);
+    (void)reclaim_tx();
+    return queued - tx_queued(tx_clean_);
 }
 
 // Transmit descriptor for a frame at `iova` of `len` bytes: one frame per descriptor, CRC by the
