@@ -186,6 +186,10 @@ struct PoolBuffer {
 /// Fixed-size DMA buffers (queues, PRP lists, packet buffers) carved from one region, O(1) alloc/free.
 /// Owned by one thread (no locks); free() rejects indices it did not hand out.
 class Pool {
+    // Per buffer: handed out or not (bytes, not bits: one store). An enum, not a character type: a store
+    // to it cannot alias anything else, so the compiler keeps the pool's fields in registers around it.
+    enum class Use : std::uint8_t { free, taken };
+
 public:
     static Result<Pool> create(std::shared_ptr<Space> space, std::size_t buffer_size, std::uint32_t count, std::uint64_t limit);
     // Inline: these run once per packet or command, and a call into the shared library costs more
@@ -229,6 +233,31 @@ public:
         free_count_ = static_cast<std::uint32_t>(left);
         return n;
     }
+    /// Takes buffers one at a time inside a caller's loop (a receive ring's refill, a buffer taken only
+    /// for a frame kept), with the free stack in locals: the loop's own stores cannot make the compiler
+    /// reload it, and nothing is taken ahead to be given back. The count goes back to the pool when the
+    /// Taker goes; the pool is not used otherwise while one lives.
+    class Taker {
+    public:
+        explicit Taker(Pool& p) noexcept : pool_(p), stack_(p.free_.get()), use_(p.in_use_.get()), left_(p.free_count_) {}
+        Taker(const Taker&) = delete;
+        Taker& operator=(const Taker&) = delete;
+        ~Taker() { pool_.free_count_ = static_cast<std::uint32_t>(left_); }
+        std::size_t available() const noexcept { return left_; }
+        /// A free buffer's index. Only while available() > 0: the caller's loop bound says so (a check
+        /// here would be one per buffer on the receive path).
+        std::uint32_t take() noexcept {
+            const std::uint32_t i = stack_[--left_];
+            use_[i] = Use::taken;
+            return i;
+        }
+
+    private:
+        Pool& pool_;
+        std::uint32_t* const stack_;
+        Use* const use_;
+        std::size_t left_;
+    };
     /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
     /// counted in the return value, which is 0 when all went back).
     std::size_t give_many(std::span<const std::uint32_t> indices) noexcept {
@@ -293,10 +322,7 @@ private:
     std::uint32_t count_;
     std::unique_ptr<std::uint32_t[]> free_;     // stack of free indices, free_count_ of them
     std::uint32_t free_count_ = 0;
-    // Per buffer: handed out or not (bytes, not bits: one store). An enum, not a character type: a store
-    // to it cannot alias anything else, so the compiler keeps the pool's fields in registers around it.
-    enum class Use : std::uint8_t { free, taken };
-    std::unique_ptr<Use[]> in_use_;
+    std::unique_ptr<Use[]> in_use_;  // per buffer: handed out or not
 };
 
 /// Caller-owned memory mapped for DMA (zero-copy). The memory must stay valid and must not be freed

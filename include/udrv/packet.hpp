@@ -530,35 +530,39 @@ unsigned Burst::harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe)
     PacketPool* const pool = pool_;
     if (!pool) return 0;
     const std::size_t mask = s.mask_;  // before enter()'s fence, where a caller's copy of it is still known to be equal
-    // Replacements for every slot that may be harvested, in one owner section; the unused go back.
-    std::uint32_t spare[kMax];  // uninitialised beyond what the pool wrote
+    // One owner section around the loop: a kept frame's replacement is taken from the pool as it goes.
     pool->enter();
-    const std::size_t got =
-        pool->detached_.load(std::memory_order_relaxed) ? 0 : pool->pool_.take_many(std::span(spare, std::min<std::size_t>(n, room())));
-    pool->leave();
-    const PacketLayout layout = pool->layout();
-    Slots::Entry* const entries = s.entries_.get();
-    std::size_t end = end_, used = 0;
-    for (std::size_t k = 0; k < got; ++k) {
-        const auto h = at(k);
-        if (h.len == kNotASlot) [[unlikely]]
-            continue;
-        const std::size_t slot = slot_of(h, mask);
-        Slots::Entry& e = entries[slot];
-        if (h.len >= 0 && e.pool == pool) [[likely]] {
-            index_[end] = e.index;
-            len_[end] = static_cast<std::uint16_t>(h.len);
-            ++end;
-            e.index = spare[used++];
-        } else if (e.pool != pool) [[unlikely]] {  // not a buffer of the ring's pool (never, in a driver's ring)
-            (void)s.take(slot);
-            e = {pool, spare[used++]};
-        }
-        describe(slot, layout.frame_iova(e.index));
+    if (pool->detached_.load(std::memory_order_relaxed)) [[unlikely]] {
+        pool->leave();
+        return 0;
     }
-    end_ = end;
-    if (used < got) [[unlikely]]
-        pool->give_back(std::span<const std::uint32_t>(spare + used, got - used));
+    std::size_t got;
+    {
+        dma::Pool::Taker fresh(pool->pool_);
+        got = std::min<std::size_t>({n, room(), fresh.available()});  // so fresh.take() below always has one
+        const PacketLayout layout = pool->layout();
+        Slots::Entry* const entries = s.entries_.get();
+        std::size_t end = end_;
+        for (std::size_t k = 0; k < got; ++k) {
+            const auto h = at(k);
+            if (h.len == kNotASlot) [[unlikely]]
+                continue;
+            const std::size_t slot = slot_of(h, mask);
+            Slots::Entry& e = entries[slot];
+            if (h.len >= 0 && e.pool == pool) [[likely]] {
+                index_[end] = e.index;
+                len_[end] = static_cast<std::uint16_t>(h.len);
+                ++end;
+                e.index = fresh.take();
+            } else if (e.pool != pool) [[unlikely]] {  // not a buffer of the ring's pool (never, in a driver's ring)
+                (void)s.take(slot);
+                e = {pool, fresh.take()};
+            }
+            describe(slot, layout.frame_iova(e.index));
+        }
+        end_ = end;
+    }
+    pool->leave();
     return static_cast<unsigned>(got);
 }
 
