@@ -1,6 +1,7 @@
 #include "e1000e.hpp"
 
 #include <bit>
+#include <cstddef>
 #include <thread>
 
 #include "udrv/log.hpp"
@@ -225,7 +226,7 @@ inline unsigned E1000e::tx_queued(std::uint16_t from) const noexcept { return (t
 // Is the group starting at descriptor `first` queued and sent (its last done)?
 inline bool E1000e::tx_group_sent(std::uint16_t first) const noexcept {
     return tx_queued(first) >= kTxGroup &&
-           (dma::read_once(tx_ring_->span()[first + kTxGroup - 1].command.status) & DESC_DD);
+           (tx_command(dma::read_once(tx_ring_->span()[first + kTxGroup - 1].command)).status & DESC_DD);
 }
 
 // Reclaims whole groups the device has sent: DD in a group's last descriptor (the one with RS) means the
@@ -255,21 +256,24 @@ Result<unsigned> E1000e::tx_done_cleanup(unsigned queue) {
     return queued - tx_queued(tx_clean_);
 }
 
+// The cmd byte's place in a transmit descriptor's second half, as one number (E1000e::TxDesc::command).
+constexpr std::uint64_t tx_cmd_bits(std::uint8_t cmd) noexcept {
+    static_assert(std::endian::native == std::endian::little && offsetof(E1000e::TxCommand, cmd) == 3 && sizeof(E1000e::TxCommand) == 8);
+    return std::uint64_t{cmd} << 24;
+}
+
 // Transmit descriptor for a frame at `iova` of `len` bytes: one frame per descriptor, CRC by the
 // device, no status write-back yet (ask_for_reports() adds those at the groups' ends).
 constexpr E1000e::TxDesc tx_descriptor(std::uint64_t iova, std::uint16_t len) noexcept {
     constexpr std::uint8_t cmd = TX_CMD_EOP | TX_CMD_IFCS;
-    // The second half built as one number (length, cmd at bits 24-31, status and the rest 0): one store,
-    // where its fields would be four.
-    static_assert(std::endian::native == std::endian::little && sizeof(E1000e::TxCommand) == 8);
-    return {iova, std::bit_cast<E1000e::TxCommand>(std::uint64_t{len} | std::uint64_t{cmd} << 24)};
+    return {iova, std::uint64_t{len} | tx_cmd_bits(cmd)};  // status and the rest 0
 }
 
 // Asks for a status write-back (RS) in the last descriptor of each group among the `n` just written
 // from `first` on, before the tail hands them over: once per group, not a test per frame.
 void E1000e::ask_for_reports(std::uint16_t first, unsigned n) noexcept {
     TxDesc* const ring = tx_ring_->span().data();
-    for (unsigned d = first | (kTxGroup - 1); d < first + n; d += kTxGroup) ring[d % kRingSize].command.cmd |= TX_CMD_RS;
+    for (unsigned d = first | (kTxGroup - 1); d < first + n; d += kTxGroup) ring[d % kRingSize].command |= tx_cmd_bits(TX_CMD_RS);
 }
 
 Result<unsigned> E1000e::tx_batch(unsigned queue, std::span<net::Packet> packets) {

@@ -58,8 +58,9 @@ public:
     };
     struct TxDesc {
         std::uint64_t addr;
-        TxCommand command;
+        std::uint64_t command;  // a TxCommand (tx_command()): one store, where its fields would be four
     };
+    static TxCommand tx_command(std::uint64_t command) noexcept { return std::bit_cast<TxCommand>(command); }
     static constexpr std::size_t kBarSize = 0x20000;
     static constexpr std::uint16_t kRingSize = 256;  // descriptors per ring (multiple of 8; 4 KiB of descriptors)
 
