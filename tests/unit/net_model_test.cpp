@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstring>
 #include <stdexcept>
 #include <tuple>
@@ -774,16 +775,35 @@ TEST_F(NetOnModel, E1000eDropsBadDescriptorsAndCountsThem) {
 
 // What the receive loop believes of a written-back descriptor (status, errors, length; 2 KiB buffers).
 TEST(E1000eRxDescriptor, OnlyDoneWholeErrorFreeFramesWithinTheBufferPass) {
-    using udrv::e1000e::rx_descriptor_good;
-    EXPECT_TRUE(rx_descriptor_good(0x03, 0, 60, 2048));     // done, end of packet
-    EXPECT_TRUE(rx_descriptor_good(0x07, 0, 2048, 2048));   // other status bits (checksum ignored), a full buffer
-    EXPECT_FALSE(rx_descriptor_good(0x02, 0, 60, 2048));    // not done
-    EXPECT_FALSE(rx_descriptor_good(0x01, 0, 60, 2048));    // part of a frame split over descriptors
-    EXPECT_FALSE(rx_descriptor_good(0x03, 0x01, 60, 2048)); // CRC error
-    EXPECT_FALSE(rx_descriptor_good(0x03, 0x80, 60, 2048)); // receive data error
-    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 0, 2048));     // no frame
-    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 2049, 2048));  // past the buffer
-    EXPECT_FALSE(rx_descriptor_good(0x03, 0, 0xffff, 2048));
+    // The write-back half as the device stores it: length, checksum, status, errors, special.
+    auto wb = [](std::uint8_t status, std::uint8_t errors, std::uint16_t length, std::uint16_t checksum = 0x1234) {
+        return std::bit_cast<std::uint64_t>(udrv::e1000e::E1000e::RxWriteBack{length, checksum, status, errors, 0xabcd});
+    };
+    auto good = [](std::uint64_t w) { return udrv::e1000e::rx_descriptor_good<2048>(w); };
+    EXPECT_TRUE(good(wb(0x03, 0, 60)));                      // done, end of packet
+    EXPECT_TRUE(good(wb(0x07, 0, 2048)));                    // other status bits (checksum ignored), a full buffer
+    EXPECT_TRUE(good(wb(0x03, 0, 1, 0)));                    // one byte, checksum 0
+    EXPECT_FALSE(good(wb(0x02, 0, 60)));                     // not done
+    EXPECT_FALSE(good(wb(0x01, 0, 60)));                     // part of a frame split over descriptors
+    EXPECT_FALSE(good(wb(0x03, 0x01, 60)));                  // CRC error
+    EXPECT_FALSE(good(wb(0x03, 0x80, 60)));                  // receive data error
+    EXPECT_FALSE(good(wb(0x03, 0, 0)));                      // no frame
+    EXPECT_FALSE(good(wb(0x04, 0, 0, 0)));                   // no frame, and status - 1 would read as done
+    EXPECT_FALSE(good(wb(0x03, 0, 2049)));                   // past the buffer
+    EXPECT_FALSE(good(wb(0x03, 0, 0xffff)));
+    EXPECT_TRUE(udrv::e1000e::rx_descriptor_good<256>(wb(0x03, 0, 256)));
+    EXPECT_FALSE(udrv::e1000e::rx_descriptor_good<256>(wb(0x03, 0, 257)));
+    // Against the test field by field, for every length and the status and errors bits that matter.
+    for (unsigned length = 0; length <= 0xffff; length += length < 4200 ? 1 : 97)
+        for (unsigned status : {0x00u, 0x01u, 0x02u, 0x03u, 0x04u, 0xffu})
+            for (unsigned errors : {0x00u, 0x01u, 0x80u})
+                for (unsigned checksum : {0x0000u, 0x0001u, 0xffffu}) {
+                    const bool want = (status & 3) == 3 && errors == 0 && length >= 1 && length <= 2048;
+                    ASSERT_EQ(good(wb(static_cast<std::uint8_t>(status), static_cast<std::uint8_t>(errors), static_cast<std::uint16_t>(length),
+                                      static_cast<std::uint16_t>(checksum))),
+                              want)
+                        << "status " << status << " errors " << errors << " length " << length << " checksum " << checksum;
+                }
 }
 
 // A frame leaves the e1000e ring only with a fresh buffer to put in its place: while the application

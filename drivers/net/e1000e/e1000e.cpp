@@ -181,13 +181,14 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
     max = std::min(max, out.room());
     RxDesc* const ring = rx_ring_->span().data();  // kRingSize descriptors, as many as rx_slots_
     const std::uint16_t next = rx_next_;
-    unsigned ready = 0;
     // Done bits four at a time up to the ring's end, then one at a time (and around the end).
-    for (const unsigned by4 = std::min<unsigned>(max, kRingSize - next) & ~3u; ready < by4; ready += 4) {
-        const RxDesc* const d = ring + next + ready;
+    const RxDesc* const from = ring + next;
+    const RxDesc* d = from;
+    for (const RxDesc* const by4 = from + (std::min<unsigned>(max, kRingSize - next) & ~3u); d < by4; d += 4) {
         const std::uint64_t all = dma::read_once(d[0].wb) & dma::read_once(d[1].wb) & dma::read_once(d[2].wb) & dma::read_once(d[3].wb);
         if (!(rx_write_back(all).status & DESC_DD)) break;
     }
+    auto ready = static_cast<unsigned>(d - from);
     while (ready < max && (rx_write_back(dma::read_once(ring[(next + ready) % kRingSize].wb)).status & DESC_DD)) ++ready;
     if (!ready) return 0;
     dma_rmb();  // the rest of the descriptors after their done bits
@@ -198,10 +199,9 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
         [&](std::size_t slot) {
             // The device's word: a frame split over descriptors (we never asked for that), an error, or
             // a length beyond the buffer is dropped and counted, and its buffer goes back in the ring.
-            const RxWriteBack d = rx_write_back(ring[slot].wb);
-            const std::uint16_t len = d.length;
-            if (rx_descriptor_good(d.status, d.errors, len, kBufSize)) [[likely]]
-                return int{len};
+            const std::uint64_t wb = ring[slot].wb;
+            if (rx_descriptor_good<kBufSize>(wb)) [[likely]]
+                return int{rx_write_back(wb).length};
             ++errors;
             return -1;
         },

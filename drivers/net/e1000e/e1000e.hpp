@@ -14,11 +14,19 @@
 namespace udrv::e1000e {
 
 /// Whether a receive descriptor the device wrote back holds a frame to pass on: done and end of packet
-/// (frames split over descriptors are never asked for), no error bits, a length within the buffer.
-constexpr bool rx_descriptor_good(std::uint8_t status, std::uint8_t errors, std::uint16_t length, std::uint32_t buffer) noexcept {
-    // Done and end of packet with no error bit: one test of the status and errors bytes together (they
-    // are adjacent in the descriptor: one load). A length of 0 wraps to the top and fails the second.
-    return ((status | errors << 8) & 0xff03) == 0x0003 && length - 1u < buffer;
+/// (frames split over descriptors are never asked for), no error bits, a length of 1 to `Buffer` bytes.
+/// `wb`: the descriptor's write-back half as one number (E1000e::RxDesc::wb: length in bits 0-15,
+/// checksum 16-31, status 32-39, errors 40-47). `Buffer`: a power of two below 64 KiB (RCTL's sizes).
+template <std::uint32_t Buffer>
+constexpr bool rx_descriptor_good(std::uint64_t wb) noexcept {
+    static_assert(std::has_single_bit(Buffer) && Buffer < 0x10000);
+    // One test for all three. In wb - 1 the length field holds length - 1, whose bits from Buffer's up
+    // are clear exactly for a length of 1 to Buffer; a length of 0 sets them all (the borrow may run on
+    // into the checksum and status, but the length bits fail the test already). For a length of 1 or
+    // more nothing borrows: the status and errors bytes are the device's.
+    constexpr std::uint64_t kLengthBeyond = 0xffff & ~std::uint64_t{Buffer - 1};
+    constexpr std::uint64_t kDoneEndOfPacket = std::uint64_t{0x03} << 32, kErrors = std::uint64_t{0xff} << 40;
+    return ((wb - 1) & (kErrors | kDoneEndOfPacket | kLengthBeyond)) == kDoneEndOfPacket;
 }
 
 class E1000e final : public net::Device {
