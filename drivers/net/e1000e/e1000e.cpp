@@ -221,7 +221,7 @@ Result<unsigned> E1000e::rx_batch(unsigned queue, std::span<net::Packet> out) {
 }
 
 // Descriptors queued from `from` up to the tail (the device's, sent or not).
-inline unsigned E1000e::tx_queued(std::uint16_t from) const noexcept { return (tx_tail_ + kRingSize - from) % kRingSize; }
+inline unsigned E1000e::tx_queued(std::uint16_t from) const noexcept { return (unsigned{tx_tail_} + kRingSize - from) % kRingSize; }
 
 // Is the group starting at descriptor `first` queued and sent (its last done)?
 inline bool E1000e::tx_group_sent(std::uint16_t first) const noexcept {
