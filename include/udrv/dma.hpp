@@ -239,24 +239,23 @@ public:
     /// Taker goes; the pool is not used otherwise while one lives.
     class Taker {
     public:
-        explicit Taker(Pool& p) noexcept : pool_(p), stack_(p.free_.get()), use_(p.in_use_.get()), left_(p.free_count_) {}
+        explicit Taker(Pool& p) noexcept : pool_(p), use_(p.in_use_.get()), top_(p.free_.get() + p.free_count_) {}
         Taker(const Taker&) = delete;
         Taker& operator=(const Taker&) = delete;
-        ~Taker() { pool_.free_count_ = static_cast<std::uint32_t>(left_); }
-        std::size_t available() const noexcept { return left_; }
+        ~Taker() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
+        std::size_t available() const noexcept { return static_cast<std::size_t>(top_ - pool_.free_.get()); }
         /// A free buffer's index. Only while available() > 0: the caller's loop bound says so (a check
         /// here would be one per buffer on the receive path).
         std::uint32_t take() noexcept {
-            const std::uint32_t i = stack_[--left_];
+            const std::uint32_t i = *--top_;
             use_[i] = Use::taken;
             return i;
         }
 
     private:
         Pool& pool_;
-        std::uint32_t* const stack_;
         Use* const use_;
-        std::size_t left_;
+        std::uint32_t* top_;  // one past the free stack's top: a loop keeps one register for it, not two
     };
     /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
     /// counted in the return value, which is 0 when all went back).
