@@ -172,8 +172,8 @@ Result<void> E1000e::give_rx(std::uint16_t slot) {
 }
 
 // Takes up to `max` received frames into `out`. A frame leaves the ring only with a fresh buffer to put
-// in its place (taken from the pool for the whole batch at once); frames beyond what the pool can replace
-// wait in the ring for the next call.
+// in its place (taken from the pool as the loop goes, in one owner section); frames beyond what the pool
+// can replace wait in the ring for the next call.
 Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     if (!out.prepare_for(rx_pool_.get()))

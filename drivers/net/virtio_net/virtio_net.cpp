@@ -367,7 +367,7 @@ Result<unsigned> VirtioNet::rx_batch(unsigned queue, std::span<net::Packet> out)
 
 // Takes up to `max` received frames into `out`, checking what the device says about each before
 // believing it. A frame leaves the ring only with a fresh buffer to put in its place (taken from the pool
-// for the whole batch at once); frames beyond what the pool can replace wait in the used ring.
+// as the loop goes, in one owner section); frames beyond what the pool can replace wait in the used ring.
 Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned max) {
     Pair& q = *UDRV_TRY(pair(queue));
     if (!out.prepare_for(q.rx_pool.get()))
