@@ -191,7 +191,12 @@ nvmf_host_crash() {  # kill -9 of the driver host that serves the subsystem, und
   kill -0 $pf 2>/dev/null || { echo "fio ended before the kill: nothing was tested"; return 1; }
   kill -9 "$old"
   for _ in $(seq $((bound * 10))); do kill -0 $pf 2>/dev/null || break; sleep 0.1; done
-  if kill -0 $pf 2>/dev/null; then echo "fio still runs $bound s after the host was killed"; kill -9 $pf; return 1; fi
+  if kill -0 $pf 2>/dev/null; then
+    # What the target and the initiator were doing, for a run that fails here.
+    echo "fio still runs $bound s after the host was killed (host $old; now: $(host_pid "$UNVME"))"
+    udrv rpc nvmf_get_subsystems 2>&1 | tr -d ' \n' | head -c 600; echo
+    tail -15 /tmp/udrvd.log; dmesg | grep -E "nvme" | tail -8; kill -9 $pf; return 1
+  fi
   wait $pf; rc=$?
   wait_for 15 sh -c "udrv rpc nvmf_get_subsystems | tr -d ' \n' | grep -q '\"nqn\":\"$NQN\",\"serial\":\"[^\"]*\",\"state\":\"serving\"'"
   echo "host $old killed; host $(host_pid "$UNVME") serves now; fio exit $rc, errors: $(cut -d';' -f5 /tmp/fio-crash.out | head -1)"
