@@ -76,9 +76,9 @@ check "block perf runs in the device's host" 0 "scratch randread 4096 B, queue d
 "$udrv" block perf ram0 -q 4 -t 3 --json > "$tmp/perf.json" 2>&1 &
 bench=$!
 sleep 0.5
-t0=$(date +%s%N)
 check "a second client is served while a benchmark runs" 0 "udrv_sample_params" "$udrv" lsmod
-check "... quickly" 0 "^fast$" sh -c "[ \$(( ($(date +%s%N) - $t0) / 1000000 )) -lt 1500 ] && echo fast"
+# ... not after it: the benchmark (3 s) still runs (a bound in ms would time the machine, not udrvd).
+check "... before the benchmark ends" 0 "^running$" sh -c "kill -0 $bench 2>/dev/null && echo running"
 check "stats shows the job running in its host" 0 "ram0 +block_perf running in host [0-9]+ \(pid [0-9]+\)" "$udrv" stats
 wait $bench
 check "the benchmark's JSON came back whole" 0 '"errors": 0' cat "$tmp/perf.json"
