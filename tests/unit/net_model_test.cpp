@@ -466,6 +466,21 @@ TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
         EXPECT_EQ(pool->available(), full);
         EXPECT_EQ(other->available(), other_full);
     }
+    // A harvest over a slot holding another pool's buffer (never, in a driver's ring) keeps no frame:
+    // that buffer goes back to its own pool and the slot gets one of the burst's pool.
+    {
+        udrv::net::Slots s(4);
+        s.put(0, *other->alloc());
+        udrv::net::Burst rx;
+        ASSERT_TRUE(rx.prepare_for(pool.get()));
+        EXPECT_EQ(rx.harvest(
+                      s, 0, 1, [](std::size_t) { return 64; }, [](std::size_t, std::uint64_t) {}),
+                  1u);
+        EXPECT_TRUE(rx.empty());
+        EXPECT_EQ(other->available(), other_full);
+        EXPECT_EQ(pool->available(), full - 1);
+    }
+    EXPECT_EQ(pool->available(), full);
 
     // Once the device is gone a harvest takes nothing (and the ring keeps its buffers).
     udrv::net::Slots s(4);
