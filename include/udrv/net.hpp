@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "udrv/classdev.hpp"
@@ -144,6 +145,9 @@ private:
     friend Result<Handle> open(std::string_view);
     Handle(ClassDeviceInfo id, Mac mac, std::shared_ptr<Revocable<Device>> o) : id_(std::move(id)), mac_(mac), object_(std::move(o)) {}
     std::unexpected<Error> gone() const;
+    /// The data path's forwarding: `call(device)` in an RCU read section, gone() once unbound.
+    template <typename Call>
+    auto in_read_section(Call&& call) -> std::invoke_result_t<Call&, Device&>;
     ClassDeviceInfo id_;
     Mac mac_;
     std::shared_ptr<Revocable<Device>> object_;
