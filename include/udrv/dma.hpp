@@ -223,7 +223,7 @@ public:
         // Locals: the stores below could alias the fields as far as the compiler knows.
         std::uint32_t* const stack = free_.get();
         Use* const use = in_use_.get();
-        std::size_t left = free_count_;  // size_t, as in give_while
+        std::size_t left = free_count_;  // size_t: an index register without a zero extension per buffer
         const std::size_t n = std::min(out.size(), left);
         for (std::size_t k = 0; k < n; ++k) {
             const std::uint32_t i = stack[--left];
@@ -257,43 +257,39 @@ public:
         Use* const use_;
         std::uint32_t* top_;  // one past the free stack's top: a loop keeps one register for it, not two
     };
+    /// Gives buffers back one at a time inside a caller's loop (a transmit ring's reclaim), with the
+    /// free stack in locals as in Taker. The count goes back to the pool when the Giver goes; the pool
+    /// is not used otherwise while one lives.
+    class Giver {
+    public:
+        explicit Giver(Pool& p) noexcept : pool_(p), use_(p.in_use_.get()), top_(p.free_.get() + p.free_count_), count_(p.count_) {}
+        Giver(const Giver&) = delete;
+        Giver& operator=(const Giver&) = delete;
+        ~Giver() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
+        /// Gives buffer `i` back; false (and nothing changes) for an index out of range or already free.
+        bool give(std::uint32_t i) noexcept {
+            if (i >= count_ || use_[i] != Use::taken) [[unlikely]]
+                return false;
+            use_[i] = Use::free;
+            *top_++ = i;  // room for every buffer: each index is on the stack at most once
+            return true;
+        }
+
+    private:
+        Pool& pool_;
+        Use* const use_;
+        std::uint32_t* top_;
+        const std::uint32_t count_;
+    };
     /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
     /// counted in the return value, which is 0 when all went back).
     std::size_t give_many(std::span<const std::uint32_t> indices) noexcept {
-        std::uint32_t* const stack = free_.get();
-        Use* const use = in_use_.get();
-        const std::uint32_t count = count_;
-        std::size_t top = free_count_;  // size_t, as in give_while
+        Giver back(*this);
         std::size_t bad = 0;
-        for (std::uint32_t i : indices) {
-            if (i >= count || use[i] != Use::taken) [[unlikely]] {
+        for (std::uint32_t i : indices)
+            if (!back.give(i)) [[unlikely]]
                 ++bad;
-                continue;
-            }
-            use[i] = Use::free;
-            stack[top++] = i;  // room for every buffer
-        }
-        free_count_ = static_cast<std::uint32_t>(top);
         return bad;
-    }
-    /// Bulk, for a caller whose indices are spread out: for k = 0, 1, ... while k < n and `next(k, index)`
-    /// sets an index and returns true, gives that buffer back (one out of range or already free is
-    /// skipped, as in give_many); returns the k it stopped at.
-    template <typename Next>
-    std::size_t give_while(std::size_t n, Next&& next) noexcept {
-        std::uint32_t* const stack = free_.get();
-        Use* const use = in_use_.get();
-        const std::uint32_t count = count_;
-        std::size_t top = free_count_;  // size_t: an index register without a zero extension per buffer
-        std::size_t k = 0;
-        for (std::uint32_t i; k < n && next(k, i); ++k) {
-            if (i >= count || use[i] != Use::taken) [[unlikely]]
-                continue;
-            use[i] = Use::free;
-            stack[top++] = i;  // room for every buffer
-        }
-        free_count_ = static_cast<std::uint32_t>(top);
-        return k;
     }
     /// EINVAL for an index out of range or already free (double free).
     Result<void> free(std::uint32_t index) noexcept {

@@ -591,16 +591,30 @@ std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noe
     }
     Slots::Entry* const entries = s.entries_.get();
     const std::size_t mask = s.mask_;
-    const std::size_t done = pool_.give_while(n, [&](std::size_t k, std::uint32_t& index) {
-        const auto named = slot_of(k);
-        if (Slots::beyond(named, mask)) [[unlikely]]
-            return false;
-        Slots::Entry& e = entries[Slots::number(named, mask)];
-        if (e.pool != this) return false;
-        index = e.index;
-        e.pool = nullptr;
-        return true;
-    });
+    std::size_t done = 0;
+    {
+        dma::Pool::Giver back(pool_);
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(slot_of(0))>, Slots::InRange>) {
+            // A run of slots that does not wrap: walked by one pointer.
+            Slots::Entry* const from = entries + slot_of(0).number;
+            Slots::Entry* e = from;
+            for (Slots::Entry* const to = from + n; e != to && e->pool == this; ++e) {
+                e->pool = nullptr;
+                (void)back.give(e->index);  // an index out of range or already free stays out
+            }
+            done = static_cast<std::size_t>(e - from);
+        } else {
+            for (; done < n; ++done) {
+                const auto named = slot_of(done);
+                if (Slots::beyond(named, mask)) [[unlikely]]
+                    break;
+                Slots::Entry& e = entries[Slots::number(named, mask)];
+                if (e.pool != this) break;
+                e.pool = nullptr;
+                (void)back.give(e.index);
+            }
+        }
+    }
     leave();
     return done;
 }
