@@ -332,23 +332,25 @@ public:
     template <typename Describe>
     unsigned lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
     /// What a receive loop found in slot `slot` (Burst::harvest_each; slot numbers wrap): a frame of
-    /// `len` bytes to keep, kDrop (a bad frame: its buffer stays in the slot), or kNotASlot (the device
-    /// named no slot of ours, an error the caller counts: nothing is taken or described).
+    /// `len` bytes to keep, kDrop (a bad frame: its buffer stays in the slot), kNotASlot (the device
+    /// named no slot of ours, an error the caller counts: nothing is taken or described), or kNotDone
+    /// (the device has not written this slot back yet: the harvest ends before it).
     struct Harvested {
         std::size_t slot;
         int len;
     };
-    static constexpr int kDrop = -1, kNotASlot = -2;
+    static constexpr int kDrop = -1, kNotASlot = -2, kNotDone = -3;
     /// A receive ring's harvest into this burst, prepare_for()'d the pool whose buffers `s` holds: for
     /// k = 0, 1, ... up to n, in order and once each, `at(k)` says which slot the device is done with
     /// and what it holds (a Harvested); a kept frame's buffer moves to the back of this burst and a
     /// fresh one from the pool takes its slot; then `describe(slot, frame_iova)` gives the slot's buffer
-    /// back to the device. Stops early when the pool runs short or this burst fills (0 once the pool's
-    /// device is gone); returns the k it stopped at (the frames kept are the growth of size()).
+    /// back to the device. Stops at the first kNotDone, or early when the pool runs short or this burst
+    /// fills (0 once the pool's device is gone); returns the k it stopped at (the frames kept are the
+    /// growth of size()).
     template <typename At, typename Describe>
     unsigned harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe) noexcept;
     /// harvest_each over slots first, first + 1, ... of a ring the device fills in order: `inspect(slot)`
-    /// returns the frame's length or kDrop.
+    /// returns the frame's length, kDrop, or kNotDone where the device's writing has not got to yet.
     template <typename Inspect, typename Describe>
     unsigned harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept;
 
@@ -542,11 +544,12 @@ unsigned Burst::harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe)
         got = std::min<std::size_t>({n, room(), fresh.available()});  // so fresh.take() below always has one
         const PacketLayout layout = pool->layout();
         Slots::Entry* const entries = s.entries_.get();
-        std::size_t end = end_;
-        for (std::size_t k = 0; k < got; ++k) {
+        std::size_t end = end_, k = 0;
+        for (; k < got; ++k) {
             const auto h = at(k);
             if (h.len == kNotASlot) [[unlikely]]
                 continue;
+            if (h.len == kNotDone) break;
             const std::size_t slot = slot_of(h, mask);
             Slots::Entry& e = entries[slot];
             if (h.len >= 0 && e.pool == pool) [[likely]] {
@@ -561,6 +564,7 @@ unsigned Burst::harvest_each(Slots& s, unsigned n, At&& at, Describe&& describe)
             describe(slot, layout.frame_iova(e.index));
         }
         end_ = end;
+        got = k;
     }
     pool->leave();
     return static_cast<unsigned>(got);

@@ -448,6 +448,28 @@ TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
         rx.clear();
         out = udrv::net::Packet();
         EXPECT_EQ(pool->available(), full - 3);
+
+        // A harvest ends at the first slot the device has not written back (kNotDone): slot 1's frame
+        // is kept, slot 2 keeps its buffer undescribed, slot 3 is not looked at.
+        refilled.clear();
+        const std::uint64_t waiting_iova = s.frame_iova(2, layout);
+        std::vector<std::size_t> looked_at;
+        ASSERT_TRUE(rx.prepare_for(pool.get()));
+        EXPECT_EQ(rx.harvest(
+                      s, 1, 3,
+                      [&](std::size_t slot) {
+                          looked_at.push_back(slot);
+                          return slot == 2 ? udrv::net::Burst::kNotDone : 64;
+                      },
+                      [&](std::size_t, std::uint64_t at) { refilled.push_back(at); }),
+                  1u);
+        EXPECT_EQ(rx.size(), 1u);
+        EXPECT_EQ(looked_at, (std::vector<std::size_t>{1, 2}));
+        EXPECT_EQ(refilled.size(), 1u);
+        EXPECT_EQ(s.frame_iova(2, layout), waiting_iova);
+        EXPECT_EQ(pool->available(), full - 4);  // slots 1, 2, 3 and the kept frame
+        rx.clear();
+        EXPECT_EQ(pool->available(), full - 3);
     }  // the slots go, and the three buffers they held with them
     EXPECT_EQ(pool->available(), full);
 

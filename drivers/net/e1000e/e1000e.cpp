@@ -178,32 +178,24 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     if (!out.prepare_for(rx_pool_.get()))
         return fail(EINVAL, "{}: rx_burst: the burst holds packets of another pool (transmit or clear them first)", dev_.name());
-    max = std::min(max, out.room());
     RxDesc* const ring = rx_ring_->span().data();  // kRingSize descriptors, as many as rx_slots_
     const std::uint16_t next = rx_next_;
-    // Done bits four at a time up to the ring's end, then one at a time (and around the end).
-    const RxDesc* const from = ring + next;
-    const RxDesc* d = from;
-    for (const RxDesc* const by4 = from + (std::min<unsigned>(max, kRingSize - next) & ~3u); d < by4; d += 4) {
-        const std::uint64_t all = dma::read_once(d[0].wb) & dma::read_once(d[1].wb) & dma::read_once(d[2].wb) & dma::read_once(d[3].wb);
-        if (!(rx_write_back(all).status & DESC_DD)) break;
-    }
-    auto ready = static_cast<unsigned>(d - from);
-    while (ready < max && (rx_write_back(dma::read_once(ring[(next + ready) % kRingSize].wb)).status & DESC_DD)) ++ready;
-    if (!ready) return 0;
-    dma_rmb();  // the rest of the descriptors after their done bits
+    if (!(rx_write_back(dma::read_once(ring[next].wb)).status & DESC_DD)) return 0;  // nothing arrived: no harvest set up
     const unsigned before = out.size();
     std::uint64_t errors = 0;
+    // The harvest reads each write-back once, as one 64-bit word: the done bit and the length and errors
+    // it vouches for arrive together (no barrier between them), and the first not written back ends it.
     const unsigned done = out.harvest(
-        rx_slots_, next, ready,
+        rx_slots_, next, std::min(max, out.room()),
         [&](std::size_t slot) {
             // The device's word: a frame split over descriptors (we never asked for that), an error, or
             // a length beyond the buffer is dropped and counted, and its buffer goes back in the ring.
-            const std::uint64_t wb = ring[slot].wb;
+            const std::uint64_t wb = dma::read_once(ring[slot].wb);
             if (rx_descriptor_good<kBufSize>(wb)) [[likely]]
                 return int{rx_write_back(wb).length};
+            if (!(rx_write_back(wb).status & DESC_DD)) return net::Burst::kNotDone;
             ++errors;
-            return -1;
+            return net::Burst::kDrop;
         },
         [&](std::size_t slot, std::uint64_t iova) { ring[slot] = rx_descriptor(iova); });
     rx_next_ = static_cast<std::uint16_t>((next + done) % kRingSize);
