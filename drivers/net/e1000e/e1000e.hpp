@@ -20,13 +20,15 @@ namespace udrv::e1000e {
 template <std::uint32_t Buffer>
 constexpr bool rx_descriptor_good(std::uint64_t wb) noexcept {
     static_assert(std::has_single_bit(Buffer) && Buffer < 0x10000);
-    // One test for all three. In wb - 1 the length field holds length - 1, whose bits from Buffer's up
-    // are clear exactly for a length of 1 to Buffer; a length of 0 sets them all (the borrow may run on
-    // into the checksum and status, but the length bits fail the test already). For a length of 1 or
-    // more nothing borrows: the status and errors bytes are the device's.
+    // One test for all three: an add and a test against zero. In wb - 1 the length field holds length
+    // - 1, whose bits from Buffer's up are clear exactly for a length of 1 to Buffer; a length of 0 sets
+    // them all (the borrow may run on into the checksum and status, but the length bits fail the test
+    // already). For a length of 1 or more nothing borrows out of the length. Taking kDoneEndOfPacket
+    // away as well leaves its two bits clear exactly when both were set, and then borrows nothing: the
+    // errors byte tested is the device's (when they were not both set, those bits fail the test).
     constexpr std::uint64_t kLengthBeyond = 0xffff & ~std::uint64_t{Buffer - 1};
     constexpr std::uint64_t kDoneEndOfPacket = std::uint64_t{0x03} << 32, kErrors = std::uint64_t{0xff} << 40;
-    return ((wb - 1) & (kErrors | kDoneEndOfPacket | kLengthBeyond)) == kDoneEndOfPacket;
+    return ((wb - (kDoneEndOfPacket + 1)) & (kErrors | kDoneEndOfPacket | kLengthBeyond)) == 0;
 }
 
 class E1000e final : public net::Device {
