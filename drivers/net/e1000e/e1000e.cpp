@@ -151,11 +151,14 @@ Result<net::Stats> E1000e::stats() {
     return s;
 }
 
+// Has the device written a receive descriptor back (its write-back half `wb`)?
+inline bool rx_done(std::uint64_t wb) noexcept { return (E1000e::rx_write_back(wb).status & DESC_DD) != 0; }
+
 Result<bool> E1000e::rx_wait(unsigned queue, net::WaitMode mode, std::chrono::milliseconds timeout) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
     irq::Vector* v = vectors_ ? &(*vectors_)[0] : nullptr;
     auto r = net::wait_for_rx(
-        mode, timeout, v, [&] { return (rx_write_back(dma::read_once((*rx_ring_)[rx_next_].wb)).status & DESC_DD) != 0; },
+        mode, timeout, v, [&] { return rx_done(dma::read_once((*rx_ring_)[rx_next_].wb)); },
         [&] { regs_.write32<IMS>(ICR_RXQ0); }, [&] { regs_.write32<IMC>(ICR_RXQ0); });
     if (!r) return std::unexpected(std::move(r.error()).context(dev_.name()));
     return r;
@@ -180,7 +183,7 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
         return fail(EINVAL, "{}: rx_burst: the burst holds packets of another pool (transmit or clear them first)", dev_.name());
     RxDesc* const ring = rx_ring_->span().data();  // kRingSize descriptors, as many as rx_slots_
     const std::uint16_t next = rx_next_;
-    if (!(rx_write_back(dma::read_once(ring[next].wb)).status & DESC_DD)) return 0;  // nothing arrived: no harvest set up
+    if (!rx_done(dma::read_once(ring[next].wb))) return 0;  // nothing arrived: no harvest set up
     const unsigned before = out.size();
     std::uint64_t errors = 0;
     // The harvest reads each write-back once, as one 64-bit word: the done bit and the length and errors
@@ -193,7 +196,7 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
             const std::uint64_t wb = dma::read_once(ring[slot].wb);
             if (rx_descriptor_good<kBufSize>(wb)) [[likely]]
                 return int{rx_write_back(wb).length};
-            if (!(rx_write_back(wb).status & DESC_DD)) return net::Burst::kNotDone;
+            if (!rx_done(wb)) return net::Burst::kNotDone;
             ++errors;
             return net::Burst::kDrop;
         },
