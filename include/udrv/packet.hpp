@@ -464,7 +464,8 @@ private:
     };
     Entry& at(std::size_t i) noexcept { return entries_[i & mask_]; }
     const Entry& at(std::size_t i) const noexcept { return entries_[i & mask_]; }
-    // A driver's own count wraps; a number a device gave is checked first (decided at compile time).
+    // A driver's own count wraps; a number a device gave is checked first (decided at compile time),
+    // and is a slot's number as it is once beyond() has said no: number() is used only after that.
     // give_back()'s numbers when they do not wrap: below size() by construction.
     struct InRange {
         std::size_t number;
@@ -473,7 +474,7 @@ private:
     static bool beyond(DeviceSlot s, std::size_t mask) noexcept { return s.number > mask; }
     static bool beyond(InRange, std::size_t) noexcept { return false; }
     static std::size_t number(std::size_t i, std::size_t mask) noexcept { return i & mask; }
-    static std::size_t number(DeviceSlot s, std::size_t mask) noexcept { return s.number & mask; }
+    static std::size_t number(DeviceSlot s, std::size_t) noexcept { return s.number; }
     static std::size_t number(InRange s, std::size_t) noexcept { return s.number; }
     std::unique_ptr<Entry[]> entries_;
     std::size_t mask_;

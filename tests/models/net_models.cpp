@@ -219,8 +219,19 @@ void VirtioNetModel::transmit(std::uint16_t q, unsigned limit, bool record_ids) 
             if (o_.loopback) (void)deliver(q / 2, frame);
             else transmitted_.push_back(std::move(frame));
         }
+        if (hold_back_) {
+            hold_back_ = false;
+            held_back_.push_back(id);
+            continue;
+        }
         put_used(tx, id, 0, false);
     }
+}
+
+void VirtioNetModel::return_held_tx(unsigned pair) {
+    if (2 * pair + 1 >= vqs_.size()) return;
+    for (std::uint32_t id : held_back_) put_used(vqs_[2 * pair + 1], id, 0, false);
+    held_back_.clear();
 }
 
 void VirtioNetModel::control(std::uint16_t q) {

@@ -47,6 +47,11 @@ public:
     /// to `n` of what pair `pair` has queued (in order, as QEMU's virtio-net does).
     void hold_tx(bool on) { hold_tx_ = on; }
     void release_tx(unsigned n, unsigned pair = 0) { transmit(static_cast<std::uint16_t>(2 * pair + 1), n, true); }
+    /// A device that completes out of order (virtio 1.2, 2.7.14, without VIRTIO_F_IN_ORDER): the next
+    /// frame transmitted is sent, but its descriptor is given back only by return_held_tx(), after those
+    /// that come after it.
+    void hold_back_next_tx() { hold_back_ = true; }
+    void return_held_tx(unsigned pair = 0);
     /// The descriptor id of each frame release_tx sent, in order.
     const std::vector<std::uint16_t>& tx_descriptor_ids() const noexcept { return tx_ids_; }
 
@@ -79,7 +84,8 @@ private:
     std::deque<std::vector<std::byte>> transmitted_;
     std::optional<std::uint32_t> bad_id_, bad_len_, bad_tx_id_;
     std::uint64_t sent_ = 0, received_ = 0, dropped_ = 0, notifications_ = 0;
-    bool hold_tx_ = false;
+    bool hold_tx_ = false, hold_back_ = false;
+    std::vector<std::uint32_t> held_back_;  // transmit descriptor ids sent and not yet given back
     std::vector<std::uint16_t> tx_ids_;
 };
 

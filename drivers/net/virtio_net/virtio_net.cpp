@@ -330,6 +330,7 @@ Result<void> VirtioNet::start_pair(unsigned i) {
     p.rx_slots = std::make_unique<net::Slots>(p.rxq->size());  // sizes are powers of two (checked at set-up)
     p.tx_slots = std::make_unique<net::Slots>(p.txq->size());
     p.txq->prepare_descs(0);  // a frame per descriptor, the device reads it (queue_tx)
+    p.txq->prepare_own_entries();  // descriptor i in entry i, while the device keeps to that (tx_slot)
     return fill_rx(i);
 }
 
@@ -421,11 +422,14 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
 // Buffers the device is done with go back to their pools, together.
 void VirtioNet::reclaim_tx(Pair& q, std::uint16_t at_least) {
     Virtqueue::Reader used(*q.txq);
-    const std::uint16_t n = used.pending();
-    if (n < at_least) return;
+    if (used.pending() < at_least) return;
     // An id that names no buffer in flight (beyond the ring, or given back already) is the device's error.
-    const std::size_t errors = q.tx_slots->give_back_each(n, [&](std::size_t k) { return net::Slots::DeviceSlot{used.id(k)}; });
-    used.skip(n);
+    std::size_t errors = 0;
+    while (used.pending()) {  // one run, or two where the elements wrap around the ring's end
+        const std::span<const vring::UsedElem> run = used.run();
+        errors += q.tx_slots->give_back_each(run.size(), [run](std::size_t k) { return net::Slots::DeviceSlot{dma::read_once(run[k].id)}; });
+        used.skip(static_cast<std::uint16_t>(run.size()));
+    }
     if (errors) [[unlikely]]
         net::count(q.stats.tx_errors, errors);
 }
@@ -465,9 +469,10 @@ inline std::uint16_t VirtioNet::tx_free(const Pair& q) noexcept {
 
 // The slot for the next frame to transmit: the available ring's next entry's, as long as the device
 // gives buffers back in the order it took them (QEMU does; the rings and the table are then written
-// front to back together). A device may use them out of order (virtio 1.2, 2.7.14: only with
-// VIRTIO_F_IN_ORDER must it not): the entry's slot is then still held, and any empty one will do (the
-// available ring names each descriptor it offers). slots.size() when none is empty: a device that
+// front to back together, and each entry keeps its own number: see OwnAdder). A device may use them
+// out of order (virtio 1.2, 2.7.14: only with VIRTIO_F_IN_ORDER must it not): the entry's slot is then
+// still held, and any empty one will do (the entry is written with the descriptor it offers, until a
+// ring's worth in a row is back in entry order). slots.size() when none is empty: a device that
 // returned ids it was never given (counted in tx_errors) made the count of free descriptors wrong.
 inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_entry) noexcept {
     const std::size_t first = next_entry & (slots.size() - 1);
@@ -477,10 +482,15 @@ inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_
 }
 
 // A frame to transmit in slot `slot` (descriptor `slot`, the available ring's next entry). The net header
-// goes in the headroom, right before the frame (no offloads: all zero).
-inline void VirtioNet::queue_tx(Virtqueue::Adder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
+// goes in the headroom, right before the frame (no offloads: all zero). kOwnEntry: the slot is the next
+// entry's own number and the entries all hold theirs (OwnAdder::add_own); the entry is not written.
+template <bool kOwnEntry>
+inline void VirtioNet::queue_tx(Virtqueue::OwnAdder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
     std::memset(frame - kNetHdr, 0, kNetHdr);
-    ring.add_prepared(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len));
+    if constexpr (kOwnEntry)
+        ring.add_own(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len));
+    else
+        ring.add_prepared(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len));
 }
 
 Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> packets) {
@@ -498,7 +508,7 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
         }
     } count{q.stats, n, bytes};
     {
-        Virtqueue::Adder ring(*q.txq);  // writes the ring state back before publish()
+        Virtqueue::OwnAdder ring(*q.txq);  // writes the ring state back before publish()
         net::Slots& slots = *q.tx_slots;
         for (const std::uint16_t free = tx_free(q); n < packets.size() && n < free; ++n) {
             net::Packet& p = packets[n];
@@ -514,7 +524,10 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
             if (slot == slots.size()) break;  // every slot is the device's (it lost some: see tx_slot)
             bytes += p.size();
             const net::PacketLayout layout = p.pool()->layout();
-            queue_tx(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
+            if (ring.entries_own() && slot == (ring.next_entry() & (slots.size() - 1))) [[likely]]
+                queue_tx<true>(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
+            else
+                queue_tx<false>(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
             slots.put(slot, std::move(p));
         }
     }
@@ -530,18 +543,27 @@ Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
     std::uint64_t bytes = 0;
     unsigned n;
     {
-        Virtqueue::Adder ring(*q.txq);
+        Virtqueue::OwnAdder ring(*q.txq);
         net::Slots& slots = *q.tx_slots;
         auto describe = [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) {
             bytes += len;
-            queue_tx(ring, slot, iova, len, frame);
+            queue_tx<false>(ring, slot, iova, len, frame);
+        };
+        auto describe_own = [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) {
+            bytes += len;
+            queue_tx<true>(ring, slot, iova, len, frame);
         };
         // A run of slots from the next entry's; more runs only when the device holds one of them (see tx_slot).
+        // Lent from the next entry's own slot, each frame goes in the entry of its own number.
         const std::uint16_t free = tx_free(q);
         n = 0;
         while (n < free && !b.empty()) {
             const std::size_t slot = tx_slot(slots, ring.next_entry());
-            const unsigned lent = slot == slots.size() ? 0 : b.lend_front(free - n, slots, slot, describe);
+            unsigned lent = 0;
+            if (slot == (ring.next_entry() & (slots.size() - 1)) && ring.entries_own()) [[likely]]
+                lent = b.lend_front(free - n, slots, slot, describe_own);
+            else if (slot != slots.size())
+                lent = b.lend_front(free - n, slots, slot, describe);
             if (!lent) break;
             n += lent;
         }

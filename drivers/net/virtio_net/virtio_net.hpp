@@ -81,11 +81,23 @@ public:
     void prepare_descs(std::uint16_t flags) noexcept {
         for (Desc& d : desc_.span()) d = Desc{0, 0, flags, 0};
     }
+    /// Writes every available-ring entry as its own number, for a queue that puts descriptor i in
+    /// entry i as a rule (a transmit queue, while the device gives descriptors back in order): such an
+    /// entry is then offered with OwnAdder::add_own, which leaves the entry as it is. Before any is added.
+    void prepare_own_entries() noexcept {
+        for (std::size_t i = 0; i < avail_ring_.size(); ++i) avail_ring_[i] = static_cast<std::uint16_t>(i);
+        own_entries_ = size_;
+    }
     /// Makes everything added visible to the device; true if the device wants a notification.
     bool publish() noexcept;
     /// Next used element, if the device returned one (unchecked: see check_used).
     std::optional<vring::UsedElem> next_used() noexcept;
-    class Adder;
+    template <bool kOwnEntries>
+    class BasicAdder;
+    /// Adds buffers to a queue whose entries name whichever descriptor each offers (a receive queue).
+    using Adder = BasicAdder<false>;
+    /// The same for a queue that may keep descriptor i in entry i (prepare_own_entries(): a transmit queue).
+    using OwnAdder = BasicAdder<true>;
     class Reader;
     /// Has the device returned buffers not yet taken by next_used()?
     bool has_used() const noexcept;
@@ -110,6 +122,8 @@ private:
     std::unique_ptr<std::uint16_t[]> free_;
     std::uint16_t free_take_ = 0, free_put_ = 0;
     std::uint16_t avail_idx_ = 0, published_ = 0, last_used_ = 0;
+    // How many entries right before avail_idx_ hold their own number, up to size_ (then all do).
+    std::uint16_t own_entries_ = 0;
     std::uint16_t take_desc() noexcept { return free_[free_take_++ & (size_ - 1)]; }  // needs free_descs() > 0
     void free_desc(std::uint16_t id) noexcept { free_[free_put_++ & (size_ - 1)] = id; }
 };
@@ -131,6 +145,7 @@ inline std::uint16_t Virtqueue::add_request(std::uint64_t out, std::uint32_t out
     desc_[tail] = Desc{in, in_len, kDescWrite, 0};
     avail_ring_[avail_idx_ & (size_ - 1)] = head;
     ++avail_idx_;
+    own_entries_ = 0;
     return head;
 }
 
@@ -154,32 +169,55 @@ inline void Virtqueue::set_interrupts(bool on) noexcept {
 
 /// A loop adding one-buffer chains (then publish()): descriptor `slot` describes the buffer and goes
 /// in the available ring's next entry.
-class Virtqueue::Adder {
+template <bool kOwnEntries>
+class Virtqueue::BasicAdder {
 public:
-    explicit Adder(Virtqueue& q) noexcept
-        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), mask_(q.size_ - 1u), idx_(q.avail_idx_) {}
-    Adder(const Adder&) = delete;
-    Adder& operator=(const Adder&) = delete;
-    ~Adder() { q_.avail_idx_ = static_cast<std::uint16_t>(idx_); }
+    explicit BasicAdder(Virtqueue& q) noexcept
+        : q_(q), desc_(q.desc_.span().data()), avail_(q.avail_ring_.data()), mask_(q.size_ - 1u), idx_(q.avail_idx_),
+          own_(kOwnEntries ? q.own_entries_ : 0) {
+        if constexpr (!kOwnEntries) q.own_entries_ = 0;  // what this one writes in the entries is not kept track of
+    }
+    BasicAdder(const BasicAdder&) = delete;
+    BasicAdder& operator=(const BasicAdder&) = delete;
+    ~BasicAdder() {
+        q_.avail_idx_ = static_cast<std::uint16_t>(idx_);
+        if constexpr (kOwnEntries) q_.own_entries_ = static_cast<std::uint16_t>(own_);
+    }
     /// The available ring's next entry: the slot a transmit queue fills next (its entry i names
     /// descriptor i, so the table is written front to back as the rings are).
     std::size_t next_entry() const noexcept { return idx_; }
+    /// Does every entry hold its own number (prepare_own_entries(), and each entry written since named
+    /// the descriptor of its own number)? add_own() may be used then.
+    bool entries_own() const noexcept { return kOwnEntries && own_ > mask_; }
     void add(std::size_t slot, std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
         const std::size_t id = slot & mask_;
         // SAFETY: masked into the table's and the ring's size_ entries (a power of two, checked at set-up).
         desc_[id] = Desc{addr, len, flags, 0};
         avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
         ++idx_;
+        if constexpr (kOwnEntries) own_ = 0;
     }
     /// The same for a descriptor whose flags prepare_descs() wrote (a transmit buffer): its address
     /// and length. The device only reads the table; what else it may write there changes only what
     /// it reads.
     void add_prepared(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
+        const std::size_t id = slot & mask_, entry = idx_ & mask_;
+        // SAFETY: as in add().
+        desc_[id].addr = addr;
+        desc_[id].len = len;
+        avail_[entry] = static_cast<std::uint16_t>(id);
+        ++idx_;
+        if constexpr (kOwnEntries) own_ = id == entry ? std::min(own_ + 1, mask_ + 1) : 0;  // a ring's worth in a row: all are
+    }
+    /// add_prepared() for descriptor `slot` when it is the next entry's own number and entries_own():
+    /// that entry names it already, and is left as it is (the device only reads the ring: what else
+    /// it may write there misleads only it, as above).
+    void add_own(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
+        static_assert(kOwnEntries, "an OwnAdder's");
         const std::size_t id = slot & mask_;
         // SAFETY: as in add().
         desc_[id].addr = addr;
         desc_[id].len = len;
-        avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
         ++idx_;
     }
     /// The same for a descriptor that keeps its length and flags (a receive buffer refilled in place):
@@ -190,6 +228,7 @@ public:
         desc_[id].addr = addr;
         avail_[idx_ & mask_] = static_cast<std::uint16_t>(id);
         ++idx_;
+        if constexpr (kOwnEntries) own_ = 0;
     }
 
 private:
@@ -197,6 +236,7 @@ private:
     Desc* desc_;
     std::uint16_t* avail_;
     std::size_t mask_, idx_;  // idx_ wraps at 65536 when written back
+    std::size_t own_;         // own_entries_, while the adder runs (kOwnEntries)
 };
 
 /// A loop over the elements the device returned: one read of its index for the whole batch.
@@ -223,10 +263,12 @@ public:
         --pending_;
         return vring::UsedElem{dma::read_once(e.id), dma::read_once(e.len)};
     }
-    /// The descriptor id of pending element k (k < pending()), unchecked; skip() passes them.
-    std::uint32_t id(std::size_t k) const noexcept {
-        // SAFETY: masked into the ring's size_ entries.
-        return dma::read_once(used_[(last_ + k) & mask_].id);
+    /// The pending elements from the next up to the ring's end (all of them unless they wrap), unchecked:
+    /// a run a loop reads without a mask per element; skip() passes them.
+    std::span<const vring::UsedElem> run() const noexcept {
+        const std::size_t at = last_ & mask_;
+        // SAFETY: at <= mask_, and the run ends at the ring's last element, mask_: all within its size_.
+        return {used_ + at, std::min(pending_, mask_ + 1 - at)};
     }
     /// Passes the next n elements (n <= pending()).
     void skip(std::uint16_t n) noexcept {
@@ -299,7 +341,8 @@ private:
     bool make_tx_room(Pair& q, std::size_t wanted);
     static std::uint16_t tx_free(const Pair& q) noexcept;
     static std::size_t tx_slot(const net::Slots& slots, std::size_t next_entry) noexcept;
-    static void queue_tx(Virtqueue::Adder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept;
+    template <bool kOwnEntry>
+    static void queue_tx(Virtqueue::OwnAdder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept;
     void notify(unsigned vq) noexcept;
     Result<void> control(std::uint8_t cls, std::uint8_t cmd, std::span<const std::uint8_t> data);
 
