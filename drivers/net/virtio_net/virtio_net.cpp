@@ -524,9 +524,10 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
             if (slot == slots.size()) break;  // every slot is the device's (it lost some: see tx_slot)
             bytes += p.size();
             const net::PacketLayout layout = p.pool()->layout();
-            if (ring.entries_own() && slot == (ring.next_entry() & (slots.size() - 1))) [[likely]]
+            if (ring.entries_own() && slot == (ring.next_entry() & (slots.size() - 1))) [[likely]] {
                 queue_tx<true>(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
-            else
+                ring.offer_own(1);
+            } else
                 queue_tx<false>(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
             slots.put(slot, std::move(p));
         }
@@ -560,9 +561,10 @@ Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
         while (n < free && !b.empty()) {
             const std::size_t slot = tx_slot(slots, ring.next_entry());
             unsigned lent = 0;
-            if (slot == (ring.next_entry() & (slots.size() - 1)) && ring.entries_own()) [[likely]]
+            if (slot == (ring.next_entry() & (slots.size() - 1)) && ring.entries_own()) [[likely]] {
                 lent = b.lend_front(free - n, slots, slot, describe_own);
-            else if (slot != slots.size())
+                ring.offer_own(lent);
+            } else if (slot != slots.size())
                 lent = b.lend_front(free - n, slots, slot, describe);
             if (!lent) break;
             n += lent;

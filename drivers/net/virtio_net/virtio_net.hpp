@@ -209,17 +209,18 @@ public:
         ++idx_;
         if constexpr (kOwnEntries) own_ = id == entry ? std::min(own_ + 1, mask_ + 1) : 0;  // a ring's worth in a row: all are
     }
-    /// add_prepared() for descriptor `slot` when it is the next entry's own number and entries_own():
-    /// that entry names it already, and is left as it is (the device only reads the ring: what else
-    /// it may write there misleads only it, as above).
+    /// add_prepared() for descriptor `slot` when it is the own number of entry next_entry() + k and
+    /// entries_own(): that entry names it already, and is left as it is (the device only reads the
+    /// ring: what else it may write there misleads only it, as above). offer_own(n) then passes the n
+    /// entries so described, k = 0 .. n - 1.
     void add_own(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
         static_assert(kOwnEntries, "an OwnAdder's");
         const std::size_t id = slot & mask_;
         // SAFETY: as in add().
         desc_[id].addr = addr;
         desc_[id].len = len;
-        ++idx_;
     }
+    void offer_own(std::size_t n) noexcept { idx_ += n; }
     /// The same for a descriptor that keeps its length and flags (a receive buffer refilled in place):
     /// only its address is written (what else the device may write there, as above, misleads only it).
     void readd(std::size_t slot, std::uint64_t addr) noexcept {
