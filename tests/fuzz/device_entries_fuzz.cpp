@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (auto& b : buffers)
         if (in.ConsumeBool()) b.resize(12 + capacity);
     const auto id = in.ConsumeIntegral<std::uint32_t>(), len = in.ConsumeIntegral<std::uint32_t>();
-    if (udrv::virtio_net::check_used(id, len, ring, [&](std::uint32_t i) { return !buffers.at(i).empty(); }, 12,
+    if (udrv::virtio_net::check_used(id, len, ring - 1, [&](std::uint32_t i) { return !buffers.at(i).empty(); }, 12,
                                      static_cast<std::uint32_t>(capacity)) == udrv::virtio_net::UsedCheck::ok) {
         auto& b = buffers[id];
         if (len < 12) __builtin_trap();  // accepted a buffer without room for its header

@@ -775,21 +775,22 @@ TEST_F(NetOnModel, VirtioCatchesWhatTheDeviceGetsWrong) {
     EXPECT_EQ(b.size(), 1u);  // what it held stays
 }
 
-// A used element's length: at least the net header, at most the buffer; its id: below the ring's size.
+// A used element's length: at least the net header, at most the buffer; its id: at most the ring's last
+// (7 in an 8-entry ring).
 TEST(VirtioUsedCheck, LengthsFromTheHeaderToTheBuffersEnd) {
     using udrv::virtio_net::check_used;
     using udrv::virtio_net::UsedCheck;
     auto any = [](std::uint32_t) { return true; };
     constexpr std::uint32_t kCapacity = 2036;
-    EXPECT_EQ(check_used(0, 0, 8, any, 12, kCapacity), UsedCheck::bad_length);
-    EXPECT_EQ(check_used(0, 11, 8, any, 12, kCapacity), UsedCheck::bad_length);
-    EXPECT_EQ(check_used(0, 12, 8, any, 12, kCapacity), UsedCheck::ok);  // a header and no frame: an empty one
-    EXPECT_EQ(check_used(7, 12 + kCapacity, 8, any, 12, kCapacity), UsedCheck::ok);
-    EXPECT_EQ(check_used(0, 12 + kCapacity + 1, 8, any, 12, kCapacity), UsedCheck::bad_length);
-    EXPECT_EQ(check_used(0, UINT32_MAX, 8, any, 12, kCapacity), UsedCheck::bad_length);
-    EXPECT_EQ(check_used(8, 60, 8, any, 12, kCapacity), UsedCheck::bad_id);
-    EXPECT_EQ(check_used(UINT32_MAX, 60, 8, any, 12, kCapacity), UsedCheck::bad_id);
-    EXPECT_EQ(check_used(3, 60, 8, [](std::uint32_t id) { return id != 3; }, 12, kCapacity), UsedCheck::bad_id);
+    EXPECT_EQ(check_used(0, 0, 7, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, 11, 7, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, 12, 7, any, 12, kCapacity), UsedCheck::ok);  // a header and no frame: an empty one
+    EXPECT_EQ(check_used(7, 12 + kCapacity, 7, any, 12, kCapacity), UsedCheck::ok);
+    EXPECT_EQ(check_used(0, 12 + kCapacity + 1, 7, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(0, UINT32_MAX, 7, any, 12, kCapacity), UsedCheck::bad_length);
+    EXPECT_EQ(check_used(8, 60, 7, any, 12, kCapacity), UsedCheck::bad_id);
+    EXPECT_EQ(check_used(UINT32_MAX, 60, 7, any, 12, kCapacity), UsedCheck::bad_id);
+    EXPECT_EQ(check_used(3, 60, 7, [](std::uint32_t id) { return id != 3; }, 12, kCapacity), UsedCheck::bad_id);
 }
 
 TEST_F(NetOnModel, VirtioMultiqueue) {

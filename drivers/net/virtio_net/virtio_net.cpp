@@ -393,7 +393,7 @@ Result<unsigned> VirtioNet::rx_burst(unsigned queue, net::Burst& out, unsigned m
                 const auto [id, len] = used.next();
                 // The device's word: an id beyond the ring, or a length beyond the buffer, is a device bug.
                 // Every id below the ring's size holds a buffer (each is refilled where it is taken).
-                const UsedCheck check = check_used(id, len, used.size(), [](std::uint32_t) { return true; }, kNetHdr, kRxCapacity);
+                const UsedCheck check = check_used(id, len, used.last_id(), [](std::uint32_t) { return true; }, kNetHdr, kRxCapacity);
                 if (check == UsedCheck::bad_id) [[unlikely]] {
                     if (!bad_id) bad_id = id;
                     ++errors;

@@ -17,14 +17,15 @@
 namespace udrv::virtio_net {
 
 /// What a used-ring element says, checked before it is believed: the descriptor id must be one this
-/// driver has in flight (`in_flight(id)` is asked only for id < ring size), and a receive buffer's
+/// driver has in flight (at most `last_id`, the ring's size - 1; `in_flight(id)` is asked only then:
+/// the last id, not the size, is what a loop over the ring keeps anyway, as its mask), and a receive buffer's
 /// length must hold the `header` and at most `capacity` bytes after it (a buffer's size: far below
 /// 2^32, so a length short of the header, which wraps in the subtraction, is beyond it too).
 enum class UsedCheck { ok, bad_id, bad_length };
 template <typename InFlight>
-constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t ring_size, InFlight&& in_flight, std::size_t header,
+constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t last_id, InFlight&& in_flight, std::size_t header,
                                std::uint32_t capacity) noexcept {
-    if (id >= ring_size || !in_flight(id)) return UsedCheck::bad_id;
+    if (id > last_id || !in_flight(id)) return UsedCheck::bad_id;
     if (std::size_t{len} - header > capacity) return UsedCheck::bad_length;  // one comparison for both ends
     return UsedCheck::ok;
 }
@@ -254,8 +255,8 @@ public:
     ~Reader() { q_.last_used_ = static_cast<std::uint16_t>(last_); }
     /// Elements returned and not yet taken.
     std::uint16_t pending() const noexcept { return static_cast<std::uint16_t>(pending_); }
-    /// The ring's size (from the value the loop keeps anyway).
-    std::size_t size() const noexcept { return mask_ + 1; }
+    /// The ring's last descriptor id, its size - 1 (the value the loop keeps anyway, as its mask).
+    std::size_t last_id() const noexcept { return mask_; }
     /// The next one (needs pending() > 0), unchecked: see check_used.
     vring::UsedElem next() noexcept {
         // SAFETY: masked into the ring's size_ entries.
