@@ -483,7 +483,8 @@ inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_
 
 // A frame to transmit in slot `slot` (descriptor `slot`, the available ring's next entry). The net header
 // goes in the headroom, right before the frame (no offloads: all zero). kOwnEntry: the slot is the next
-// entry's own number and the entries all hold theirs (OwnAdder::add_own); the entry is not written.
+// entry's own number and the entries all hold theirs (OwnAdder::add_own): the entry is not written, and
+// the caller passes it with offer_own.
 template <bool kOwnEntry>
 inline void VirtioNet::queue_tx(Virtqueue::OwnAdder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
     std::memset(frame - kNetHdr, 0, kNetHdr);
