@@ -28,6 +28,12 @@ constexpr std::size_t kNetHdr = 12;  // struct virtio_net_hdr_v1 (VERSION_1)
 // frame. Constants, so the receive loop checks a used length against an immediate.
 constexpr std::uint32_t kRxBufferSize = 2048, kRxHeadroom = 64, kRxCapacity = kRxBufferSize - kRxHeadroom;
 static_assert(kRxHeadroom >= kNetHdr);
+// A frame to transmit gets its net header zeroed by one 16-byte store that starts 4 bytes before the
+// header, in headroom no one else uses (a packet's user sees its data() only; the device reads from the
+// header on): transmit takes packets with at least this much headroom (pools have 64 unless made
+// with less).
+constexpr std::uint32_t kTxHeadroom = 16;
+static_assert(kTxHeadroom >= kNetHdr && kRxHeadroom >= kTxHeadroom);  // received frames can be sent on
 // Ring upkeep in batches: refilled receive descriptors are published once this many wait (DPDK's
 // rx_free_thresh), and transmitted buffers reclaimed once fewer than this many are free (see
 // make_tx_room). Each pass, and each notification it may take, then serves many packets even when the
@@ -482,12 +488,12 @@ inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_
 }
 
 // A frame to transmit in slot `slot` (descriptor `slot`, the available ring's next entry). The net header
-// goes in the headroom, right before the frame (no offloads: all zero). kOwnEntry: the slot is the next
+// goes in the headroom, right before the frame (no offloads: all zero; see kTxHeadroom). kOwnEntry: the slot is the next
 // entry's own number and the entries all hold theirs (OwnAdder::add_own): the entry is not written, and
 // the caller passes it with offer_own.
 template <bool kOwnEntry>
 inline void VirtioNet::queue_tx(Virtqueue::OwnAdder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
-    std::memset(frame - kNetHdr, 0, kNetHdr);
+    std::memset(frame - kTxHeadroom, 0, kTxHeadroom);
     if constexpr (kOwnEntry)
         ring.add_own(slot, iova - kNetHdr, static_cast<std::uint32_t>(kNetHdr + len));
     else
@@ -517,7 +523,7 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
                 if (n) break;  // as below: what was good goes out first
                 return fail(EINVAL, "{}: tx_batch got an empty packet handle", dev_->name());
             }
-            if (auto ok = q.tx_pool->accept_for_tx(p, kNetHdr); !ok) {
+            if (auto ok = q.tx_pool->accept_for_tx(p, kTxHeadroom); !ok) {
                 if (n) break;  // send what was good; the caller gets the error with this packet first next time
                 return std::unexpected(std::move(ok.error()).context(dev_->name()));
             }
@@ -540,7 +546,7 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
 Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
     Pair& q = *UDRV_TRY(pair(queue));
     if (b.empty()) return 0;
-    if (auto ok = q.tx_pool->accept_pool_for_tx(b.pool(), kNetHdr); !ok) return std::unexpected(std::move(ok.error()).context(dev_->name()));
+    if (auto ok = q.tx_pool->accept_pool_for_tx(b.pool(), kTxHeadroom); !ok) return std::unexpected(std::move(ok.error()).context(dev_->name()));
     if (!make_tx_room(q, b.size())) return 0;
     std::uint64_t bytes = 0;
     unsigned n;
