@@ -290,7 +290,7 @@ TEST_F(NetOnModel, VirtioTransmitSurvivesWhatTheDeviceGivesBackWrongly) {
 // A device that gives a transmit descriptor back after later ones (allowed without VIRTIO_F_IN_ORDER):
 // while it holds it, frames go around its slot, each available-ring entry written with the descriptor
 // it offers; once it is back, the ring returns to descriptor i in entry i, entries left as they are
-// (Adder::add_own). Across both, and several times around the ring, the device sends exactly the
+// (OwnAdder::add_own). Across both, and several times around the ring, the device sends exactly the
 // frames it was given, in order.
 TEST_F(NetOnModel, VirtioTransmitOutOfOrderSendsEachFrameOnceInOrder) {
     auto model = std::make_shared<VirtioNetModel>(std::string("0000:00:07.0"), VirtioNetModel::Options{.loopback = false});

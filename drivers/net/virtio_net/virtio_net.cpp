@@ -488,9 +488,9 @@ inline std::size_t VirtioNet::tx_slot(const net::Slots& slots, std::size_t next_
 }
 
 // A frame to transmit in slot `slot` (descriptor `slot`, the available ring's next entry). The net header
-// goes in the headroom, right before the frame (no offloads: all zero; see kTxHeadroom). kOwnEntry: the slot is the next
-// entry's own number and the entries all hold theirs (OwnAdder::add_own): the entry is not written, and
-// the caller passes it with offer_own.
+// goes in the headroom, right before the frame (no offloads: all zero; see kTxHeadroom). kOwnEntry: the
+// adder said own_next() for the slot (or the run it begins): the entry is not written, and the caller
+// passes it with offer_own.
 template <bool kOwnEntry>
 inline void VirtioNet::queue_tx(Virtqueue::OwnAdder& ring, std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte* frame) noexcept {
     std::memset(frame - kTxHeadroom, 0, kTxHeadroom);
@@ -531,7 +531,7 @@ Result<unsigned> VirtioNet::tx_batch(unsigned queue, std::span<net::Packet> pack
             if (slot == slots.size()) break;  // every slot is the device's (it lost some: see tx_slot)
             bytes += p.size();
             const net::PacketLayout layout = p.pool()->layout();
-            if (ring.entries_own() && slot == (ring.next_entry() & (slots.size() - 1))) [[likely]] {
+            if (ring.own_next(slot)) [[likely]] {
                 queue_tx<true>(ring, slot, layout.frame_iova(p), static_cast<std::uint16_t>(p.size()), layout.frame(p));
                 ring.offer_own(1);
             } else
@@ -568,7 +568,7 @@ Result<unsigned> VirtioNet::tx_burst(unsigned queue, net::Burst& b) {
         while (n < free && !b.empty()) {
             const std::size_t slot = tx_slot(slots, ring.next_entry());
             unsigned lent = 0;
-            if (slot == (ring.next_entry() & (slots.size() - 1)) && ring.entries_own()) [[likely]] {
+            if (ring.own_next(slot)) [[likely]] {
                 lent = b.lend_front(free - n, slots, slot, describe_own);
                 ring.offer_own(lent);
             } else if (slot != slots.size())

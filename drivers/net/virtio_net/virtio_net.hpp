@@ -17,9 +17,8 @@
 namespace udrv::virtio_net {
 
 /// What a used-ring element says, checked before it is believed: the descriptor id must be one this
-/// driver has in flight (at most `last_id`, the ring's size - 1; `in_flight(id)` is asked only then:
-/// the last id, not the size, is what a loop over the ring keeps anyway, as its mask), and a receive buffer's
-/// length must hold the `header` and at most `capacity` bytes after it (a buffer's size: far below
+/// driver has in flight (at most `last_id`, the ring's size - 1: what a loop over the ring keeps anyway,
+/// as its mask; `in_flight(id)` is asked only then), and a receive buffer's length must hold the `header` and at most `capacity` bytes after it (a buffer's size: far below
 /// 2^32, so a length short of the header, which wraps in the subtraction, is beyond it too).
 enum class UsedCheck { ok, bad_id, bad_length };
 template <typename InFlight>
@@ -187,9 +186,10 @@ public:
     /// The available ring's next entry: the slot a transmit queue fills next (its entry i names
     /// descriptor i, so the table is written front to back as the rings are).
     std::size_t next_entry() const noexcept { return idx_; }
-    /// Does every entry hold its own number (prepare_own_entries(), and each entry written since named
-    /// the descriptor of its own number)? add_own() may be used then.
-    bool entries_own() const noexcept { return kOwnEntries && own_ > mask_; }
+    /// Is `slot` the next entry's own number, and does every entry hold its own (prepare_own_entries(),
+    /// and each entry written since named the descriptor of its own number)? add_own() may then describe
+    /// it, and the slots after it for the entries after the next.
+    bool own_next(std::size_t slot) const noexcept { return kOwnEntries && slot == (idx_ & mask_) && own_ > mask_; }
     void add(std::size_t slot, std::uint64_t addr, std::uint32_t len, std::uint16_t flags) noexcept {
         const std::size_t id = slot & mask_;
         // SAFETY: masked into the table's and the ring's size_ entries (a power of two, checked at set-up).
@@ -211,9 +211,9 @@ public:
         if constexpr (kOwnEntries) own_ = id == entry ? std::min(own_ + 1, mask_ + 1) : 0;  // a ring's worth in a row: all are
     }
     /// add_prepared() for descriptor `slot` when it is the own number of entry next_entry() + k and
-    /// entries_own(): that entry names it already, and is left as it is (the device only reads the
-    /// ring: what else it may write there misleads only it, as above). offer_own(n) then passes the n
-    /// entries so described, k = 0 .. n - 1.
+    /// own_next() said so for k = 0: that entry names it already, and is left as it is (the device only
+    /// reads the ring: what else it may write there misleads only it, as above). offer_own(n) then
+    /// passes the n entries so described, k = 0 .. n - 1.
     void add_own(std::size_t slot, std::uint64_t addr, std::uint32_t len) noexcept {
         static_assert(kOwnEntries, "an OwnAdder's");
         const std::size_t id = slot & mask_;
