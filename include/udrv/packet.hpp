@@ -121,11 +121,12 @@ public:
             leave();
             return detached_error();
         }
-        auto b = pool_.alloc();
+        std::uint32_t i;
+        const bool ok = pool_.take_owned(i);
         leave();
-        if (!b) [[unlikely]]
-            return std::unexpected(std::move(b.error()));
-        return Packet(this, b->index);
+        if (!ok) [[unlikely]]
+            return pool_.exhausted();
+        return Packet(this, i);
     }
     /// Fills out[0..n) with up to out.size() buffers (DPDK's rte_pktmbuf_alloc_bulk); returns n (0 once
     /// the device is gone).
@@ -133,7 +134,7 @@ public:
         unsigned n = 0;
         enter();
         if (!detached_.load(std::memory_order_relaxed)) [[likely]]
-            for (std::uint32_t i; n < out.size() && pool_.take(i); ++n) out[n] = Packet(this, i);
+            for (std::uint32_t i; n < out.size() && pool_.take_owned(i); ++n) out[n] = Packet(this, i);
         leave();
         return n;
     }
@@ -142,7 +143,7 @@ public:
     bool try_alloc(Packet& out) noexcept {
         std::uint32_t i;
         enter();
-        const bool ok = !detached_.load(std::memory_order_relaxed) && pool_.take(i);
+        const bool ok = !detached_.load(std::memory_order_relaxed) && pool_.take_owned(i);
         leave();
         if (ok) [[likely]]
             out = Packet(this, i);
@@ -155,7 +156,7 @@ public:
         unsigned n = 0;
         enter();
         if (!detached_.load(std::memory_order_relaxed)) [[likely]]
-            for (std::uint32_t i; n < max && pool_.take(i); ++n) take(Packet(this, i));
+            for (std::uint32_t i; n < max && pool_.take_owned(i); ++n) take(Packet(this, i));
         leave();
         return n;
     }
@@ -207,6 +208,7 @@ private:
     ~PacketPool() = default;
     static void last_reference_dropped(PacketPool* p) noexcept;
     static void give_back_detached(PacketPool* p, std::uint32_t index) noexcept;
+    bool all_back() noexcept;  // under the detach lock
     // The owner's fast path: busy while it touches the free list (see detach()).
     void enter() noexcept {
         owner_busy_.store(true, std::memory_order_relaxed);
@@ -580,7 +582,7 @@ inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_
         leave();
         return detached_error();
     }
-    const auto got = static_cast<unsigned>(pool_.take_many(std::span(b.index_ + b.end_, n)));
+    const auto got = static_cast<unsigned>(pool_.take_many_owned(std::span(b.index_ + b.end_, n)));
     leave();
     std::fill_n(b.len_ + b.end_, got, static_cast<std::uint16_t>(len));
     b.end_ += got;
@@ -599,13 +601,17 @@ std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noe
     std::size_t done = 0;
     {
         dma::Pool::Giver back(pool_);
+        // Each slot holds its own buffer (Slots' owners), so the buffers this pool has out bound a run
+        // of its slots; a run beyond that ends early, and the slot after it, given back as a handle,
+        // aborts (a buffer in two slots).
+        n = std::min(n, back.room());
         if constexpr (std::is_same_v<std::remove_cvref_t<decltype(slot_of(0))>, Slots::InRange>) {
             // A run of slots that does not wrap: walked by one pointer.
             Slots::Entry* const from = entries + slot_of(0).number;
             Slots::Entry* e = from;
             for (Slots::Entry* const to = from + n; e != to && e->pool == this; ++e) {
                 e->pool = nullptr;
-                (void)back.give(e->index);  // an index out of range or already free stays out
+                back.give(e->index);
             }
             done = static_cast<std::size_t>(e - from);
         } else {
@@ -616,7 +622,7 @@ std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noe
                 Slots::Entry& e = entries[Slots::number(named, mask)];
                 if (e.pool != this) break;
                 e.pool = nullptr;
-                (void)back.give(e.index);
+                back.give(e.index);
             }
         }
     }
@@ -648,7 +654,7 @@ std::size_t Slots::give_back_each(std::size_t n, SlotOf&& slot_of) noexcept {
 inline void PacketPool::give_back(std::span<const std::uint32_t> indices) noexcept {
     enter();
     if (!detached_.load(std::memory_order_relaxed)) [[likely]] {
-        (void)pool_.give_many(indices);  // cannot fail: a burst is the only owner of its indices
+        pool_.give_many_owned(indices);  // a burst is the only owner of its indices
         leave();
         return;
     }
@@ -668,7 +674,7 @@ inline void Packet::release() noexcept {
     pool_ = nullptr;
     p->enter();
     if (!p->detached_.load(std::memory_order_relaxed)) [[likely]] {
-        (void)p->pool_.give(index_);  // cannot fail: a handle is the only owner of its index
+        p->pool_.give_owned(index_);  // a handle is the only owner of its index
         p->leave();
         return;
     }
