@@ -333,6 +333,12 @@ public:
     /// (the device has not given it back). Returns how many.
     template <typename Describe>
     unsigned lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
+    /// lend_front into slots the device is done with, where a ring keeps what it sent until the slot
+    /// is used again (as DPDK's transmit rings do): a buffer a slot still holds goes back to its pool as
+    /// the packet takes its place, in the same loop (one owner section of this burst's pool). Lends n
+    /// packets, or size() when fewer.
+    template <typename Describe>
+    unsigned lend_front_replacing(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
     /// What a receive loop found in slot `slot` (Burst::harvest_each; slot numbers wrap): a frame of
     /// `len` bytes to keep, kDrop (a bad frame: its buffer stays in the slot), kNotASlot (the device
     /// named no slot of ours, an error the caller counts: nothing is taken or described), or kNotDone
@@ -507,6 +513,48 @@ unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& d
                                                 : lend([first, mask](std::size_t i) { return (first + i) & mask; });
     begin_ = from + k;
     return static_cast<unsigned>(k);
+}
+
+template <typename Describe>
+unsigned Burst::lend_front_replacing(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept {
+    n = std::min(n, size());
+    if (!n) return 0;
+    PacketPool* const pool = pool_;
+    pool->enter();
+    // The n packets lent are this pool's and out, so n gives fit on its free stack (one per slot at
+    // most). Detached (its device going away): the old buffers go back one by one, under its lock.
+    if (pool->detached_.load(std::memory_order_relaxed) || n > pool->capacity() - pool->available()) [[unlikely]] {
+        pool->leave();
+        s.give_back(first, n);
+        return lend_front(n, s, first, describe);
+    }
+    const PacketLayout layout = pool->layout();
+    Slots::Entry* const entries = s.entries_.get();
+    const std::size_t mask = s.mask_, from = begin_;
+    {
+        dma::Pool::Giver back(pool->pool_);
+        auto lend = [&](auto slot_at) {
+            for (std::size_t k = 0; k < n; ++k) {
+                const std::size_t slot = slot_at(k);
+                Slots::Entry& e = entries[slot];
+                if (e.pool == pool) [[likely]]
+                    back.give(e.index);
+                else if (e.pool)
+                    (void)s.take(slot);  // another pool's buffer: back as a handle (that pool's owner section)
+                const std::uint32_t index = index_[from + k];
+                e = {pool, index};
+                describe(slot, layout.frame_iova(index), len_[from + k], layout.frame(index));
+            }
+        };
+        first &= mask;
+        if (first + n <= mask + 1)
+            lend([first](std::size_t i) { return first + i; });  // no wrap: no mask per slot
+        else
+            lend([first, mask](std::size_t i) { return (first + i) & mask; });
+    }
+    pool->leave();
+    begin_ = from + n;
+    return n;
 }
 
 template <typename Inspect, typename Describe>
