@@ -233,12 +233,61 @@ public:
         free_count_ = static_cast<std::uint32_t>(left);
         return n;
     }
+    /// Takes buffers one at a time inside a caller's loop (a receive ring's refill, a buffer taken only
+    /// for a frame kept), with the free stack in locals: the loop's own stores cannot make the compiler
+    /// reload it, and nothing is taken ahead to be given back. The count goes back to the pool when the
+    /// Taker goes; the pool is not used otherwise while one lives.
+    class Taker {
+    public:
+        explicit Taker(Pool& p) noexcept : pool_(p), use_(p.in_use_.get()), top_(p.free_.get() + p.free_count_) {}
+        Taker(const Taker&) = delete;
+        Taker& operator=(const Taker&) = delete;
+        ~Taker() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
+        std::size_t available() const noexcept { return static_cast<std::size_t>(top_ - pool_.free_.get()); }
+        /// A free buffer's index. Only while available() > 0: the caller's loop bound says so (a check
+        /// here would be one per buffer on the receive path).
+        std::uint32_t take() noexcept {
+            const std::uint32_t i = *--top_;
+            use_[i] = Use::taken;
+            return i;
+        }
+
+    private:
+        Pool& pool_;
+        Use* const use_;
+        std::uint32_t* top_;  // one past the free stack's top: a loop keeps one register for it, not two
+    };
+    /// Gives buffers back one at a time inside a caller's loop (a transmit ring's reclaim), with the
+    /// free stack in locals as in Taker. The count goes back to the pool when the Giver goes; the pool
+    /// is not used otherwise while one lives.
+    class Giver {
+    public:
+        explicit Giver(Pool& p) noexcept : pool_(p), use_(p.in_use_.get()), top_(p.free_.get() + p.free_count_), count_(p.count_) {}
+        Giver(const Giver&) = delete;
+        Giver& operator=(const Giver&) = delete;
+        ~Giver() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
+        /// Gives buffer `i` back; false (and nothing changes) for an index out of range or already free.
+        bool give(std::uint32_t i) noexcept {
+            if (i >= count_ || use_[i] != Use::taken) [[unlikely]]
+                return false;
+            use_[i] = Use::free;
+            *top_++ = i;  // room for every buffer: each index is on the stack at most once
+            return true;
+        }
+
+    private:
+        Pool& pool_;
+        Use* const use_;
+        std::uint32_t* top_;
+        const std::uint32_t count_;
+    };
     /// Bulk: gives back every buffer in `indices`; one out of range or already free is skipped (and
     /// counted in the return value, which is 0 when all went back).
     std::size_t give_many(std::span<const std::uint32_t> indices) noexcept {
+        Giver back(*this);
         std::size_t bad = 0;
         for (std::uint32_t i : indices)
-            if (!give(i)) [[unlikely]]
+            if (!back.give(i)) [[unlikely]]
                 ++bad;
         return bad;
     }
@@ -248,86 +297,6 @@ public:
             return bad_free(index);
         return {};
     }
-
-    // ---- Owned use: for a pool whose every handed-out index has exactly one owner that gives it back
-    // once (net::PacketPool: each index lives in one Packet, Burst or Slots entry, and moving one empties
-    // the source). These keep no per-buffer marks: the owners' types rule out a double give, as an
-    // owning pointer rules out a double free, and the marks' check and stores were 9 of the 72
-    // instructions e1000e spends forwarding a frame (bench/README.md). What stays checked: the free
-    // stack's bound (a give beyond it aborts instead of writing past it) and, when every buffer is back,
-    // that each index came back once (drained_once()). A pool is used one way throughout: owned, or
-    // through take/give/alloc/free above.
-
-    /// take() without the mark.
-    bool take_owned(std::uint32_t& index) noexcept {
-        if (free_count_ == 0) [[unlikely]]
-            return false;
-        index = free_[--free_count_];
-        return true;
-    }
-    /// give() of an index its owner took with an owned take, once. Aborts when every buffer is back
-    /// already (a second give of some index: a bug in the owner, caught before the stack overflows).
-    void give_owned(std::uint32_t index) noexcept {
-        if (free_count_ == count_) [[unlikely]]
-            overfull(1);
-        free_[free_count_++] = index;
-    }
-    /// take_many() without the marks.
-    std::size_t take_many_owned(std::span<std::uint32_t> out) noexcept {
-        const std::size_t n = std::min<std::size_t>(out.size(), free_count_);
-        copy_indices(free_.get() + (free_count_ - n), n, out.data());
-        free_count_ -= static_cast<std::uint32_t>(n);
-        return n;
-    }
-    /// give_owned() of each of `indices`.
-    void give_many_owned(std::span<const std::uint32_t> indices) noexcept {
-        if (indices.size() > count_ - free_count_) [[unlikely]]
-            overfull(indices.size());
-        copy_indices(indices.data(), indices.size(), free_.get() + free_count_);
-        free_count_ += static_cast<std::uint32_t>(indices.size());
-    }
-    /// Owned takes one at a time inside a caller's loop (a receive ring's refill, a buffer taken only
-    /// for a frame kept), with the free stack's top in a local: the loop's own stores cannot make the
-    /// compiler reload it, and nothing is taken ahead to be given back. The count goes back to the pool
-    /// when the Taker goes; the pool is not used otherwise while one lives.
-    class Taker {
-    public:
-        explicit Taker(Pool& p) noexcept : pool_(p), top_(p.free_.get() + p.free_count_) {}
-        Taker(const Taker&) = delete;
-        Taker& operator=(const Taker&) = delete;
-        ~Taker() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
-        std::size_t available() const noexcept { return static_cast<std::size_t>(top_ - pool_.free_.get()); }
-        /// A free buffer's index. Only while available() > 0: the caller's loop bound says so (a check
-        /// here would be one per buffer on the receive path).
-        std::uint32_t take() noexcept { return *--top_; }
-
-    private:
-        Pool& pool_;
-        std::uint32_t* top_;  // one past the free stack's top: a loop keeps one register for it, not two
-    };
-    /// Owned gives one at a time inside a caller's loop (a transmit ring's reclaim), as Taker. The
-    /// caller gives at most room() (its loop bound, checked once per loop, not per buffer).
-    class Giver {
-    public:
-        explicit Giver(Pool& p) noexcept : pool_(p), top_(p.free_.get() + p.free_count_) {}
-        Giver(const Giver&) = delete;
-        Giver& operator=(const Giver&) = delete;
-        ~Giver() { pool_.free_count_ = static_cast<std::uint32_t>(top_ - pool_.free_.get()); }
-        /// Gives that fit on the free stack: the buffers out.
-        std::size_t room() const noexcept { return pool_.count_ - static_cast<std::size_t>(top_ - pool_.free_.get()); }
-        /// Gives buffer `i` back. Only within room().
-        void give(std::uint32_t i) noexcept { *top_++ = i; }
-
-    private:
-        Pool& pool_;
-        std::uint32_t* top_;
-    };
-    /// For an owned pool whose buffers are all back: whether each index came back exactly once (false
-    /// when one came back twice, while another is still out). Linear in the pool's size: for its end.
-    bool drained_once() noexcept;
-
-    /// The ENOMEM alloc() returns when every buffer is in use (for an owned pool's own alloc).
-    std::unexpected<Error> exhausted() const;
     PoolBuffer buffer(std::uint32_t index) const noexcept {
         return PoolBuffer{index, region_.bytes().subspan(index * size_, size_), region_.iova() + index * size_};
     }
@@ -341,15 +310,8 @@ public:
 
 private:
     Pool(Region r, std::size_t size, std::uint32_t count);
+    std::unexpected<Error> exhausted() const;
     std::unexpected<Error> bad_free(std::uint32_t index) const;
-    [[noreturn]] void overfull(std::size_t gives) const noexcept;
-    // A few indices by a loop (a call to memmove costs more than a burst of one or two), many by memmove.
-    static void copy_indices(const std::uint32_t* from, std::size_t n, std::uint32_t* to) noexcept {
-        if (n < 8)
-            for (std::size_t k = 0; k < n; ++k) to[k] = from[k];
-        else
-            std::copy_n(from, n, to);
-    }
     Region region_;
     std::size_t size_;
     std::uint32_t count_;

@@ -121,12 +121,11 @@ public:
             leave();
             return detached_error();
         }
-        std::uint32_t i;
-        const bool ok = pool_.take_owned(i);
+        auto b = pool_.alloc();
         leave();
-        if (!ok) [[unlikely]]
-            return pool_.exhausted();
-        return Packet(this, i);
+        if (!b) [[unlikely]]
+            return std::unexpected(std::move(b.error()));
+        return Packet(this, b->index);
     }
     /// Fills out[0..n) with up to out.size() buffers (DPDK's rte_pktmbuf_alloc_bulk); returns n (0 once
     /// the device is gone).
@@ -134,7 +133,7 @@ public:
         unsigned n = 0;
         enter();
         if (!detached_.load(std::memory_order_relaxed)) [[likely]]
-            for (std::uint32_t i; n < out.size() && pool_.take_owned(i); ++n) out[n] = Packet(this, i);
+            for (std::uint32_t i; n < out.size() && pool_.take(i); ++n) out[n] = Packet(this, i);
         leave();
         return n;
     }
@@ -143,7 +142,7 @@ public:
     bool try_alloc(Packet& out) noexcept {
         std::uint32_t i;
         enter();
-        const bool ok = !detached_.load(std::memory_order_relaxed) && pool_.take_owned(i);
+        const bool ok = !detached_.load(std::memory_order_relaxed) && pool_.take(i);
         leave();
         if (ok) [[likely]]
             out = Packet(this, i);
@@ -156,7 +155,7 @@ public:
         unsigned n = 0;
         enter();
         if (!detached_.load(std::memory_order_relaxed)) [[likely]]
-            for (std::uint32_t i; n < max && pool_.take_owned(i); ++n) take(Packet(this, i));
+            for (std::uint32_t i; n < max && pool_.take(i); ++n) take(Packet(this, i));
         leave();
         return n;
     }
@@ -208,7 +207,6 @@ private:
     ~PacketPool() = default;
     static void last_reference_dropped(PacketPool* p) noexcept;
     static void give_back_detached(PacketPool* p, std::uint32_t index) noexcept;
-    bool all_back() noexcept;  // under the detach lock
     // The owner's fast path: busy while it touches the free list (see detach()).
     void enter() noexcept {
         owner_busy_.store(true, std::memory_order_relaxed);
@@ -333,12 +331,6 @@ public:
     /// (the device has not given it back). Returns how many.
     template <typename Describe>
     unsigned lend_front(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
-    /// lend_front into slots the device is done with, where a ring keeps what it sent until the slot
-    /// is used again (as DPDK's transmit rings do): a buffer a slot still holds goes back to its pool as
-    /// the packet takes its place, in the same loop (one owner section of this burst's pool). Lends n
-    /// packets, or size() when fewer.
-    template <typename Describe>
-    unsigned lend_front_replacing(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept;
     /// What a receive loop found in slot `slot` (Burst::harvest_each; slot numbers wrap): a frame of
     /// `len` bytes to keep, kDrop (a bad frame: its buffer stays in the slot), kNotASlot (the device
     /// named no slot of ours, an error the caller counts: nothing is taken or described), or kNotDone
@@ -515,48 +507,6 @@ unsigned Burst::lend_front(unsigned n, Slots& s, std::size_t first, Describe&& d
     return static_cast<unsigned>(k);
 }
 
-template <typename Describe>
-unsigned Burst::lend_front_replacing(unsigned n, Slots& s, std::size_t first, Describe&& describe) noexcept {
-    n = std::min(n, size());
-    if (!n) return 0;
-    PacketPool* const pool = pool_;
-    pool->enter();
-    // The n packets lent are this pool's and out, so n gives fit on its free stack (one per slot at
-    // most). Detached (its device going away): the old buffers go back one by one, under its lock.
-    if (pool->detached_.load(std::memory_order_relaxed) || n > pool->capacity() - pool->available()) [[unlikely]] {
-        pool->leave();
-        s.give_back(first, n);
-        return lend_front(n, s, first, describe);
-    }
-    const PacketLayout layout = pool->layout();
-    Slots::Entry* const entries = s.entries_.get();
-    const std::size_t mask = s.mask_, from = begin_;
-    {
-        dma::Pool::Giver back(pool->pool_);
-        auto lend = [&](auto slot_at) {
-            for (std::size_t k = 0; k < n; ++k) {
-                const std::size_t slot = slot_at(k);
-                Slots::Entry& e = entries[slot];
-                if (e.pool == pool) [[likely]]
-                    back.give(e.index);
-                else if (e.pool)
-                    (void)s.take(slot);  // another pool's buffer: back as a handle (that pool's owner section)
-                const std::uint32_t index = index_[from + k];
-                e = {pool, index};
-                describe(slot, layout.frame_iova(index), len_[from + k], layout.frame(index));
-            }
-        };
-        first &= mask;
-        if (first + n <= mask + 1)
-            lend([first](std::size_t i) { return first + i; });  // no wrap: no mask per slot
-        else
-            lend([first, mask](std::size_t i) { return (first + i) & mask; });
-    }
-    pool->leave();
-    begin_ = from + n;
-    return n;
-}
-
 template <typename Inspect, typename Describe>
 unsigned Burst::harvest(Slots& s, std::size_t first, unsigned n, Inspect&& inspect, Describe&& describe) noexcept {
     const std::size_t mask = s.mask_;
@@ -630,7 +580,7 @@ inline Result<unsigned> PacketPool::alloc_burst(Burst& b, unsigned n, std::size_
         leave();
         return detached_error();
     }
-    const auto got = static_cast<unsigned>(pool_.take_many_owned(std::span(b.index_ + b.end_, n)));
+    const auto got = static_cast<unsigned>(pool_.take_many(std::span(b.index_ + b.end_, n)));
     leave();
     std::fill_n(b.len_ + b.end_, got, static_cast<std::uint16_t>(len));
     b.end_ += got;
@@ -649,17 +599,13 @@ std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noe
     std::size_t done = 0;
     {
         dma::Pool::Giver back(pool_);
-        // Each slot holds its own buffer (Slots' owners), so the buffers this pool has out bound a run
-        // of its slots; a run beyond that ends early, and the slot after it, given back as a handle,
-        // aborts (a buffer in two slots).
-        n = std::min(n, back.room());
         if constexpr (std::is_same_v<std::remove_cvref_t<decltype(slot_of(0))>, Slots::InRange>) {
             // A run of slots that does not wrap: walked by one pointer.
             Slots::Entry* const from = entries + slot_of(0).number;
             Slots::Entry* e = from;
             for (Slots::Entry* const to = from + n; e != to && e->pool == this; ++e) {
                 e->pool = nullptr;
-                back.give(e->index);
+                (void)back.give(e->index);  // an index out of range or already free stays out
             }
             done = static_cast<std::size_t>(e - from);
         } else {
@@ -670,7 +616,7 @@ std::size_t PacketPool::give_back(Slots& s, std::size_t n, SlotOf&& slot_of) noe
                 Slots::Entry& e = entries[Slots::number(named, mask)];
                 if (e.pool != this) break;
                 e.pool = nullptr;
-                back.give(e.index);
+                (void)back.give(e.index);
             }
         }
     }
@@ -702,7 +648,7 @@ std::size_t Slots::give_back_each(std::size_t n, SlotOf&& slot_of) noexcept {
 inline void PacketPool::give_back(std::span<const std::uint32_t> indices) noexcept {
     enter();
     if (!detached_.load(std::memory_order_relaxed)) [[likely]] {
-        pool_.give_many_owned(indices);  // a burst is the only owner of its indices
+        (void)pool_.give_many(indices);  // cannot fail: a burst is the only owner of its indices
         leave();
         return;
     }
@@ -722,7 +668,7 @@ inline void Packet::release() noexcept {
     pool_ = nullptr;
     p->enter();
     if (!p->detached_.load(std::memory_order_relaxed)) [[likely]] {
-        p->pool_.give_owned(index_);  // a handle is the only owner of its index
+        (void)p->pool_.give(index_);  // cannot fail: a handle is the only owner of its index
         p->leave();
         return;
     }

@@ -5,8 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -251,28 +249,6 @@ std::unexpected<Error> Pool::exhausted() const {
 std::unexpected<Error> Pool::bad_free(std::uint32_t index) const {
     if (index >= count_) return fail(EINVAL, "DMA pool: buffer index {} is out of range ({} buffers)", index, count_);
     return fail(EINVAL, "DMA pool: buffer {} freed twice", index);
-}
-
-void Pool::overfull(std::size_t gives) const noexcept {
-    // Every taken index has one owner that gives it back once; more gives than buffers out means one
-    // came back twice. Writing past the stack would corrupt memory, and the buffer has two owners now.
-    std::fprintf(stderr, "udrv: DMA pool of %u buffers: %zu given back with %u out: a buffer was given back twice (a bug in its owner); aborting\n",
-                 count_, gives, count_ - free_count_);
-    std::abort();
-}
-
-bool Pool::drained_once() noexcept {
-    // The marks are unused in an owned pool (all free): borrowed here as the seen set, and cleared again.
-    bool once = free_count_ == count_;
-    std::uint32_t k = 0;
-    for (; once && k < free_count_; ++k) {
-        const std::uint32_t i = free_[k];
-        once = i < count_ && in_use_[i] == Use::free;
-        if (once) in_use_[i] = Use::taken;
-    }
-    for (std::uint32_t j = 0; j < k; ++j)
-        if (free_[j] < count_) in_use_[free_[j]] = Use::free;
-    return once;
 }
 
 Result<Streaming> Streaming::map(std::shared_ptr<Space> space, std::span<std::byte> memory, std::uint64_t limit) {

@@ -2,8 +2,6 @@
 // (detach, packets returned afterwards, the pool freed with its last packet).
 #include "udrv/packet.hpp"
 
-#include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -84,23 +82,10 @@ void PacketPool::detach() noexcept {
     while (owner_busy_.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
-// Are all of the pool's buffers back, so that it can go? The pool keeps no per-buffer marks (its
-// owners' types rule out a double give), so this is where one would show: a buffer given back twice
-// makes the count complete while its other owner still holds it, and would touch the pool once freed.
-bool PacketPool::all_back() noexcept {
-    if (pool_.available() != pool_.capacity()) return false;
-    if (!pool_.drained_once()) [[unlikely]] {
-        std::fprintf(stderr, "udrv: packet pool of %u buffers: a buffer came back twice (a bug in udrv's packet ownership); aborting\n",
-                     pool_.capacity());
-        std::abort();
-    }
-    return true;
-}
-
 void PacketPool::give_back_detached(PacketPool* p, std::uint32_t index) noexcept {
     std::lock_guard lock(detached_mu());
-    p->pool_.give_owned(index);
-    if (p->unreferenced_ && p->all_back()) delete p;
+    (void)p->pool_.free(index);
+    if (p->unreferenced_ && p->pool_.available() == p->pool_.capacity()) delete p;
 }
 
 // The last shared_ptr went (the driver's and every transmitting queue's). A pool whose packets are all
@@ -109,7 +94,7 @@ void PacketPool::give_back_detached(PacketPool* p, std::uint32_t index) noexcept
 void PacketPool::last_reference_dropped(PacketPool* p) noexcept {
     std::lock_guard lock(detached_mu());
     p->detached_.store(true, std::memory_order_relaxed);
-    if (p->all_back()) delete p;
+    if (p->pool_.available() == p->pool_.capacity()) delete p;
     else p->unreferenced_ = true;
 }
 

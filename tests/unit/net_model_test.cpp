@@ -561,57 +561,6 @@ TEST_F(NetOnModel, SlotsOwnTheBuffersLentToTheDevice) {
     EXPECT_TRUE(s.holds(0));
 }
 
-// A transmit ring that keeps what it sent until the slot is used again: lending into a slot gives back
-// the buffer it held, this pool's through the burst's owner section, another pool's as a handle; slot
-// numbers wrap. Once the pool is detached the old buffers still go back, one by one.
-TEST_F(NetOnModel, LendingIntoUsedSlotsGivesBackWhatTheyHeld) {
-    auto* v = add<udrv::virtio_net::VirtioNet>(std::make_shared<VirtioNetModel>());
-    auto* e = add<udrv::e1000e::E1000e>(std::make_shared<E1000eModel>());
-    ASSERT_NE(v, nullptr);
-    ASSERT_NE(e, nullptr);
-    auto pool = *v->tx_pool(0), other = *e->tx_pool(0);
-    const auto full = pool->available(), other_full = other->available();
-    const udrv::net::PacketLayout layout = pool->layout();
-    auto lend = [](udrv::net::Burst& b, udrv::net::Slots& s, unsigned n, std::size_t first) {
-        std::vector<std::pair<std::size_t, std::uint64_t>> described;
-        const unsigned lent = b.lend_front_replacing(n, s, first, [&](std::size_t slot, std::uint64_t at, std::uint16_t len, std::byte*) {
-            EXPECT_EQ(len, 100u);
-            described.emplace_back(slot, at);
-        });
-        EXPECT_EQ(lent, described.size());
-        return described;
-    };
-    {
-        udrv::net::Slots s(8);
-        s.put(6, *pool->alloc());
-        s.put(7, *other->alloc());
-        s.put(1, *pool->alloc());  // slot 0 stays empty
-        udrv::net::Burst b;
-        ASSERT_EQ(*pool->alloc_burst(b, 5, 100), 5u);
-        const auto described = lend(b, s, 4, 6);
-        ASSERT_EQ(described.size(), 4u);
-        const std::size_t slots[] = {6, 7, 0, 1};
-        for (std::size_t k = 0; k < 4; ++k) {
-            EXPECT_EQ(described[k].first, slots[k]);
-            EXPECT_EQ(s.frame_iova(slots[k], layout), described[k].second);
-        }
-        EXPECT_EQ(b.size(), 1u);
-        EXPECT_EQ(other->available(), other_full);
-        EXPECT_EQ(pool->available(), full - 5);  // four in the slots, one in the burst
-        EXPECT_EQ(lend(b, s, 3, 2).size(), 1u);  // no more than the burst holds
-        EXPECT_TRUE(b.empty());
-        EXPECT_EQ(lend(b, s, 3, 2).size(), 0u);
-        EXPECT_EQ(pool->available(), full - 5);
-
-        // Detached: the slots' old buffers go back under the pool's lock, the new ones take their place.
-        ASSERT_EQ(*pool->alloc_burst(b, 2, 100), 2u);
-        pool->detach();
-        EXPECT_EQ(lend(b, s, 2, 1).size(), 2u);
-        EXPECT_EQ(pool->available(), full - 5);  // slots 6, 7, 0, 1 and 2; what slots 1 and 2 held is back
-    }
-    EXPECT_EQ(pool->available(), full);
-}
-
 // At unbind the pools are detached: a burst gets nothing more, tx_burst and rx_burst through the handle
 // fail with ENODEV, and buffers a burst still holds stay readable and go back when it is dropped.
 TEST_F(NetOnModel, BurstsAfterUnbind) {
@@ -711,17 +660,6 @@ TEST_F(NetOnModel, ForwardingOnOnePortNeverRunsOutOfBuffers) {
     udrv::net::Burst kept;
     ASSERT_EQ(*v2->rx_burst(0, kept), 256u);
     EXPECT_EQ(forward(*v2, 32, 5000), "") << "virtio-net, batch 32, 256 frames kept aside";
-    // e1000e's transmit ring keeps what it sent until the slot comes round again: its receive gives
-    // those back when short.
-    auto em = std::make_shared<E1000eModel>("0000:00:0f.0");
-    auto* e2 = add<udrv::e1000e::E1000e>(em);
-    ASSERT_NE(e2, nullptr);
-    udrv::net::Burst kept_e[2];
-    for (auto& k : kept_e) {
-        for (unsigned i = 0; i < 150; ++i) ASSERT_TRUE(em->inject(frame));
-        ASSERT_EQ(*e2->rx_burst(0, k), 150u);
-    }
-    EXPECT_EQ(forward(*e2, 32, 5000), "") << "e1000e, batch 32, 300 frames kept aside";
 }
 
 // tx_done_cleanup gives back at once what a transmit ring still holds of what the device sent (a

@@ -184,17 +184,12 @@ Result<unsigned> E1000e::rx_burst(unsigned queue, net::Burst& out, unsigned max)
     RxDesc* const ring = rx_ring_->span().data();  // kRingSize descriptors, as many as rx_slots_
     const std::uint16_t next = rx_next_;
     if (!rx_done(dma::read_once(ring[next].wb))) return 0;  // nothing arrived: no harvest set up
-    const unsigned want = std::min(max, out.room());
-    // Short of replacements: the transmit ring may hold received frames sent back out, which only a
-    // transmit reusing their slots would give back otherwise.
-    if (rx_pool_->available() < want) [[unlikely]]
-        (void)give_back_sent_tx();
     const unsigned before = out.size();
     std::uint64_t errors = 0;
     // The harvest reads each write-back once, as one 64-bit word: the done bit and the length and errors
     // it vouches for arrive together (no barrier between them), and the first not written back ends it.
     const unsigned done = out.harvest(
-        rx_slots_, next, want,
+        rx_slots_, next, std::min(max, out.room()),
         [&](std::size_t slot) {
             // The device's word: a frame split over descriptors (we never asked for that), an error, or
             // a length beyond the buffer is dropped and counted, and its buffer goes back in the ring.
@@ -229,14 +224,11 @@ inline bool E1000e::tx_group_sent(std::uint16_t first) const noexcept {
            (tx_command(dma::read_once(tx_ring_->span()[first + kTxGroup - 1].command)).status & DESC_DD);
 }
 
-// Reclaims the descriptors of whole groups the device has sent: DD in a group's last descriptor (the one
-// with RS) means the device is done with all of it. tx_clean_ stays at a group start. The sent buffers
-// stay in their slots, from the tail up to tx_clean_, until a frame takes the slot and gives the old
-// one back in the same loop (Burst::lend_front_replacing, Slots::put), or give_back_sent_tx() (DPDK's
-// transmit rings keep theirs so too). Returns the free descriptors (one always stays unused: tail ==
-// clean means empty).
+// Reclaims whole groups the device has sent: DD in a group's last descriptor (the one with RS) means the
+// device is done with all of it; the buffers go back to their pools together. tx_clean_ stays at a group
+// start. Returns the free descriptors (one always stays unused: tail == clean means empty).
 unsigned E1000e::reclaim_tx() {
-    // Most calls find no whole group sent: they return here.
+    // Most calls find no whole group sent: they return here, without the set-up of giving back.
     if (!tx_group_sent(tx_clean_)) [[likely]]
         return kRingSize - 1 - tx_queued(tx_clean_);
     return reclaim_tx_groups();
@@ -244,24 +236,19 @@ unsigned E1000e::reclaim_tx() {
 
 unsigned E1000e::reclaim_tx_groups() {
     std::uint16_t clean = tx_clean_;
-    do clean = static_cast<std::uint16_t>((clean + kTxGroup) % kRingSize);
-    while (tx_group_sent(clean));
+    do {
+        tx_slots_.give_back(clean, kTxGroup);
+        clean = static_cast<std::uint16_t>((clean + kTxGroup) % kRingSize);
+    } while (tx_group_sent(clean));
     tx_clean_ = clean;
     return kRingSize - 1 - tx_queued(clean);
 }
 
-// Gives back now the buffers of frames the device has sent: the slots from the tail up to tx_clean_.
-// Returns how many.
-unsigned E1000e::give_back_sent_tx() {
-    (void)reclaim_tx();
-    const unsigned done = kRingSize - tx_queued(tx_clean_);
-    const std::size_t tail = tx_tail_;
-    return static_cast<unsigned>(done - tx_slots_.give_back_each(done, [tail](std::size_t k) { return tail + k; }));
-}
-
 Result<unsigned> E1000e::tx_done_cleanup(unsigned queue) {
     if (queue != 0) return fail(EINVAL, "{}: queue {} does not exist (1 queue)", dev_.name(), queue);
-    return give_back_sent_tx();
+    const unsigned queued = tx_queued(tx_clean_);
+    (void)reclaim_tx();
+    return queued - tx_queued(tx_clean_);
 }
 
 // The cmd byte's place in a transmit descriptor's second half, as one number (E1000e::TxDesc::command).
@@ -316,7 +303,7 @@ Result<unsigned> E1000e::tx_burst(unsigned queue, net::Burst& b) {
     if (b.empty()) return 0;
     if (auto ok = tx_pool_->accept_pool_for_tx(b.pool()); !ok) return std::unexpected(std::move(ok.error()).context(dev_.name()));
     TxDesc* const ring = tx_ring_->span().data();  // kRingSize descriptors, as many as tx_slots_
-    const unsigned n = b.lend_front_replacing(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte*) {
+    const unsigned n = b.lend_front(reclaim_tx(), tx_slots_, tx_tail_, [&](std::size_t slot, std::uint64_t iova, std::uint16_t len, std::byte*) {
         ring[slot] = tx_descriptor(iova, len);
     });
     ask_for_reports(tx_tail_, n);

@@ -79,7 +79,6 @@ private:
     Result<void> give_rx(std::uint16_t slot);
     unsigned reclaim_tx();
     [[gnu::noinline]] unsigned reclaim_tx_groups();
-    unsigned give_back_sent_tx();
     unsigned tx_queued(std::uint16_t from) const noexcept;
     bool tx_group_sent(std::uint16_t first) const noexcept;
     void ask_for_reports(std::uint16_t first, unsigned n) noexcept;
