@@ -18,8 +18,9 @@ namespace udrv::virtio_net {
 
 /// What a used-ring element says, checked before it is believed: the descriptor id must be one this
 /// driver has in flight (at most `last_id`, the ring's size - 1: what a loop over the ring keeps anyway,
-/// as its mask; `in_flight(id)` is asked only then), and a receive buffer's length must hold the `header` and at most `capacity` bytes after it (a buffer's size: far below
-/// 2^32, so a length short of the header, which wraps in the subtraction, is beyond it too).
+/// as its mask; `in_flight(id)` is asked only then), and a receive buffer's length must hold the
+/// `header` and at most `capacity` bytes after it (a buffer's size: far below 2^32, so a length short
+/// of the header, which wraps in the subtraction, is beyond it too).
 enum class UsedCheck { ok, bad_id, bad_length };
 template <typename InFlight>
 constexpr UsedCheck check_used(std::uint32_t id, std::uint32_t len, std::size_t last_id, InFlight&& in_flight, std::size_t header,
